@@ -1,0 +1,233 @@
+"""Causal features from `ta` indicators, returns, volatility and exogenous series.
+
+Every feature at bar t uses only bars <= t (proven by truncation tests). Values are made
+scale-free (ratios to price, oscillators / 100) so one model can see any price level.
+The forecast target lives apart from the features, in `make_target`.
+
+`ta` indicators left out because they fail the truncation test (see
+tests/test_features.py): KST (`trend_kst*`: its ROCs are padded with the mean of the
+whole series) and the "visual" Ichimoku spans (shifted into the future by design).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+
+import numpy as np
+import pandas as pd
+import ta
+
+from .data import DataError
+
+NON_CAUSAL_TA = (
+    "trend_kst", "trend_kst_diff", "trend_kst_sig",
+    "trend_visual_ichimoku_a", "trend_visual_ichimoku_b",
+)
+
+DEFAULT_FEATURES = (
+    "log_ret_1", "log_ret_5", "log_ret_20", "realized_vol",
+    "rsi", "macd", "macd_hist", "bb_pband", "bb_width", "atr",
+    "obv_slope", "ema_dist", "sma_dist", "stoch_k", "stoch_d",
+    "adx", "cci", "roc", "volume_z",
+)
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Which features to build and their windows (bars)."""
+
+    names: tuple[str, ...] = DEFAULT_FEATURES
+    rsi_window: int = 14
+    macd_fast: int = 12
+    macd_slow: int = 26
+    macd_signal: int = 9
+    bb_window: int = 20
+    bb_dev: float = 2.0
+    atr_window: int = 14
+    obv_window: int = 20
+    ema_window: int = 20
+    sma_window: int = 50
+    stoch_window: int = 14
+    stoch_smooth: int = 3
+    adx_window: int = 14
+    cci_window: int = 20
+    roc_window: int = 10
+    vol_window: int = 20
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "names", tuple(self.names))
+        unknown = [n for n in self.names if n not in FEATURES]
+        if unknown:
+            raise DataError(f"unknown feature(s) {unknown}; choose from {sorted(FEATURES)}.")
+        if not self.names:
+            raise DataError("features.names is empty; name at least one feature.")
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name.endswith(("_window", "_fast", "_slow", "_signal", "_smooth")) and value < 1:
+                raise DataError(f"features.{f.name} must be >= 1, got {value}.")
+
+
+def _log_ret(close: pd.Series, bars: int) -> pd.Series:
+    return np.log(close / close.shift(bars))
+
+
+def _ta_warmup_zero(series: pd.Series, bars: int) -> pd.Series:
+    """Blank the first `bars` values: some `ta` indicators emit 0 instead of NaN while warming up."""
+    out = series.astype("float64").copy()
+    out.iloc[:bars] = np.nan
+    return out
+
+
+def _obv_slope(o: pd.DataFrame, c: FeatureConfig) -> pd.Series:
+    obv = ta.volume.OnBalanceVolumeIndicator(o["Close"], o["Volume"]).on_balance_volume()
+    volume_sum = o["Volume"].rolling(c.obv_window).sum()
+    return (obv - obv.shift(c.obv_window)) / volume_sum.replace(0.0, np.nan)
+
+
+def _volume_z(o: pd.DataFrame, c: FeatureConfig) -> pd.Series:
+    logv = np.log1p(o["Volume"])
+    mean = logv.rolling(c.vol_window).mean()
+    std = logv.rolling(c.vol_window).std()
+    return (logv - mean) / std.replace(0.0, np.nan)
+
+
+FeatureFn = Callable[[pd.DataFrame, FeatureConfig], pd.Series]
+
+FEATURES: dict[str, FeatureFn] = {
+    "log_ret_1": lambda o, c: _log_ret(o["Close"], 1),
+    "log_ret_5": lambda o, c: _log_ret(o["Close"], 5),
+    "log_ret_20": lambda o, c: _log_ret(o["Close"], 20),
+    "realized_vol": lambda o, c: _log_ret(o["Close"], 1).rolling(c.vol_window).std()
+    * np.sqrt(252),
+    "rsi": lambda o, c: ta.momentum.RSIIndicator(o["Close"], c.rsi_window).rsi() / 100,
+    "macd": lambda o, c: ta.trend.MACD(
+        o["Close"], c.macd_slow, c.macd_fast, c.macd_signal).macd() / o["Close"],
+    "macd_hist": lambda o, c: ta.trend.MACD(
+        o["Close"], c.macd_slow, c.macd_fast, c.macd_signal).macd_diff() / o["Close"],
+    "bb_pband": lambda o, c: ta.volatility.BollingerBands(
+        o["Close"], c.bb_window, c.bb_dev).bollinger_pband(),
+    "bb_width": lambda o, c: ta.volatility.BollingerBands(
+        o["Close"], c.bb_window, c.bb_dev).bollinger_wband() / 100,
+    "atr": lambda o, c: _ta_warmup_zero(ta.volatility.AverageTrueRange(
+        o["High"], o["Low"], o["Close"], c.atr_window).average_true_range(),
+        c.atr_window) / o["Close"],
+    "obv_slope": _obv_slope,
+    "ema_dist": lambda o, c: o["Close"] / ta.trend.EMAIndicator(
+        o["Close"], c.ema_window).ema_indicator() - 1,
+    "sma_dist": lambda o, c: o["Close"] / ta.trend.SMAIndicator(
+        o["Close"], c.sma_window).sma_indicator() - 1,
+    "stoch_k": lambda o, c: ta.momentum.StochasticOscillator(
+        o["High"], o["Low"], o["Close"], c.stoch_window, c.stoch_smooth).stoch() / 100,
+    "stoch_d": lambda o, c: ta.momentum.StochasticOscillator(
+        o["High"], o["Low"], o["Close"], c.stoch_window, c.stoch_smooth).stoch_signal() / 100,
+    "adx": lambda o, c: _ta_warmup_zero(ta.trend.ADXIndicator(
+        o["High"], o["Low"], o["Close"], c.adx_window).adx(), 2 * c.adx_window) / 100,
+    "cci": lambda o, c: ta.trend.CCIIndicator(
+        o["High"], o["Low"], o["Close"], c.cci_window).cci() / 100,
+    "roc": lambda o, c: ta.momentum.ROCIndicator(o["Close"], c.roc_window).roc() / 100,
+    "volume_z": _volume_z,
+}
+
+
+def build_features(
+    ohlcv: pd.DataFrame,
+    config: FeatureConfig | None = None,
+    *,
+    exogenous: pd.DataFrame | None = None,
+    exog_lag: int | str = 1,
+    exog_prefix: str = "",
+    exog_transform: str = "level",
+) -> pd.DataFrame:
+    """Feature frame on the bars' index: one column per feature, warm-up rows left NaN.
+
+    `exogenous` (numeric series by date, e.g. macro) joins as-of with a publication lag:
+    an int delays by that many bars, a pandas offset such as "45D" by calendar time.
+    `exog_transform="diff"` uses bar-to-bar changes instead of levels.
+    Use `warmup_bars()` to learn how many leading rows are incomplete.
+    """
+    config = config or FeatureConfig()
+    missing = [c for c in ("Open", "High", "Low", "Close", "Volume") if c not in ohlcv.columns]
+    if missing:
+        raise DataError(f"build_features needs OHLCV columns; missing {missing}. "
+                        f"Load the data with load_ohlcv().")
+    columns = {}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for name in config.names:
+            series = FEATURES[name](ohlcv, config)
+            columns[name] = series.replace([np.inf, -np.inf], np.nan).astype("float64")
+    features = pd.DataFrame(columns, index=ohlcv.index)
+    if exogenous is not None:
+        joined = join_exogenous(ohlcv.index, exogenous, lag=exog_lag, transform=exog_transform)
+        features = features.join(joined.add_prefix(exog_prefix))
+    return features
+
+
+def join_exogenous(
+    index: pd.DatetimeIndex,
+    exogenous: pd.DataFrame,
+    *,
+    lag: int | str = 1,
+    transform: str = "level",
+) -> pd.DataFrame:
+    """Exogenous values as known at each bar: as-of join, each series forward-filled.
+
+    `lag` is the publication delay: an int counts bars (1 = a value dated d is first
+    used on the bar after d), a string is a calendar offset added to each value's date
+    ("45D" for quarterly data published about six weeks after the quarter ends).
+    """
+    if transform not in ("level", "diff"):
+        raise DataError(f"exog_transform={transform!r}; use 'level' or 'diff'.")
+    exog = exogenous.sort_index().ffill()
+    if isinstance(lag, str):
+        try:
+            offset = pd.tseries.frequencies.to_offset(lag)
+        except ValueError as exc:
+            raise DataError(f"publication lag {lag!r} is not a pandas offset such as "
+                            f"'45D' or '1B'; or give a number of bars.") from exc
+        exog = exog.set_axis(exog.index + offset)
+        bars_lag = 0
+    else:
+        if int(lag) < 0:
+            raise DataError(f"publication lag must be >= 0 bars, got {lag}.")
+        bars_lag = int(lag)
+    positions = exog.index.searchsorted(index, side="right") - 1
+    values = exog.to_numpy(dtype="float64")
+    out = np.full((len(index), values.shape[1]), np.nan)
+    known = positions >= 0
+    out[known] = values[positions[known]]
+    joined = pd.DataFrame(out, index=index, columns=exog.columns)
+    if bars_lag:
+        joined = joined.shift(bars_lag)
+    if transform == "diff":
+        joined = joined.diff()
+    return joined
+
+
+def warmup_bars(features: pd.DataFrame) -> int:
+    """Leading rows with at least one NaN feature: the warm-up a model must skip."""
+    complete = features.notna().all(axis=1).to_numpy()
+    if not complete.any():
+        return len(features)
+    return int(np.argmax(complete))
+
+
+def make_target(close: pd.Series, horizon: int = 1) -> pd.Series:
+    """Forward log return over `horizon` bars: log(close[t+h] / close[t]); NaN for the last h bars.
+
+    Known only at the close of bar t+h, so it is a label, never a feature.
+    """
+    if horizon < 1:
+        raise DataError(f"horizon must be >= 1 bar, got {horizon}.")
+    return np.log(close.shift(-horizon) / close).rename(f"fwd_log_ret_{horizon}")
+
+
+def exog_staleness_warning(index: pd.DatetimeIndex, exogenous: pd.DataFrame,
+                           label: str, max_gap_days: int = 120) -> str | None:
+    """A message when the exogenous data ends long before the bars do (values go stale)."""
+    gap = (index[-1] - exogenous.index.max()).days
+    if gap > max_gap_days:
+        return (f"{label} ends {exogenous.index.max().date()}, {gap} days before the bars "
+                f"end ({index[-1].date()}): its last value is carried forward that long. "
+                f"Use a series that covers the backtest (e.g. data/macro_us_daily.csv).")
+    return None

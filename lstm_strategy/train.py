@@ -1,0 +1,461 @@
+"""Walk-forward training: fit on the past, forecast the next `step` bars, repeat.
+
+The schedule is anchored at the start of the data: retrain bar R_k = first complete
+feature row + min_train_bars + k * step. Fold k fits its scaler on feature rows
+[train_start, R_k) and its model on labels whose horizon ends before R_k (purged:
+t + horizon < R_k), with the last part of that span held out, again purged, for early
+stopping. It then forecasts bars [R_k, R_k + step). Nothing in fold k depends on the
+data after R_k + step, so appending newer bars never changes an older forecast.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .model import ModelConfig, build_model
+from .predictor import Forecaster, load_checkpoint, resolve_device, save_checkpoint
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Walk-forward schedule and optimisation settings (bars unless said otherwise)."""
+
+    horizon: int = 1  # forecast the log return over this many bars
+    min_train_bars: int = 756  # first fold's training span (about 3 years of days)
+    train_window: int | None = None  # None = expanding window; else rolling, this many bars
+    step: int = 63  # retrain every `step` bars (about a quarter)
+    epochs: int = 30
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    batch_streams: int = 16  # parallel contiguous streams (sequence model)
+    bptt: int = 64  # truncated back-propagation length (sequence model)
+    burn_in: int = 20  # first steps of a cold stream that neither train nor forecast
+    context_bars: int = 250  # bars that warm the state before a fold's first forecast
+    batch_size: int = 256  # windows per batch (window model)
+    val_fraction: float = 0.15
+    patience: int = 5
+    warm_start: bool = False  # start fold k from fold k-1's weights
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        checks = {
+            "horizon": self.horizon >= 1, "min_train_bars": self.min_train_bars >= 20,
+            "step": self.step >= 1, "epochs": self.epochs >= 1, "lr": self.lr > 0,
+            "batch_streams": self.batch_streams >= 1, "bptt": self.bptt >= 2,
+            "burn_in": self.burn_in >= 0, "context_bars": self.context_bars >= 0,
+            "batch_size": self.batch_size >= 1, "val_fraction": 0 <= self.val_fraction < 0.5,
+            "patience": self.patience >= 1,
+            "train_window": self.train_window is None or self.train_window >= 20,
+        }
+        bad = [k for k, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError(f"train.{bad[0]}={getattr(self, bad[0])!r} is out of range "
+                             f"(horizon, step, epochs >= 1; min_train_bars >= 20; "
+                             f"0 <= val_fraction < 0.5; lr > 0).")
+
+
+@dataclass
+class Fold:
+    """One walk-forward fold: what it trained on, what it forecast, and the model."""
+
+    index: int
+    retrain_date: pd.Timestamp  # first bar forecast by this fold
+    end_date: pd.Timestamp  # last bar forecast by this fold
+    train_start: pd.Timestamp
+    last_label_date: pd.Timestamp  # latest bar whose label trained the model
+    label_end_date: pd.Timestamp  # latest bar any training label looks at (< retrain_date)
+    n_train: int
+    n_val: int
+    epochs_run: int
+    best_val_loss: float
+    forecaster: Forecaster = field(repr=False)
+
+
+@dataclass
+class _Panel:
+    """Complete feature rows of one series, compressed, with their positions in the data."""
+
+    x: np.ndarray  # [rows, features]
+    y: np.ndarray  # [rows]
+    pos: np.ndarray  # [rows] position in the full index
+
+
+def _panel(features: pd.DataFrame, target: pd.Series) -> _Panel:
+    if not features.index.equals(target.index):
+        raise ValueError("features and target must share one index; build both from the "
+                         "same bars.")
+    values = features.to_numpy(dtype=np.float64)
+    complete = np.isfinite(values).all(axis=1)
+    pos = np.flatnonzero(complete)
+    return _Panel(values[complete], target.to_numpy(dtype=np.float64)[complete], pos)
+
+
+def fold_schedule(n_bars: int, first_complete: int, config: TrainConfig) -> list[int]:
+    """Retrain positions R_k, anchored at the data start; independent of data after R_k."""
+    first = first_complete + config.min_train_bars
+    return list(range(first, n_bars, config.step))
+
+
+def _label_masks(panel: _Panel, rows: slice, retrain_pos: int, config: TrainConfig
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Train and validation label masks over `rows`, each purged by the horizon."""
+    pos = panel.pos[rows]
+    y = panel.y[rows]
+    known = np.isfinite(y) & (pos + config.horizon < retrain_pos)
+    n_val = int(round(len(pos) * config.val_fraction))
+    if n_val < 2:
+        return known, np.zeros_like(known)
+    val_start = pos[len(pos) - n_val]
+    train = known & (pos + config.horizon < val_start)
+    val = known & (pos >= val_start)
+    return train, val
+
+
+def _loss_fn(head: str) -> nn.Module:
+    return nn.BCEWithLogitsLoss(reduction="none") if head == "direction" else nn.MSELoss(
+        reduction="none")
+
+
+def _labels(y_scaled: torch.Tensor, head: str) -> torch.Tensor:
+    return (y_scaled > 0).float() if head == "direction" else y_scaled
+
+
+def _masked_mean(loss: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return (loss * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+def _epochs_sequence(model: nn.Module, x: torch.Tensor, y: torch.Tensor, train: torch.Tensor,
+                     val: torch.Tensor, config: TrainConfig, head: str,
+                     rng: np.random.Generator) -> Iterator[float]:
+    """Train a sequence model; yields the validation loss after each epoch.
+
+    The training span is cut into `batch_streams` contiguous streams run side by side,
+    each carrying its state across `bptt`-long chunks; the first `burn_in` steps of each
+    stream (cold state) carry no loss.
+    """
+    loss_fn = _loss_fn(head)
+    labels = _labels(y, head)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr,
+                                 weight_decay=config.weight_decay)
+    span = int(train.nonzero().max().item()) + 1 if train.any() else 0
+    streams = max(1, min(config.batch_streams, span // max(config.bptt + config.burn_in, 1)))
+    for _ in range(config.epochs):
+        model.train()
+        offset = int(rng.integers(0, max(1, min(config.bptt, span // (4 * streams) + 1))))
+        length = (span - offset) // streams
+        if length > config.burn_in:
+            cut = slice(offset, offset + streams * length)
+            xs = x[cut].reshape(streams, length, -1)
+            ls = labels[cut].reshape(streams, length)
+            ms = train[cut].reshape(streams, length).float()
+            ms[:, :config.burn_in] = 0.0
+            state = None
+            for start in range(0, length, config.bptt):
+                chunk = slice(start, start + config.bptt)
+                mask = ms[:, chunk]
+                out, state = model(xs[:, chunk], state)
+                state = tuple(s.detach() for s in state)
+                if mask.sum() == 0:
+                    continue
+                loss = _masked_mean(loss_fn(out, ls[:, chunk]), mask)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                optimizer.step()
+        yield _val_loss_sequence(model, x, labels, val, loss_fn)
+
+
+@torch.no_grad()
+def _val_loss_sequence(model: nn.Module, x: torch.Tensor, labels: torch.Tensor,
+                       val: torch.Tensor, loss_fn: nn.Module) -> float:
+    if not val.any():
+        return float("nan")
+    model.eval()
+    out, _ = model(x.unsqueeze(0))
+    return float(_masked_mean(loss_fn(out[0], labels), val.float()).item())
+
+
+def _epochs_window(model: nn.Module, x: torch.Tensor, y: torch.Tensor, train: torch.Tensor,
+                   val: torch.Tensor, config: TrainConfig, head: str, window: int,
+                   rng: np.random.Generator) -> Iterator[float]:
+    """Train a window model on shuffled mini-batches; yields the validation loss per epoch."""
+    loss_fn = _loss_fn(head)
+    labels = _labels(y, head)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr,
+                                 weight_decay=config.weight_decay)
+    if len(x) < window:
+        return
+    windows = x.unfold(0, window, 1).permute(0, 2, 1)  # window i ends at row i + window - 1
+    ends = torch.arange(window - 1, len(x), device=x.device)
+    train_idx = (ends[train[window - 1:]] - (window - 1)).cpu().numpy()
+    val_idx = (ends[val[window - 1:]] - (window - 1))
+    for _ in range(config.epochs):
+        model.train()
+        order = rng.permutation(train_idx)
+        for start in range(0, len(order), config.batch_size):
+            batch = torch.as_tensor(order[start:start + config.batch_size], device=x.device)
+            out = model(windows[batch])
+            loss = loss_fn(out, labels[batch + window - 1]).mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+        if len(val_idx) == 0:
+            yield float("nan")
+            continue
+        model.eval()
+        with torch.no_grad():
+            out = torch.cat([model(windows[val_idx[i:i + 1024]])
+                             for i in range(0, len(val_idx), 1024)])
+            yield float(loss_fn(out, labels[val_idx + window - 1]).mean().item())
+
+
+def train_forecaster(
+    panel: _Panel,
+    feature_names: list[str],
+    rows: slice,
+    retrain_pos: int,
+    model_config: ModelConfig,
+    config: TrainConfig,
+    device: torch.device,
+    seed: int,
+    init_state: dict | None = None,
+) -> tuple[Forecaster, dict]:
+    """Fit scaler and model on the panel rows `rows`, using only labels known before `retrain_pos`."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    x_raw = panel.x[rows]
+    train, val = _label_masks(panel, rows, retrain_pos, config)
+    mean = x_raw.mean(axis=0)
+    std = x_raw.std(axis=0)
+    std[~(std > 1e-12)] = 1.0
+    y_known = panel.y[rows][train]
+    target_std = float(y_known.std()) if len(y_known) > 1 and y_known.std() > 0 else 1.0
+    model = build_model(len(feature_names), model_config)
+    if init_state is not None:
+        model.load_state_dict(init_state)
+    forecaster = Forecaster(model, model_config, feature_names, mean, std, target_std,
+                            config.horizon, device)
+    x = forecaster._inputs(x_raw)
+    y = torch.as_tensor(np.nan_to_num(panel.y[rows] / target_std), dtype=torch.float32,
+                        device=device)
+    train_t = torch.as_tensor(train, device=device)
+    val_t = torch.as_tensor(val, device=device)
+    if model_config.kind == "sequence":
+        epochs = _epochs_sequence(model, x, y, train_t, val_t, config, model_config.head, rng)
+    else:
+        epochs = _epochs_window(model, x, y, train_t, val_t, config, model_config.head,
+                                model_config.window, rng)
+    best_loss, best_state, since_best, epochs_run = float("inf"), None, 0, 0
+    for val_loss in epochs:
+        epochs_run += 1
+        if not np.isfinite(val_loss):
+            continue  # no validation set: train every epoch, keep the last weights
+        if val_loss < best_loss - 1e-9:
+            best_loss, best_state, since_best = val_loss, copy.deepcopy(model.state_dict()), 0
+        else:
+            since_best += 1
+            if since_best >= config.patience:
+                break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    pos = panel.pos[rows]
+    labelled = pos[train | val]
+    info = {
+        "n_train": int(train.sum()), "n_val": int(val.sum()), "epochs_run": epochs_run,
+        "best_val_loss": best_loss if best_state is not None else float("nan"),
+        "train_start_pos": int(pos[0]),
+        "last_label_pos": int(labelled.max()) if len(labelled) else -1,
+    }
+    return forecaster, info
+
+
+class WalkForwardResult:
+    """Out-of-sample forecasts of every fold, the folds' models, and a streaming view."""
+
+    def __init__(self, index: pd.DatetimeIndex, folds: list[Fold], predictions: pd.Series,
+                 model_config: ModelConfig, train_config: TrainConfig) -> None:
+        self.index = index
+        self.folds = folds
+        self.predictions = predictions
+        self.model_config = model_config
+        self.train_config = train_config
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return self.folds[0].forecaster.feature_names if self.folds else ()
+
+    @property
+    def first_forecast_date(self) -> pd.Timestamp | None:
+        return self.folds[0].retrain_date if self.folds else None
+
+    def fold_table(self) -> pd.DataFrame:
+        """One row per fold: dates, sample counts, epochs and validation loss."""
+        rows = [{k: v for k, v in vars(f).items() if k != "forecaster"} for f in self.folds]
+        return pd.DataFrame(rows).set_index("index") if rows else pd.DataFrame()
+
+    def stream(self) -> WalkForwardStream:
+        """Streaming forecasts with the same fold models, switched at each retrain date."""
+        return WalkForwardStream(self)
+
+    def save(self, path: str | Path, **meta: object) -> None:
+        """Checkpoint every fold's model with its scaler, dates and the configs."""
+        save_checkpoint(path, {
+            "kind": "walk_forward",
+            "model_config": asdict(self.model_config),
+            "train_config": asdict(self.train_config),
+            "index": torch.as_tensor(self.index.asi8),
+            "predictions": torch.as_tensor(self.predictions.to_numpy()),
+            "folds": [{**{k: (v.value if isinstance(v, pd.Timestamp) else v)
+                          for k, v in vars(f).items() if k != "forecaster"},
+                       "forecaster": f.forecaster.to_dict()} for f in self.folds],
+            "meta": meta,
+        })
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> WalkForwardResult:
+        blob = load_checkpoint(path, "walk_forward")
+        index = pd.DatetimeIndex(blob["index"].numpy().astype("datetime64[ns]"), name="Date")
+        folds = []
+        for f in blob["folds"]:
+            dates = {k: pd.Timestamp(f[k]) for k in
+                     ("retrain_date", "end_date", "train_start", "last_label_date",
+                      "label_end_date")}
+            rest = {k: f[k] for k in ("index", "n_train", "n_val", "epochs_run",
+                                      "best_val_loss")}
+            folds.append(Fold(**rest, **dates,
+                              forecaster=Forecaster.from_dict(f["forecaster"], device)))
+        predictions = pd.Series(blob["predictions"].numpy(), index=index, name="forecast")
+        return cls(index, folds, predictions, ModelConfig(**blob["model_config"]),
+                   TrainConfig(**blob["train_config"]))
+
+
+class WalkForwardStream:
+    """Bar-by-bar forecasts from the walk-forward models, for live feeds and streaming backtests.
+
+    Call `step(date, row)` once per bar in date order. At each retrain date the next
+    fold's model takes over, its state warmed on the last `context_bars` complete rows
+    (kept in a buffer), exactly as the batch forecasts are made.
+    """
+
+    def __init__(self, result: WalkForwardResult) -> None:
+        self.result = result
+        context = max(result.train_config.context_bars, result.model_config.window)
+        self._buffer: deque[np.ndarray] = deque(maxlen=context)
+        self._next_fold = 0
+        self._stream = None
+        self._context = result.train_config.context_bars
+
+    def step(self, date: pd.Timestamp, row: np.ndarray) -> float:
+        """Forecast for the bar at `date` from its raw feature row (NaN before the first fold)."""
+        row = np.asarray(row, dtype=np.float64)
+        folds = self.result.folds
+        while self._next_fold < len(folds) and date >= folds[self._next_fold].retrain_date:
+            forecaster = folds[self._next_fold].forecaster
+            self._stream = forecaster.stream()
+            rows = np.array(self._buffer) if self._buffer else np.empty((0, len(row)))
+            if forecaster.model_config.kind == "sequence":
+                rows = rows[len(rows) - min(len(rows), self._context):]
+            else:
+                rows = rows[len(rows) - min(len(rows), forecaster.model_config.window - 1):]
+            self._stream.warm(rows)
+            self._next_fold += 1
+        complete = bool(np.isfinite(row).all())
+        forecast = self._stream.step(row) if self._stream is not None else float("nan")
+        if complete:
+            self._buffer.append(row)
+        return forecast
+
+
+def walk_forward(
+    features: pd.DataFrame,
+    target: pd.Series,
+    model_config: ModelConfig | None = None,
+    train_config: TrainConfig | None = None,
+    *,
+    device: str | torch.device = "auto",
+    progress: bool | None = None,
+) -> WalkForwardResult:
+    """Train fold by fold and return out-of-sample forecasts on the features' index.
+
+    `target` is the label series from `make_target` (forward log return over
+    `train_config.horizon` bars). Forecasts before the first retrain date are NaN.
+    """
+    model_config = model_config or ModelConfig()
+    config = train_config or TrainConfig()
+    device = resolve_device(device)
+    panel = _panel(features, target)
+    names = [str(c) for c in features.columns]
+    predictions = np.full(len(features), np.nan)
+    if len(panel.pos) == 0:
+        raise ValueError("no complete feature row: every row has a NaN feature.")
+    retrains = fold_schedule(len(features), int(panel.pos[0]), config)
+    if not retrains:
+        raise ValueError(f"{len(features)} bars leave no out-of-sample bar after "
+                         f"{int(panel.pos[0])} warm-up + {config.min_train_bars} training "
+                         f"bars (train.min_train_bars); supply more history or lower it.")
+    folds: list[Fold] = []
+    init_state = None
+    lookback = config.context_bars if model_config.kind == "sequence" else model_config.window - 1
+    bar = tqdm(retrains, desc="walk-forward folds", unit="fold", leave=False,
+               disable=None if progress is None else not progress)
+    for k, retrain_pos in enumerate(bar):
+        end_pos = min(retrain_pos + config.step, len(features))
+        first_row = int(np.searchsorted(panel.pos, retrain_pos))
+        stop_row = int(np.searchsorted(panel.pos, end_pos))
+        start_pos = 0 if config.train_window is None else retrain_pos - config.train_window
+        train_rows = slice(int(np.searchsorted(panel.pos, start_pos)), first_row)
+        if train_rows.stop - train_rows.start < 2:
+            continue
+        forecaster, info = train_forecaster(
+            panel, names, train_rows, retrain_pos, model_config, config, device,
+            seed=config.seed + k, init_state=init_state if config.warm_start else None)
+        if config.warm_start:
+            init_state = copy.deepcopy(forecaster.model.state_dict())
+        context_row = max(0, first_row - lookback)
+        if stop_row > first_row:
+            out = forecaster.forecast_rows(panel.x[context_row:stop_row])
+            predictions[panel.pos[first_row:stop_row]] = out[first_row - context_row:]
+        index = features.index
+        folds.append(Fold(
+            index=k, retrain_date=index[retrain_pos], end_date=index[end_pos - 1],
+            train_start=index[info["train_start_pos"]],
+            last_label_date=index[max(info["last_label_pos"], 0)],
+            label_end_date=index[max(info["last_label_pos"], 0) + config.horizon],
+            n_train=info["n_train"], n_val=info["n_val"], epochs_run=info["epochs_run"],
+            best_val_loss=info["best_val_loss"], forecaster=forecaster))
+        bar.set_postfix(epochs=info["epochs_run"], val=f"{info['best_val_loss']:.3g}")
+    return WalkForwardResult(features.index, folds,
+                             pd.Series(predictions, index=features.index, name="forecast"),
+                             model_config, config)
+
+
+def fit_forecaster(
+    features: pd.DataFrame,
+    target: pd.Series,
+    model_config: ModelConfig | None = None,
+    train_config: TrainConfig | None = None,
+    *,
+    device: str | torch.device = "auto",
+) -> Forecaster:
+    """One model on every label known by the last bar (for live use after a backtest)."""
+    model_config = model_config or ModelConfig()
+    config = train_config or TrainConfig()
+    panel = _panel(features, target)
+    start = 0 if config.train_window is None else len(features) - config.train_window
+    rows = slice(int(np.searchsorted(panel.pos, start)), len(panel.pos))
+    forecaster, _ = train_forecaster(panel, [str(c) for c in features.columns], rows,
+                                     len(features), model_config, config,
+                                     resolve_device(device), seed=config.seed)
+    return forecaster
