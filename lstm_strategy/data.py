@@ -71,7 +71,8 @@ def _read_table(path: Path) -> pd.DataFrame:
                         f"'Date,Open,High,Low,Close,Volume'.") from exc
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"{path}: cannot be parsed as {'parquet' if suffix in ('.parquet', '.pq') else 'CSV'} "
+        kind = "parquet" if suffix in (".parquet", ".pq") else "CSV"
+        raise DataError(f"{path}: cannot be parsed as {kind} "
                         f"({first}). Check that it is a comma-separated text file with one "
                         f"header line.") from exc
 

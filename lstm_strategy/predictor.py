@@ -236,8 +236,9 @@ def load_checkpoint(path: str | Path, kind: str) -> dict:
     except Exception as exc:  # torch raises several types for a corrupt or unsafe file
         raise CheckpointError(f"{path}: not a readable lstm-strategy checkpoint ({exc}).") from exc
     if not isinstance(blob, dict) or blob.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path}: checkpoint format {blob.get('format') if isinstance(blob, dict) else None!r}"
-                              f", this version reads format {CHECKPOINT_FORMAT}. Re-train and save again.")
+        found = blob.get("format") if isinstance(blob, dict) else None
+        raise CheckpointError(f"{path}: checkpoint format {found!r}, this version reads format "
+                              f"{CHECKPOINT_FORMAT}. Re-train and save again.")
     saved = str(blob.get("version"))
     if saved.split(".")[:2] != __version__.split(".")[:2]:
         raise CheckpointError(f"{path}: written by lstm-strategy {saved}, this is {__version__}; "

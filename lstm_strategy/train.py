@@ -112,7 +112,7 @@ def _label_masks(panel: _Panel, rows: slice, retrain_pos: int, config: TrainConf
     pos = panel.pos[rows]
     y = panel.y[rows]
     known = np.isfinite(y) & (pos + config.horizon < retrain_pos)
-    n_val = int(round(len(pos) * config.val_fraction))
+    n_val = round(len(pos) * config.val_fraction)
     if n_val < 2:
         return known, np.zeros_like(known)
     val_start = pos[len(pos) - n_val]
@@ -315,8 +315,8 @@ class WalkForwardResult:
             "kind": "walk_forward",
             "model_config": asdict(self.model_config),
             "train_config": asdict(self.train_config),
-            "index": torch.as_tensor(self.index.asi8),
-            "predictions": torch.as_tensor(self.predictions.to_numpy()),
+            "index": torch.tensor(self.index.asi8),
+            "predictions": torch.tensor(self.predictions.to_numpy()),
             "folds": [{**{k: (v.value if isinstance(v, pd.Timestamp) else v)
                           for k, v in vars(f).items() if k != "forecaster"},
                        "forecaster": f.forecaster.to_dict()} for f in self.folds],

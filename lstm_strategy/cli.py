@@ -1,0 +1,157 @@
+"""`lstm-backtest`: run an experiment from a YAML config, or check one without training."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import __version__
+from .config import CONFIG_DIR, ConfigError, ExperimentConfig, load_config
+from .data import DataError
+from .predictor import CheckpointError
+
+EXIT_BAD_INPUT = 2
+
+_EPILOG = f"""\
+examples:
+  lstm-backtest run                                  default experiment on data/AAPL.csv
+  lstm-backtest run --config strategies/lstm_long_short.yaml
+  lstm-backtest run --data data/MSFT.csv --set train.epochs=10 --out runs/msft
+  lstm-backtest check --config my.yaml               validate config and data, no training
+
+ready configs: {CONFIG_DIR}
+exit status: 0 success, 2 bad input (config, data, output folder), 1 anything else
+"""
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="FILE.yaml",
+                        help="experiment config (default: the built-in default experiment)")
+    parser.add_argument("--data", nargs="+", metavar="FILE",
+                        help="OHLCV CSV/parquet file(s), one per ticker (overrides data.paths)")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"],
+                        help="where the model runs (default: config's device, auto)")
+    parser.add_argument("--seed", type=int, help="random seed (train.seed)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE",
+                        help="override one config key, e.g. --set train.epochs=5 "
+                             "(repeatable; the value is read as YAML)")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback on errors")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for tests and docs)."""
+    parser = argparse.ArgumentParser(
+        prog="lstm-backtest",
+        description="Walk-forward LSTM forecasts traded in backtrader, reported against "
+                    "buy & hold, an SMA crossover and a naive forecast.",
+        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    run = sub.add_parser(
+        "run", help="train walk-forward, backtest, write a run folder",
+        description="Train the forecaster walk-forward (never on data after the forecast "
+                    "date), backtest LSTMStrategy and the baselines with the configured "
+                    "costs, and write a run folder: metrics.json, equity.csv, trades.csv, "
+                    "orders.csv, predictions.csv, folds.csv, config.yaml, PNG charts, "
+                    "report.html. The folder appears only when complete.",
+        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _common(run)
+    run.add_argument("--out", metavar="DIR",
+                     help="run folder to write (default: runs/NAME-YYYYmmdd-HHMMSS)")
+    run.add_argument("--overwrite", action="store_true",
+                     help="replace --out if it exists (whole, after the new run is written)")
+    run.add_argument("--quiet", action="store_true", help="no progress output")
+    check = sub.add_parser(
+        "check", help="validate a config and its data without training",
+        description="Load and validate the config and every data file, build the "
+                    "features and print what a run would do (bars, warm-up, folds).")
+    _common(check)
+    return parser
+
+
+def _config(args: argparse.Namespace) -> ExperimentConfig:
+    top = {"device": args.device, "train.seed": args.seed}
+    if args.data:
+        top["data.paths"] = list(args.data)
+    return load_config(args.config, args.overrides, **top)
+
+
+def _check(args: argparse.Namespace) -> int:
+    from .run import load_experiment_data
+    from .train import fold_schedule
+
+    config = _config(args)
+    bars, features, notes = load_experiment_data(config)
+    for ticker, frame in bars.items():
+        feats = features[ticker]
+        first = int(feats.notna().all(axis=1).to_numpy().argmax())
+        folds = fold_schedule(len(frame), first, config.train)
+        print(f"{ticker}: {len(frame)} bars {frame.index[0].date()}..{frame.index[-1].date()}, "
+              f"{feats.shape[1]} features, {len(folds)} walk-forward folds, first forecast "
+              f"{frame.index[folds[0]].date()}")
+    for note in notes:
+        print(f"note: {note}")
+    print("config and data are valid.")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .report import RunFolderExists, write_run
+    from .run import run_experiment
+
+    config = _config(args)
+    out = Path(args.out) if args.out else Path("runs") / (
+        f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.overwrite:
+        raise RunFolderExists(f"{out} already holds files; choose another --out or pass "
+                              f"--overwrite.")
+    say = (lambda message: None) if args.quiet else (
+        lambda message: print(f"[lstm-backtest] {message}", file=sys.stderr, flush=True))
+    started = time.perf_counter()
+    result = run_experiment(config, progress=None if not args.quiet else False, log=say)
+    say(f"writing {out}")
+    write_run(result, out, overwrite=args.overwrite)
+    table = result.summary_table()
+    print(f"\n{config.name}: {', '.join(result.bars)} from {result.trade_start.date()}, "
+          f"{time.perf_counter() - started:.1f}s")
+    print(table.to_string(float_format=lambda v: f"{v:,.3f}"))
+    forecast = result.forecast_metrics
+    if "model" in forecast:
+        print(f"forecast directional accuracy {forecast['model']['directional_accuracy']:.3f} "
+              f"(naive last return {forecast['naive_last']['directional_accuracy']:.3f}), "
+              f"IC {forecast['model']['ic'] or float('nan'):.3f}")
+    print(f"report: {out / 'report.html'}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_BAD_INPUT
+    from .report import RunFolderExists
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return _check(args) if args.command == "check" else _run(args)
+    except (ConfigError, DataError, CheckpointError, RunFolderExists) as exc:
+        if args.debug:
+            raise
+        print(f"lstm-backtest: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("lstm-backtest: interrupted; no run folder was written.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,306 @@
+"""One YAML file = one experiment: data, features, model, training, strategy, broker.
+
+Each concern is a small frozen dataclass with defaults; `load_config` maps a YAML file
+(plus `key.sub=value` overrides) onto them. Unknown keys, wrong types and values outside
+the allowed set are errors that name the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass, replace
+from pathlib import Path
+
+import yaml
+
+from .features import FeatureConfig
+from .model import ModelConfig
+from .train import TrainConfig
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+CONFIG_DIR = PROJECT_ROOT / "strategies"
+
+
+class ConfigError(ValueError):
+    """A config that cannot run: the message names the key and the allowed values."""
+
+
+def _one_of(key: str, value: object, allowed: tuple) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key}={value!r} is not allowed; use one of {list(allowed)}.")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the bars and exogenous series come from and how tickers are aligned."""
+
+    paths: tuple[str, ...] = ("data/AAPL.csv",)
+    align: str = "inner"  # inner | ffill | strict (see load_many)
+    start: str | None = None  # first date used (ISO), None = all
+    end: str | None = None  # last date used (ISO), None = all
+    macro: str | None = "data/macro_us_daily.csv"  # None = no exogenous series
+    macro_lag: int | str = 1  # bars, or a calendar offset such as "45D"
+    macro_transform: str = "level"  # level | diff
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "paths", tuple(self.paths))
+        if not self.paths:
+            raise ConfigError("data.paths is empty; list at least one CSV or parquet file.")
+        _one_of("data.align", self.align, ("inner", "ffill", "strict"))
+        _one_of("data.macro_transform", self.macro_transform, ("level", "diff"))
+
+
+@dataclass(frozen=True)
+class StrategyConfig:
+    """LSTMStrategy's params (see strategy.py) plus the forecast mode."""
+
+    mode: str = "batch"  # batch: precomputed forecasts; stream: one LSTM step per bar
+    entry_threshold: float = 0.0
+    exit_threshold: float = 0.0
+    zscore_window: int = 0
+    allow_short: bool = False
+    sizing: str = "fixed"
+    fraction: float = 0.95
+    target_vol: float = 0.15
+    vol_window: int = 20
+    confidence_scale: float = 0.0
+    max_position: float = 1.0
+    stop_loss: float = 0.0
+    take_profit: float = 0.0
+    min_hold_bars: int = 0
+    rebalance_band: float = 0.05
+
+    def __post_init__(self) -> None:
+        _one_of("strategy.mode", self.mode, ("batch", "stream"))
+        _one_of("strategy.sizing", self.sizing, ("fixed", "vol_target", "confidence"))
+        if not 0 < self.fraction <= self.max_position:
+            raise ConfigError(f"strategy.fraction={self.fraction} must be in (0, "
+                              f"max_position={self.max_position}].")
+        if self.exit_threshold > self.entry_threshold:
+            raise ConfigError("strategy.exit_threshold must be <= strategy.entry_threshold.")
+        if self.sizing == "confidence" and self.confidence_scale <= 0:
+            raise ConfigError("strategy.sizing=confidence needs strategy.confidence_scale > 0.")
+        for key in ("stop_loss", "take_profit", "min_hold_bars", "zscore_window"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"strategy.{key} must be >= 0.")
+
+    def params(self) -> dict:
+        """Keyword params for LSTMStrategy."""
+        out = asdict(self)
+        out.pop("mode")
+        return out
+
+
+@dataclass(frozen=True)
+class BrokerConfig:
+    """backtrader broker: starting cash, costs and when orders fill."""
+
+    cash: float = 100_000.0
+    commission_bps: float = 5.0  # per side, on traded value
+    slippage_bps: float = 2.0  # price moved against each fill
+    fill: str = "next_open"  # next_open | close (cheat-on-close: fill at the signal bar's close)
+
+    def __post_init__(self) -> None:
+        _one_of("broker.fill", self.fill, ("next_open", "close"))
+        if self.cash <= 0 or self.commission_bps < 0 or self.slippage_bps < 0:
+            raise ConfigError("broker.cash must be > 0; commission_bps and slippage_bps >= 0.")
+
+
+@dataclass(frozen=True)
+class BaselineConfig:
+    """The baselines reported beside the model."""
+
+    sma_fast: int = 20
+    sma_slow: int = 50
+
+    def __post_init__(self) -> None:
+        if not 0 < self.sma_fast < self.sma_slow:
+            raise ConfigError("baselines need 0 < sma_fast < sma_slow.")
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """What a run writes besides the contract's files."""
+
+    charts: bool = True
+    save_models: bool = True
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """A whole experiment; `lstm-backtest run` with no arguments runs the defaults."""
+
+    name: str = "default"
+    device: str = "auto"  # auto | cpu | cuda | mps
+    data: DataConfig = field(default_factory=DataConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    strategy: StrategyConfig = field(default_factory=StrategyConfig)
+    broker: BrokerConfig = field(default_factory=BrokerConfig)
+    baselines: BaselineConfig = field(default_factory=BaselineConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
+
+    def __post_init__(self) -> None:
+        _one_of("device", self.device.split(":")[0], ("auto", "cpu", "cuda", "mps"))
+
+    def to_dict(self) -> dict:
+        """Plain data (lists, not tuples) for YAML."""
+        return _plain(asdict(self))
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _type_name(annotation: object) -> str:
+    return getattr(annotation, "__name__", str(annotation)).replace("NoneType", "null")
+
+
+def _coerce(value: object, annotation: object, key: str) -> object:
+    """Check `value` against a field's annotation; returns it (lists become tuples)."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(annotation):
+            try:
+                return _coerce(value, option, key)
+            except ConfigError:
+                continue
+        names = " or ".join(_type_name(a) for a in typing.get_args(annotation))
+        raise ConfigError(f"{key}={value!r} must be {names}.")
+    if annotation is type(None):
+        if value is None:
+            return None
+        raise ConfigError(f"{key} must be null.")
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{key} must be a list, got {value!r}.")
+        item = typing.get_args(annotation)[0]
+        return tuple(_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value))
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}={value!r} must be true or false.")
+    if annotation is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}={value!r} must be a whole number.")
+    if annotation is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{key}={value!r} must be a number.")
+    if annotation is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{key}={value!r} must be a string.")
+    if is_dataclass(annotation):
+        return _build(annotation, value, key)
+    raise ConfigError(f"{key}: unsupported type {annotation!r}.")  # pragma: no cover
+
+
+def _build(cls: type, values: object, prefix: str) -> object:
+    if not isinstance(values, dict):
+        raise ConfigError(f"{prefix or 'config'} must be a mapping of keys to values, got "
+                          f"{values!r}.")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in fields(cls)]
+    unknown = [k for k in values if k not in names]
+    if unknown:
+        where = f"{prefix}." if prefix else ""
+        raise ConfigError(f"unknown key {where}{unknown[0]}; allowed keys "
+                          f"{'in ' + prefix if prefix else 'at the top level'}: {names}.")
+    kwargs = {}
+    for f in fields(cls):
+        if f.name in values:
+            key = f"{prefix}.{f.name}" if prefix else f.name
+            kwargs[f.name] = _coerce(values[f.name], hints[f.name], key)
+        elif f.default is MISSING and f.default_factory is MISSING:  # pragma: no cover
+            raise ConfigError(f"{prefix}.{f.name} is required.")
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except ValueError as exc:  # a section's own range checks
+        message = str(exc)
+        raise ConfigError(message if prefix and message.startswith(prefix)
+                          else f"{prefix or 'config'}: {message}") from exc
+
+
+def _set_dotted(tree: dict, dotted: str, value: object) -> None:
+    parts = dotted.split(".")
+    node = tree
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {dotted}: {part} is not a section.")
+        node = child
+    node[parts[-1]] = value
+
+
+def parse_override(text: str) -> tuple[str, object]:
+    """'train.epochs=5' -> ('train.epochs', 5): the value is read as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: write key=value, e.g. --set train.epochs=5.")
+    key, raw = text.split("=", 1)
+    try:
+        return key.strip(), yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {text!r}: the value is not valid YAML ({exc}).") from exc
+
+
+def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] = (),
+                **top: object) -> ExperimentConfig:
+    """The experiment from a YAML file (or the defaults), with `key=value` overrides applied."""
+    tree: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.exists():
+            raise ConfigError(f"{path}: no such config file. Ready configs are in "
+                              f"{CONFIG_DIR}.")
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]}).") from exc
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping (key: value).")
+        tree = loaded
+    for item in overrides:
+        key, value = parse_override(item)
+        _set_dotted(tree, key, value)
+    for key, value in top.items():
+        if value is not None:
+            _set_dotted(tree, key, value)
+    try:
+        return _build(ExperimentConfig, tree, "")
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}" if path is not None else str(exc)) from None
+
+
+def dump_config(config: ExperimentConfig) -> str:
+    """The resolved config as YAML (what a run folder's config.yaml holds)."""
+    return yaml.safe_dump(config.to_dict(), sort_keys=False)
+
+
+def resolve_path(path: str | Path) -> Path:
+    """A data path as given if it exists from here, else under the project root."""
+    path = Path(path)
+    if path.is_absolute() or path.exists():
+        return path
+    candidate = PROJECT_ROOT / path
+    return candidate if candidate.exists() else path
+
+
+def with_overrides(config: ExperimentConfig, **sections: dict) -> ExperimentConfig:
+    """A copy of `config` with some keys of some sections replaced (validated again)."""
+    tree = config.to_dict()
+    for section, values in sections.items():
+        for key, value in values.items():
+            _set_dotted(tree, f"{section}.{key}", value)
+    return replace(_build(ExperimentConfig, tree, ""))

@@ -1,0 +1,133 @@
+"""Forecast quality and strategy performance, as plain functions of series.
+
+Forecast metrics always come with the naive forecasts beside them (zero return, last
+return), so a report says whether the model beat doing nothing clever.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+
+def _clean(value: float) -> float | None:
+    """JSON-friendly float: NaN/inf become None."""
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def forecast_metrics(prediction: pd.Series, target: pd.Series, *, center: float = 0.0,
+                     head: str = "regression") -> dict:
+    """RMSE, MAE, directional accuracy and IC (Spearman rank correlation) where both exist.
+
+    Directional accuracy counts bars where (prediction > center) equals (target > 0). For
+    a direction head (up-probabilities) RMSE and MAE are not defined and come back None.
+    """
+    both = pd.concat([prediction.rename("p"), target.rename("t")], axis=1).dropna()
+    p, t = both["p"], both["t"]
+    if len(both) == 0:
+        return {"n": 0, "rmse": None, "mae": None, "directional_accuracy": None, "ic": None}
+    regression = head == "regression"
+    ic = p.rank().corr(t.rank()) if p.nunique() > 1 and t.nunique() > 1 else math.nan
+    return {
+        "n": len(both),
+        "rmse": _clean(np.sqrt(((p - t) ** 2).mean())) if regression else None,
+        "mae": _clean((p - t).abs().mean()) if regression else None,
+        "directional_accuracy": _clean(((p > center) == (t > 0)).mean()),
+        "ic": _clean(ic),
+    }
+
+
+def naive_forecasts(close: pd.Series, horizon: int = 1) -> dict[str, pd.Series]:
+    """The honest baselines: zero return, and the last `horizon`-bar log return carried forward."""
+    last = np.log(close / close.shift(horizon))
+    return {"naive_zero": pd.Series(0.0, index=close.index), "naive_last": last}
+
+
+def forecast_report(prediction: pd.Series, target: pd.Series, close: pd.Series,
+                    horizon: int = 1, *, center: float = 0.0, head: str = "regression") -> dict:
+    """Model vs naive forecasts on the same bars (where the model made a forecast)."""
+    scored = prediction.notna() & target.notna()
+    report = {"model": forecast_metrics(prediction[scored], target[scored], center=center,
+                                        head=head)}
+    for name, naive in naive_forecasts(close, horizon).items():
+        report[name] = forecast_metrics(naive[scored], target[scored])
+    model, last = report["model"], report["naive_last"]
+    report["beats_naive_last_directional"] = bool(
+        (model["directional_accuracy"] or 0) > (last["directional_accuracy"] or 0))
+    if head == "regression" and model["rmse"] is not None:
+        report["beats_naive_zero_rmse"] = bool(model["rmse"] < report["naive_zero"]["rmse"])
+    return report
+
+
+def max_drawdown(equity: pd.Series) -> float:
+    """Largest peak-to-trough fall as a positive fraction of the peak."""
+    peak = equity.cummax()
+    return float((1.0 - equity / peak).max()) if len(equity) else 0.0
+
+
+def drawdown_series(equity: pd.Series) -> pd.Series:
+    """Fall below the running peak at each bar (a positive fraction)."""
+    return 1.0 - equity / equity.cummax()
+
+
+def strategy_metrics(
+    equity: pd.Series,
+    *,
+    trades: pd.DataFrame | None = None,
+    fills: pd.DataFrame | None = None,
+    exposure: pd.Series | None = None,
+    periods_per_year: int = 252,
+) -> dict:
+    """Performance of an equity curve (one value per bar, the first being the starting value).
+
+    Sharpe and Sortino use a zero risk-free rate and the sample standard deviation;
+    volatility is annualised with `periods_per_year`; CAGR uses calendar time. Turnover is
+    traded value per year as a multiple of mean equity. `exposure` is the gross position
+    value per bar, from which the share of bars with a position is taken.
+    """
+    equity = equity.astype(float)
+    returns = equity.pct_change().dropna()
+    total = equity.iloc[-1] / equity.iloc[0] - 1.0
+    days = (equity.index[-1] - equity.index[0]).days if len(equity) > 1 else 0
+    years = days / 365.25
+    cagr = (1.0 + total) ** (1.0 / years) - 1.0 if years > 0 and total > -1 else math.nan
+    std = returns.std(ddof=1)
+    downside = math.sqrt((np.minimum(returns, 0.0) ** 2).mean()) if len(returns) else math.nan
+    ann = math.sqrt(periods_per_year)
+    mdd = max_drawdown(equity)
+    metrics = {
+        "total_return": _clean(total),
+        "cagr": _clean(cagr),
+        "volatility": _clean(std * ann),
+        "sharpe": _clean(returns.mean() / std * ann) if std > 0 else None,
+        "sortino": _clean(returns.mean() / downside * ann) if downside > 0 else None,
+        "max_drawdown": _clean(mdd),
+        "calmar": _clean(cagr / mdd) if mdd > 0 and math.isfinite(cagr) else None,
+        "n_trades": 0,
+        "win_rate": None,
+        "exposure": None,
+        "turnover": None,
+        "final_value": _clean(equity.iloc[-1]),
+        "n_bars": len(equity),
+    }
+    if trades is not None and len(trades):
+        metrics["n_trades"] = len(trades)
+        metrics["win_rate"] = _clean((trades["pnl_net"] > 0).mean())
+    if exposure is not None and len(exposure):
+        metrics["exposure"] = _clean((exposure.reindex(equity.index).fillna(0) > 0).mean())
+    if fills is not None:
+        traded = float(fills["value"].sum()) if len(fills) else 0.0
+        metrics["turnover"] = _clean(traded / equity.mean() / years) if years > 0 else None
+    return metrics
+
+
+def rolling_sharpe(equity: pd.Series, window: int = 126, periods_per_year: int = 252
+                   ) -> pd.Series:
+    """Sharpe ratio over a trailing window of bars (annualised)."""
+    returns = equity.pct_change()
+    mean = returns.rolling(window).mean()
+    std = returns.rolling(window).std()
+    return mean / std.replace(0.0, np.nan) * math.sqrt(periods_per_year)

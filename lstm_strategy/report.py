@@ -1,0 +1,246 @@
+"""Run folders: metrics.json, CSVs, the resolved config, PNG charts and one report.html.
+
+Everything is written into a temporary folder beside the target and moved into place at
+the end, so a failed run never leaves a half-written folder and an existing folder is
+replaced whole or not at all.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from .config import dump_config
+from .metrics import drawdown_series, rolling_sharpe
+from .run import ExperimentResult
+
+CHARTS = ("equity", "drawdown", "trades", "forecast", "rolling_sharpe")
+_COLORS = {"lstm": "C0", "buy_and_hold": "C7", "sma_cross": "C2", "naive_forecast": "C1"}
+
+
+class RunFolderExists(FileExistsError):
+    """The output folder exists and overwriting was not asked for."""
+
+
+def _equity_curves(result: ExperimentResult) -> pd.DataFrame:
+    return pd.DataFrame({name: b.equity["value"] for name, b in result.backtests.items()})
+
+
+def _chart_equity(result: ExperimentResult, ax: plt.Axes) -> None:
+    curves = _equity_curves(result)
+    for name in curves:
+        ax.plot(curves.index, curves[name] / curves[name].iloc[0], label=name,
+                color=_COLORS.get(name), lw=1.6 if name == "lstm" else 1.0)
+    ax.set_yscale("log")
+    ax.set_ylabel("growth of 1 (log scale)")
+    ax.set_title("Equity: LSTM strategy vs baselines (same data, dates and costs)")
+    ax.legend(loc="upper left")
+
+
+def _chart_drawdown(result: ExperimentResult, ax: plt.Axes) -> None:
+    curves = _equity_curves(result)
+    for name in curves:
+        ax.plot(curves.index, -100 * drawdown_series(curves[name]), label=name,
+                color=_COLORS.get(name), lw=1.4 if name == "lstm" else 0.9)
+    ax.set_ylabel("drawdown (%)")
+    ax.set_title("Drawdown from the running peak")
+    ax.legend(loc="lower left")
+
+
+def _chart_trades(result: ExperimentResult, ax: plt.Axes) -> None:
+    ticker = next(iter(result.bars))
+    close = result.bars[ticker]["Close"].loc[result.trade_start:]
+    ax.plot(close.index, close, color="0.3", lw=0.8, label=f"{ticker} close")
+    fills = result.backtests["lstm"].fills
+    fills = fills[fills["ticker"] == ticker]
+    for side, marker, color in (("buy", "^", "g"), ("sell", "v", "r")):
+        rows = fills[fills["side"] == side]
+        ax.scatter(rows["date"], rows["price"], marker=marker, color=color, s=18, zorder=3,
+                   label=f"{side} fills ({len(rows)})")
+    ax.set_yscale("log")
+    ax.set_title(f"{ticker}: price with the LSTM strategy's fills")
+    ax.legend(loc="upper left")
+
+
+def _chart_forecast(result: ExperimentResult, axes: tuple[plt.Axes, plt.Axes]) -> None:
+    preds = result.predictions.dropna()
+    ticker = next(iter(result.bars))
+    one = preds[preds["ticker"] == ticker].set_index("date")
+    scatter, rolling = axes
+    scatter.scatter(one["prediction"], one["target"], s=4, alpha=0.4)
+    scatter.axhline(0, color="0.6", lw=0.6)
+    scatter.axvline(0.5 if result.config.model.head == "direction" else 0, color="0.6", lw=0.6)
+    scatter.set_xlabel("forecast")
+    scatter.set_ylabel(f"realised {result.config.train.horizon}-bar log return")
+    scatter.set_title(f"{ticker}: forecast vs realised")
+    center = 0.5 if result.config.model.head == "direction" else 0.0
+    hit = ((one["prediction"] > center) == (one["target"] > 0)).astype(float)
+    last = result.bars[ticker]["Close"].pipe(lambda c: (c / c.shift(result.config.train.horizon)))
+    naive_hit = ((last.reindex(one.index) > 1) == (one["target"] > 0)).astype(float)
+    rolling.plot(hit.rolling(126).mean(), label="model", color="C0")
+    rolling.plot(naive_hit.rolling(126).mean(), label="naive (last return)", color="C1", lw=0.9)
+    rolling.axhline(0.5, color="0.5", lw=0.6, ls="--")
+    rolling.set_ylabel("directional accuracy, 126 bars")
+    rolling.set_title("Rolling directional accuracy")
+    rolling.legend(loc="lower left")
+
+
+def _chart_rolling_sharpe(result: ExperimentResult, ax: plt.Axes) -> None:
+    curves = _equity_curves(result)
+    for name in curves:
+        ax.plot(curves.index, rolling_sharpe(curves[name]), label=name,
+                color=_COLORS.get(name), lw=1.4 if name == "lstm" else 0.9)
+    ax.axhline(0, color="0.5", lw=0.6)
+    ax.set_ylabel("Sharpe, trailing 126 bars")
+    ax.set_title("Rolling Sharpe ratio")
+    ax.legend(loc="lower left")
+
+
+def write_charts(result: ExperimentResult, folder: Path) -> list[Path]:
+    """Render every chart as a PNG in `folder`; returns their paths."""
+    paths = []
+    for name in CHARTS:
+        if name == "forecast":
+            fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+            _chart_forecast(result, tuple(axes))
+        else:
+            fig, ax = plt.subplots(figsize=(12, 4.5))
+            {"equity": _chart_equity, "drawdown": _chart_drawdown, "trades": _chart_trades,
+             "rolling_sharpe": _chart_rolling_sharpe}[name](result, ax)
+            ax.grid(alpha=0.3)
+        fig.tight_layout()
+        path = folder / f"{name}.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def _fmt(value: object) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:,.4f}" if abs(value) < 1000 else f"{value:,.0f}"
+    return html.escape(str(value))
+
+
+def _table(rows: dict[str, dict], keys: list[str]) -> str:
+    head = "".join(f"<th>{html.escape(k)}</th>" for k in ["", *keys])
+    body = "".join(
+        "<tr><th>" + html.escape(name) + "</th>"
+        + "".join(f"<td>{_fmt(values.get(k))}</td>" for k in keys) + "</tr>"
+        for name, values in rows.items())
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def render_html(result: ExperimentResult, charts: list[Path]) -> str:
+    """One self-contained page: tables and charts (PNG embedded as data URIs)."""
+    metrics = result.metrics
+    strategy_keys = ["total_return", "cagr", "volatility", "sharpe", "sortino", "max_drawdown",
+                     "calmar", "n_trades", "win_rate", "exposure", "turnover"]
+    strategies = {"lstm": metrics["strategy"], **metrics["baselines"]}
+    forecast = metrics["forecast"]
+    per_ticker = forecast if "model" not in forecast else {next(iter(result.bars)): forecast}
+    forecast_html = "".join(
+        f"<h3>{html.escape(t)}</h3>" + _table(
+            {k: v for k, v in f.items() if isinstance(v, dict)},
+            ["n", "rmse", "mae", "directional_accuracy", "ic"])
+        for t, f in per_ticker.items())
+    folds = pd.concat({t: r.fold_table() for t, r in result.walk_forward.items()},
+                      names=["ticker", "fold"])
+    images = "".join(
+        f'<figure><img alt="{p.stem}" src="data:image/png;base64,'
+        f'{base64.b64encode(p.read_bytes()).decode()}"></figure>' for p in charts)
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in metrics["notes"])
+    cfg = result.config
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>lstm-strategy: {html.escape(cfg.name)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1250px; color: #222; }}
+table {{ border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }}
+th, td {{ border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: right; }}
+th:first-child {{ text-align: left; }}
+img {{ max-width: 100%; }} figure {{ margin: 1em 0; }}
+pre {{ background: #f6f6f6; padding: 1em; overflow-x: auto; font-size: 0.8em; }}
+</style></head><body>
+<h1>Backtest report: {html.escape(cfg.name)}</h1>
+<p>Tickers {html.escape(", ".join(result.bars))}; out-of-sample trading from
+{metrics["period"]["trade_start"]} to {metrics["period"]["end"]}; {cfg.model.kind} LSTM,
+walk-forward retrain every {cfg.train.step} bars, horizon {cfg.train.horizon} bar(s);
+commission {cfg.broker.commission_bps} bps, slippage {cfg.broker.slippage_bps} bps,
+fills at {cfg.broker.fill.replace("_", " ")}.</p>
+<h2>Strategy vs baselines</h2>{_table(strategies, strategy_keys)}
+<h2>Forecast quality (out of sample) vs naive forecasts</h2>{forecast_html}
+<h2>Charts</h2>{images}
+<h2>Notes</h2><ul>{notes}</ul>
+<h2>Walk-forward folds</h2>{folds.to_html(float_format=lambda v: f"{v:.4g}")}
+<h2>Resolved config</h2><pre>{html.escape(dump_config(cfg))}</pre>
+</body></html>
+"""
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, pd.Timestamp):
+        return str(value)
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value)}")
+
+
+def _write_contents(result: ExperimentResult, folder: Path) -> None:
+    (folder / "metrics.json").write_text(
+        json.dumps(result.metrics, indent=2, default=_json_default, allow_nan=False))
+    curves = pd.concat({n: b.equity["value"] for n, b in result.backtests.items()}, axis=1)
+    curves.index.name = "date"
+    curves.to_csv(folder / "equity.csv")
+    lstm = result.backtests["lstm"]
+    lstm.trades.to_csv(folder / "trades.csv", index=False)
+    lstm.fills.to_csv(folder / "orders.csv", index=False)
+    result.predictions.to_csv(folder / "predictions.csv", index=False)
+    (folder / "config.yaml").write_text(dump_config(result.config))
+    folds = pd.concat({t: r.fold_table() for t, r in result.walk_forward.items()},
+                      names=["ticker", "fold"])
+    folds.to_csv(folder / "folds.csv")
+    if result.config.report.save_models:
+        for ticker, wf in result.walk_forward.items():
+            wf.save(folder / f"models_{ticker}.pt", ticker=ticker)
+    charts = write_charts(result, folder) if result.config.report.charts else []
+    (folder / "report.html").write_text(render_html(result, charts))
+
+
+def write_run(result: ExperimentResult, out: str | Path, *, overwrite: bool = False) -> Path:
+    """Write the run folder atomically; an existing `out` is kept unless `overwrite`."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise RunFolderExists(f"{out} exists and is not a folder; choose another --out.")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise RunFolderExists(f"{out} already holds files; choose another --out or pass "
+                              f"--overwrite to replace it (it is replaced whole, only after "
+                              f"the new run has been written).")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        _write_contents(result, tmp)
+        os.chmod(tmp, 0o755)
+        if out.exists():
+            old = out.with_name(f".{out.name}.old-{os.getpid()}")
+            out.rename(old)
+            tmp.rename(out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out

@@ -1,0 +1,312 @@
+"""LSTMStrategy: forecasts in, target positions out, orders through backtrader's broker.
+
+The strategy reads a forecast for each bar from one of three sources, first found wins:
+a `forecast` line on the data feed (see `make_feed`), the `forecasts` param (a pandas
+Series by date, or a dict of them by data name), or the `stream` param (an object with
+`step(date, row)`, fed the feed's `feature_lines` each bar). A forecast for bar t is
+made at t's close; the order it causes fills by the broker's rule (next open by default).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import backtrader as bt
+import numpy as np
+import pandas as pd
+
+SIZINGS = ("fixed", "vol_target", "confidence")
+
+
+@dataclass
+class _Book:
+    """Per-data trading state."""
+
+    forecasts: dict | None = None
+    stream: object | None = None
+    direction: int = 0  # -1 short, 0 flat, +1 long (as decided; fills follow)
+    target: float = 0.0  # target fraction of equity
+    entry_bar: int = -1
+    entry_price: float = math.nan
+    blocked: int = 0  # direction stopped out; re-entry waits for the signal to reset
+    pending: object | None = None
+    history: deque | None = None
+    nan_forecasts: int = 0
+
+
+class RecordingStrategy(bt.Strategy):
+    """A strategy that keeps its fills and closed trades as plain dicts for reports."""
+
+    def start(self) -> None:
+        self.fills: list[dict] = []
+        self.closed_trades: list[dict] = []
+        self.rejected_orders = 0
+
+    def _record_order(self, order: bt.Order) -> None:
+        if order.status == order.Completed:
+            ex = order.executed
+            self.fills.append({
+                "date": bt.num2date(ex.dt), "ticker": order.data._name,
+                "side": "buy" if order.isbuy() else "sell", "size": ex.size,
+                "price": ex.price, "value": abs(ex.size) * ex.price, "commission": ex.comm,
+            })
+        elif order.status in (order.Margin, order.Rejected, order.Canceled, order.Expired):
+            self.rejected_orders += 1
+
+    def notify_order(self, order: bt.Order) -> None:
+        self._record_order(order)
+
+    def notify_trade(self, trade: bt.Trade) -> None:
+        if not trade.isclosed:
+            return
+        self.closed_trades.append({
+            "ticker": trade.data._name,
+            "entry_date": bt.num2date(trade.dtopen), "exit_date": bt.num2date(trade.dtclose),
+            "direction": "long" if trade.long else "short",
+            "entry_price": trade.price, "bars": trade.barlen,
+            "pnl": trade.pnl, "pnl_net": trade.pnlcomm,
+        })
+
+    def trade_start_num(self) -> float:
+        """The `trade_start` param as backtrader's float date (-inf when unset)."""
+        start = getattr(self.p, "trade_start", None)
+        if start is None:
+            return -math.inf
+        return bt.date2num(pd.Timestamp(start).to_pydatetime())
+
+
+class LSTMStrategy(RecordingStrategy):
+    """Trade each data feed on its forecast: thresholds -> direction, sizing -> target percent."""
+
+    params = (
+        ("forecasts", None),  # pd.Series by date, or {data name: Series}
+        ("stream", None),  # object with step(date, row) -> forecast, or {data name: object}
+        ("feature_lines", ()),  # feed lines holding the raw features (stream mode)
+        ("center", 0.0),  # neutral forecast: 0 for returns, 0.5 for up-probabilities
+        ("entry_threshold", 0.0),  # enter when signal > this (long) or < -this (short)
+        ("exit_threshold", 0.0),  # leave a long when signal <= this, a short when >= -this
+        ("zscore_window", 0),  # > 0: signal = z-score of the forecast over this many bars
+        ("allow_short", False),
+        ("sizing", "fixed"),  # fixed | vol_target | confidence
+        ("fraction", 0.95),  # fraction of equity per position (split across datas)
+        ("target_vol", 0.15),  # annualised volatility target (vol_target sizing)
+        ("vol_window", 20),  # bars of returns for the volatility estimate
+        ("confidence_scale", 0.0),  # |signal| at which confidence sizing reaches full size
+        ("max_position", 1.0),  # cap on |target| as a fraction of equity
+        ("stop_loss", 0.0),  # exit when the close moves this fraction against the entry
+        ("take_profit", 0.0),  # exit when the close moves this fraction in favour
+        ("min_hold_bars", 0),  # bars a position is held before a signal may close it
+        ("rebalance_band", 0.05),  # re-size only when the target moves more than this
+        ("trade_start", None),  # first date that may trade (earlier bars only warm up)
+        ("periods_per_year", 252),
+        ("record", True),  # keep a per-bar log of forecasts and targets
+    )
+
+    def __init__(self) -> None:
+        p = self.p
+        if p.sizing not in SIZINGS:
+            raise ValueError(f"sizing={p.sizing!r}; choose one of {SIZINGS}.")
+        if p.sizing == "confidence" and p.confidence_scale <= 0:
+            raise ValueError("sizing='confidence' needs confidence_scale > 0 (the |signal| "
+                             "that earns a full position).")
+        if not 0 < p.fraction <= p.max_position:
+            raise ValueError(f"fraction={p.fraction} must be in (0, max_position={p.max_position}].")
+        if p.exit_threshold > p.entry_threshold:
+            raise ValueError("exit_threshold must not exceed entry_threshold.")
+        self._start_num = self.trade_start_num()
+        self._books: dict = {}
+        for data in self.datas:
+            book = _Book()
+            if "forecast" not in data.lines.getlinealiases():
+                book.forecasts = self._lookup(data)
+                if book.forecasts is None:
+                    book.stream = self._pick(p.stream, data)
+                    if book.stream is None:
+                        raise ValueError(
+                            f"no forecast source for data {data._name!r}: give the feed a "
+                            f"'forecast' line, or pass forecasts= or stream=.")
+                    missing = [n for n in p.feature_lines
+                               if n not in data.lines.getlinealiases()]
+                    if missing or not p.feature_lines:
+                        raise ValueError(f"stream mode needs feature_lines present on the feed; "
+                                         f"missing {missing or 'all'}.")
+            if p.zscore_window > 0:
+                book.history = deque(maxlen=p.zscore_window)
+            self._books[data] = book
+        self.per_data_fraction = p.fraction / len(self.datas)
+        self.records: list[tuple] = []
+
+    @staticmethod
+    def _pick(value: object, data: bt.DataBase) -> object:
+        if isinstance(value, Mapping):
+            return value.get(data._name)
+        return value
+
+    def _lookup(self, data: bt.DataBase) -> dict | None:
+        series = self._pick(self.p.forecasts, data)
+        if series is None:
+            return None
+        series = pd.Series(series).dropna()
+        nums = [bt.date2num(ts.to_pydatetime()) for ts in pd.DatetimeIndex(series.index)]
+        return dict(zip(nums, series.to_numpy(dtype=float), strict=True))
+
+    # -- forecasts -----------------------------------------------------------------
+    def _forecast(self, data: bt.DataBase, book: _Book) -> float:
+        if book.forecasts is None and book.stream is None:
+            return data.forecast[0]
+        if book.forecasts is not None:
+            return book.forecasts.get(data.datetime[0], math.nan)
+        row = np.array([getattr(data.lines, n)[0] for n in self.p.feature_lines])
+        return book.stream.step(pd.Timestamp(data.datetime.datetime(0)), row)
+
+    def _signal(self, forecast: float, book: _Book) -> float:
+        if book.history is None:
+            return forecast - self.p.center
+        book.history.append(forecast)
+        if len(book.history) < book.history.maxlen:
+            return math.nan
+        values = np.fromiter(book.history, float)
+        std = values.std()
+        return (forecast - values.mean()) / std if std > 0 else 0.0
+
+    # -- decisions -----------------------------------------------------------------
+    def _direction(self, signal: float, book: _Book, held_bars: int) -> int:
+        p = self.p
+        current = book.direction
+        if current != 0 and held_bars < p.min_hold_bars:
+            return current
+        wants = 1 if signal > p.entry_threshold else (
+            -1 if (p.allow_short and signal < -p.entry_threshold) else 0)
+        if book.blocked == 1 and signal <= p.exit_threshold:
+            book.blocked = 0
+        if book.blocked == -1 and signal >= -p.exit_threshold:
+            book.blocked = 0
+        if wants == book.blocked:
+            wants = 0
+        if current == 1 and wants == 0 and signal > p.exit_threshold:
+            return 1
+        if current == -1 and wants == 0 and signal < -p.exit_threshold:
+            return -1
+        return wants
+
+    def _size(self, data: bt.DataBase, signal: float) -> float:
+        p = self.p
+        base = self.per_data_fraction
+        if p.sizing == "vol_target":
+            closes = np.asarray(data.close.get(size=p.vol_window + 1))
+            if len(closes) <= p.vol_window:
+                return 0.0
+            vol = np.diff(np.log(closes)).std(ddof=1) * math.sqrt(p.periods_per_year)
+            base = base * (p.target_vol / vol if vol > 0 else 1.0)
+        elif p.sizing == "confidence":
+            base = base * min(1.0, abs(signal) / p.confidence_scale)
+        return min(base, p.max_position / len(self.datas))
+
+    def _stopped(self, data: bt.DataBase, book: _Book) -> bool:
+        p = self.p
+        if book.direction == 0 or not (p.stop_loss or p.take_profit):
+            return False
+        if math.isnan(book.entry_price):
+            return False
+        move = book.direction * (data.close[0] / book.entry_price - 1.0)
+        return bool((p.stop_loss and move <= -p.stop_loss) or
+                    (p.take_profit and move >= p.take_profit))
+
+    def next(self) -> None:
+        for data, book in self._books.items():
+            if data.datetime[0] < self._start_num:
+                if book.stream is not None:
+                    self._forecast(data, book)  # keep the recurrent state moving
+                continue
+            forecast = self._forecast(data, book)
+            if not math.isfinite(forecast):
+                book.nan_forecasts += 1
+                if self.p.record:
+                    self.records.append((data._name, data.datetime[0], forecast, math.nan,
+                                         book.target))
+                continue
+            signal = self._signal(forecast, book)
+            if book.pending is not None:  # an order is still in flight: decide once it is done
+                if self.p.record:
+                    self.records.append((data._name, data.datetime[0], forecast, signal,
+                                         book.target))
+                continue
+            held = len(data) - book.entry_bar if book.entry_bar >= 0 else 0
+            if self._stopped(data, book):
+                book.blocked = book.direction
+                direction = 0
+            elif math.isnan(signal):
+                direction = book.direction
+            else:
+                direction = self._direction(signal, book, held)
+            if direction == 0:
+                target = 0.0
+            elif direction == book.direction and self.p.sizing == "fixed":
+                target = book.target
+            else:
+                target = direction * self._size(data, signal)
+            if direction != book.direction:
+                book.entry_bar = len(data) if direction else -1
+                book.entry_price = math.nan
+            changed = (direction != book.direction or
+                       abs(target - book.target) > self.p.rebalance_band * self.per_data_fraction)
+            if changed:
+                book.direction, book.target = direction, target
+                book.pending = self.order_target_percent(data=data, target=target)
+            if self.p.record:
+                self.records.append((data._name, data.datetime[0], forecast, signal, book.target))
+
+    # -- broker events ---------------------------------------------------------------
+    def notify_order(self, order: bt.Order) -> None:
+        if order.status in (order.Submitted, order.Accepted):
+            return
+        self._record_order(order)
+        book = self._books.get(order.data)
+        # the broker notifies with clones of the order: match on its ref
+        if book is not None and book.pending is not None and book.pending.ref == order.ref:
+            book.pending = None
+        if book is None:
+            return
+        if order.status == order.Completed:
+            if math.isnan(book.entry_price) and book.direction != 0:
+                book.entry_price = order.executed.price
+        elif order.status in (order.Margin, order.Rejected, order.Canceled, order.Expired):
+            # fall back to the position actually held; the signal retries on the next bar
+            size = self.getposition(order.data).size
+            book.direction = int(np.sign(size))
+            value = self.broker.getvalue()
+            book.target = size * order.data.close[0] / value if value > 0 else 0.0
+
+    # -- results ---------------------------------------------------------------------
+    @property
+    def nan_forecasts(self) -> int:
+        """Bars on or after trade_start whose forecast was NaN/inf (no order placed)."""
+        return sum(b.nan_forecasts for b in self._books.values())
+
+    def record_frame(self) -> pd.DataFrame:
+        """Per-bar log: ticker, date, forecast, signal and target fraction of equity."""
+        frame = pd.DataFrame(self.records,
+                             columns=["ticker", "date", "forecast", "signal", "target"])
+        frame["date"] = [bt.num2date(d) for d in frame["date"]]
+        return frame
+
+
+class EquityRecorder(bt.Analyzer):
+    """Portfolio value, cash and gross exposure at each bar's close."""
+
+    def start(self) -> None:
+        self.rows: list[tuple] = []
+
+    def next(self) -> None:
+        broker = self.strategy.broker
+        value = broker.getvalue()
+        gross = sum(abs(self.strategy.getposition(d).size) * d.close[0]
+                    for d in self.strategy.datas)
+        self.rows.append((self.strategy.datetime.datetime(0), value, broker.getcash(), gross))
+
+    def get_analysis(self) -> pd.DataFrame:
+        frame = pd.DataFrame(self.rows, columns=["date", "value", "cash", "gross_exposure"])
+        return frame.set_index("date")
