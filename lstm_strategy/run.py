@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 import warnings
 from collections.abc import Callable, Mapping
@@ -49,6 +50,7 @@ class BacktestResult:
     records: pd.DataFrame | None = None
     nan_forecasts: int = 0
     rejected_orders: int = 0
+    analyzers: dict = field(default_factory=dict)  # backtrader's analyzers, whole feed
     strategy: bt.Strategy | None = field(default=None, repr=False)
 
 
@@ -76,6 +78,12 @@ def backtest(
         params["trade_start"] = trade_start
     cerebro.addstrategy(strategy, **params)
     cerebro.addanalyzer(EquityRecorder, _name="equity")
+    cerebro.addanalyzer(bt.analyzers.Returns, _name="bt_returns")
+    cerebro.addanalyzer(bt.analyzers.DrawDown, _name="bt_drawdown")
+    cerebro.addanalyzer(bt.analyzers.TradeAnalyzer, _name="bt_trades")
+    cerebro.addanalyzer(bt.analyzers.SharpeRatio, _name="bt_sharpe",
+                        timeframe=bt.TimeFrame.Days, riskfreerate=0.0, annualize=True,
+                        stddev_sample=True)
     if setup is not None:
         setup(cerebro)
     strat = cerebro.run()[0]
@@ -101,7 +109,21 @@ def backtest(
     if hasattr(strat, "nan_forecasts"):
         metrics["nan_forecasts"] = nan_count
     return BacktestResult(name or strategy.__name__, equity, fills, trades, metrics,
-                          records, nan_count, strat.rejected_orders, strat)
+                          records, nan_count, strat.rejected_orders, _analyzer_summary(strat),
+                          strat)
+
+
+def _analyzer_summary(strat: bt.Strategy) -> dict:
+    """backtrader's own analyzers over the whole feed, to cross-check our metrics."""
+    trades = strat.analyzers.bt_trades.get_analysis()
+    closed = trades.get("total", {}).get("closed", 0)
+    return {
+        "total_return": math.expm1(strat.analyzers.bt_returns.get_analysis()["rtot"]),
+        "max_drawdown": strat.analyzers.bt_drawdown.get_analysis()["max"]["drawdown"] / 100,
+        "sharpe": strat.analyzers.bt_sharpe.get_analysis()["sharperatio"],
+        "n_trades": closed,
+        "win_rate": trades["won"]["total"] / closed if closed else None,
+    }
 
 
 @dataclass
@@ -123,6 +145,7 @@ class ExperimentResult:
         """metrics.json's content: strategies, forecasts, notes."""
         return {
             "strategy": self.backtests["lstm"].metrics,
+            "backtrader_analyzers": self.backtests["lstm"].analyzers,
             "baselines": {k: v.metrics for k, v in self.backtests.items() if k != "lstm"},
             "forecast": self.forecast_metrics,
             "period": {"trade_start": str(self.trade_start.date()),

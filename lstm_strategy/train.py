@@ -315,7 +315,9 @@ class WalkForwardResult:
             "kind": "walk_forward",
             "model_config": asdict(self.model_config),
             "train_config": asdict(self.train_config),
-            "index": torch.tensor(self.index.asi8),
+            "index": torch.tensor(self.index.as_unit("ns").asi8),
+            "index_unit": self.index.unit,
+            "index_name": self.index.name,
             "predictions": torch.tensor(self.predictions.to_numpy()),
             "folds": [{**{k: (v.value if isinstance(v, pd.Timestamp) else v)
                           for k, v in vars(f).items() if k != "forecaster"},
@@ -326,7 +328,8 @@ class WalkForwardResult:
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> WalkForwardResult:
         blob = load_checkpoint(path, "walk_forward")
-        index = pd.DatetimeIndex(blob["index"].numpy().astype("datetime64[ns]"), name="Date")
+        index = pd.DatetimeIndex(blob["index"].numpy().astype("datetime64[ns]"),
+                                 name=blob.get("index_name")).as_unit(blob["index_unit"])
         folds = []
         for f in blob["folds"]:
             dates = {k: pd.Timestamp(f[k]) for k in

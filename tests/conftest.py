@@ -1,0 +1,56 @@
+"""Shared fixtures: slices of the real data, tiny model settings, the truncation check."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from lstm_strategy import ModelConfig, TrainConfig, load_ohlcv
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "data"
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture(scope="session")
+def aapl() -> pd.DataFrame:
+    return load_ohlcv(DATA / "AAPL.csv")
+
+
+@pytest.fixture(scope="session")
+def aapl_small(aapl: pd.DataFrame) -> pd.DataFrame:
+    """About 1,000 bars: enough for a few walk-forward folds with a tiny model."""
+    return aapl.loc["2008-01-01":"2011-12-31"]
+
+
+TINY_MODEL = ModelConfig(hidden_size=8, num_layers=1)
+TINY_TRAIN = TrainConfig(min_train_bars=300, step=100, epochs=2, context_bars=60, bptt=32,
+                         burn_in=5, batch_streams=4, patience=2)
+
+
+@pytest.fixture
+def tiny() -> tuple[ModelConfig, TrainConfig]:
+    return TINY_MODEL, TINY_TRAIN
+
+
+def random_cuts(index: pd.Index, n: int, seed: int, lo: int = 60) -> list[pd.Timestamp]:
+    rng = np.random.default_rng(seed)
+    return [index[i] for i in sorted(rng.choice(np.arange(lo, len(index) - 1), n, replace=False))]
+
+
+def tiny_overrides(**extra: str) -> list[str]:
+    """--set overrides for a fast CLI run on a slice of AAPL."""
+    values = {
+        "data.start": "2008-01-01", "data.end": "2011-12-31",
+        "model.hidden_size": "8", "model.num_layers": "1", "train.epochs": "2",
+        "train.min_train_bars": "300", "train.step": "100", "train.context_bars": "60",
+        "train.bptt": "32", "train.burn_in": "5", "train.batch_streams": "4",
+        "report.save_models": "false", **extra,
+    }
+    return [f"{k}={v}" for k, v in values.items()]

@@ -1,0 +1,256 @@
+"""Walk-forward training and the predictor: no lookahead, purging, batch == stream, checkpoints."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from lstm_strategy import (
+    CheckpointError,
+    Forecaster,
+    ModelConfig,
+    TrainConfig,
+    WalkForwardResult,
+    build_features,
+    fit_forecaster,
+    forecast_metrics,
+    make_target,
+    resolve_device,
+    walk_forward,
+)
+from lstm_strategy.metrics import forecast_report, naive_forecasts
+from lstm_strategy.predictor import load_checkpoint, save_checkpoint
+from lstm_strategy.train import _label_masks, _panel, fold_schedule
+
+from .conftest import TINY_MODEL, TINY_TRAIN
+
+
+@pytest.fixture(scope="module")
+def inputs(aapl_small: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
+    return build_features(aapl_small), make_target(aapl_small["Close"], 1)
+
+
+@pytest.fixture(scope="module")
+def result(inputs: tuple) -> WalkForwardResult:
+    features, target = inputs
+    return walk_forward(features, target, TINY_MODEL, TINY_TRAIN, device="cpu", progress=False)
+
+
+def test_forecasts_start_at_first_retrain_and_cover_the_rest(result: WalkForwardResult,
+                                                             inputs: tuple) -> None:
+    features, _ = inputs
+    first = result.first_forecast_date
+    assert first == features.index[49 + TINY_TRAIN.min_train_bars]
+    assert result.predictions.loc[:first].iloc[:-1].isna().all()
+    assert result.predictions.loc[first:].notna().all()
+    assert len(result.folds) == len(fold_schedule(len(features), 49, TINY_TRAIN))
+
+
+@pytest.mark.parametrize("kind", ["sequence", "window"])
+def test_no_lookahead_by_truncation(aapl_small: pd.DataFrame, inputs: tuple, kind: str) -> None:
+    features, target = inputs
+    model = replace(TINY_MODEL, kind=kind, window=20)
+    full = walk_forward(features, target, model, TINY_TRAIN, device="cpu", progress=False)
+    dates = [f.retrain_date for f in full.folds]
+    index = features.index
+    cuts = [dates[1], index[index.get_loc(dates[1]) - 1], index[index.get_loc(dates[2]) + 37],
+            index[-2]]
+    for cut in cuts:
+        # rebuild everything from the bars known at T: features, labels, folds, forecasts
+        bars = aapl_small.loc[:cut]
+        short = walk_forward(build_features(bars), make_target(bars["Close"], 1), model,
+                             TINY_TRAIN, device="cpu", progress=False)
+        np.testing.assert_array_equal(short.predictions.to_numpy(),
+                                      full.predictions.loc[:cut].to_numpy(),
+                                      err_msg=f"forecasts changed when data after {cut} was cut")
+
+
+def test_labels_are_purged_before_each_retrain_date(aapl_small: pd.DataFrame,
+                                                    inputs: tuple) -> None:
+    features, target5 = inputs[0], make_target(aapl_small["Close"], 5)
+    config = replace(TINY_TRAIN, horizon=5, val_fraction=0.2)
+    result = walk_forward(features, target5, TINY_MODEL, config, device="cpu", progress=False)
+    for fold in result.folds:
+        assert fold.label_end_date < fold.retrain_date
+    panel = _panel(features, target5)
+    for retrain in fold_schedule(len(features), int(panel.pos[0]), config):
+        rows = slice(0, int(np.searchsorted(panel.pos, retrain)))
+        train, val = _label_masks(panel, rows, retrain, config)
+        pos = panel.pos[rows]
+        assert (pos[train] + 5 < retrain).all() and (pos[val] + 5 < retrain).all()
+        assert val.any() and (pos[train].max() + 5 < pos[val].min())  # purged before validation
+
+
+def test_schedule_is_anchored_at_the_start() -> None:
+    config = TrainConfig(min_train_bars=300, step=50)
+    short = fold_schedule(700, 40, config)
+    long = fold_schedule(5000, 40, config)
+    assert short == long[:len(short)] and short[0] == 340 and short[1] - short[0] == 50
+
+
+@pytest.mark.parametrize("kind", ["sequence", "window"])
+def test_batch_and_streaming_forecasts_agree(inputs: tuple, kind: str) -> None:
+    features, target = inputs
+    model = replace(TINY_MODEL, kind=kind, window=20)
+    result = walk_forward(features, target, model, TINY_TRAIN, device="cpu", progress=False)
+    stream = result.stream()
+    values = features.to_numpy()
+    streamed = np.array([stream.step(date, values[i]) for i, date in enumerate(features.index)])
+    batch = result.predictions.to_numpy()
+    np.testing.assert_array_equal(np.isnan(streamed), np.isnan(batch))
+    np.testing.assert_allclose(streamed, batch, rtol=0, atol=1e-6, equal_nan=True)
+
+
+def test_cpu_runs_are_bit_identical(inputs: tuple, result: WalkForwardResult) -> None:
+    features, target = inputs
+    again = walk_forward(features, target, TINY_MODEL, TINY_TRAIN, device="cpu", progress=False)
+    np.testing.assert_array_equal(again.predictions.to_numpy(), result.predictions.to_numpy())
+    other = walk_forward(features, target, TINY_MODEL, replace(TINY_TRAIN, seed=1),
+                         device="cpu", progress=False)
+    assert not np.array_equal(other.predictions.dropna(), result.predictions.dropna())
+
+
+def test_rolling_window_and_warm_start(inputs: tuple) -> None:
+    features, target = inputs
+    config = replace(TINY_TRAIN, train_window=250, warm_start=True)
+    result = walk_forward(features, target, TINY_MODEL, config, device="cpu", progress=False)
+    starts = [f.train_start for f in result.folds]
+    assert starts == sorted(starts) and starts[-1] > starts[0]
+    for fold in result.folds:
+        span = features.index.get_loc(fold.retrain_date) - features.index.get_loc(fold.train_start)
+        assert span <= 250
+
+
+def test_walk_forward_checkpoint_round_trip(tmp_path: Path, result: WalkForwardResult,
+                                            inputs: tuple) -> None:
+    path = tmp_path / "wf.pt"
+    result.save(path, note="test")
+    loaded = WalkForwardResult.load(path)
+    pd.testing.assert_series_equal(loaded.predictions, result.predictions, check_freq=False)
+    features, _ = inputs
+    for old, new in zip(result.folds, loaded.folds, strict=True):
+        assert (old.retrain_date, old.n_train) == (new.retrain_date, new.n_train)
+        np.testing.assert_array_equal(new.forecaster.predict(features).to_numpy(),
+                                      old.forecaster.predict(features).to_numpy())
+
+
+def test_forecaster_checkpoint_and_mismatch_errors(tmp_path: Path, inputs: tuple) -> None:
+    features, target = inputs
+    forecaster = fit_forecaster(features, target, TINY_MODEL, TINY_TRAIN, device="cpu")
+    path = tmp_path / "model.pt"
+    forecaster.save(path)
+    loaded = Forecaster.load(path, feature_names=list(features.columns))
+    np.testing.assert_array_equal(loaded.predict(features).to_numpy(),
+                                  forecaster.predict(features).to_numpy())
+    with pytest.raises(CheckpointError, match=r"missing \['rsi'\]"):
+        Forecaster.load(path, feature_names=[c for c in features.columns if c != "rsi"])
+    with pytest.raises(CheckpointError, match="other order"):
+        loaded.predict(features[list(reversed(features.columns))])
+    blob = load_checkpoint(path, "forecaster")
+    blob["version"] = "0.0.1"
+    torch.save(blob, tmp_path / "old.pt")
+    with pytest.raises(CheckpointError, match="written by lstm-strategy 0.0.1"):
+        Forecaster.load(tmp_path / "old.pt")
+    with pytest.raises(CheckpointError, match="expected a 'walk_forward'"):
+        WalkForwardResult.load(path)
+
+
+def test_checkpoint_loading_never_unpickles_code(tmp_path: Path) -> None:
+    path = tmp_path / "evil.pt"
+    torch.save({"format": 1, "payload": Path("/etc/passwd")}, path)  # a pickled object
+    with pytest.raises(CheckpointError, match="not a readable"):
+        load_checkpoint(path, "forecaster")
+    save_checkpoint(tmp_path / "ok.pt", {"kind": "forecaster", "x": torch.ones(2)})
+    assert load_checkpoint(tmp_path / "ok.pt", "forecaster")["x"].sum() == 2
+
+
+def test_direction_head_gives_probabilities(inputs: tuple) -> None:
+    features, target = inputs
+    model = replace(TINY_MODEL, head="direction")
+    result = walk_forward(features, target, model, TINY_TRAIN, device="cpu", progress=False)
+    p = result.predictions.dropna()
+    assert ((p > 0) & (p < 1)).all()
+
+
+def synthetic_bars(returns: np.ndarray, seed: int) -> pd.DataFrame:
+    """OHLCV around a close path with the given daily log returns."""
+    rng = np.random.default_rng(seed)
+    close = 100 * np.exp(np.cumsum(returns))
+    open_ = close * np.exp(rng.normal(0, 0.002, len(close)))
+    high = np.maximum(open_, close) * (1 + np.abs(rng.normal(0, 0.003, len(close))))
+    low = np.minimum(open_, close) * (1 - np.abs(rng.normal(0, 0.003, len(close))))
+    volume = rng.integers(1_000, 5_000, len(close)).astype(float)
+    index = pd.bdate_range("2000-01-03", periods=len(close))
+    return pd.DataFrame({"Open": open_, "High": high, "Low": low, "Close": close,
+                         "Volume": volume}, index=index)
+
+
+LEARN_MODEL = ModelConfig(hidden_size=16, num_layers=1)
+LEARN_TRAIN = TrainConfig(min_train_bars=600, step=200, epochs=15, context_bars=60, bptt=32,
+                          burn_in=5, batch_streams=8, lr=5e-3, patience=3)
+
+
+def directional_accuracy(bars: pd.DataFrame) -> tuple[float, int]:
+    features = build_features(bars)
+    target = make_target(bars["Close"], 1)
+    result = walk_forward(features, target, LEARN_MODEL, LEARN_TRAIN, device="cpu",
+                          progress=False)
+    metrics = forecast_metrics(result.predictions, target)
+    return metrics["directional_accuracy"], metrics["n"]
+
+
+def test_planted_signal_is_learnt() -> None:
+    rng = np.random.default_rng(7)
+    noise = rng.normal(0, 0.01, 1600)
+    returns = np.zeros_like(noise)
+    for t in range(1, len(noise)):  # AR(1): yesterday's return predicts today's sign
+        returns[t] = 0.6 * returns[t - 1] + noise[t]
+    accuracy, n = directional_accuracy(synthetic_bars(returns, 7))
+    # the Bayes rate is about 0.70; 0.60 is six standard errors above chance
+    assert n > 900 and accuracy > 0.60
+
+
+def test_random_walk_is_not_predictable() -> None:
+    rng = np.random.default_rng(11)
+    accuracy, n = directional_accuracy(synthetic_bars(rng.normal(0, 0.01, 1600), 11))
+    # leakage would show as accuracy far above 0.5; allow 2.5 standard errors of chance
+    assert accuracy < 0.5 + 2.5 * np.sqrt(0.25 / n)
+
+
+def test_forecast_metrics_by_hand() -> None:
+    index = pd.date_range("2020-01-01", periods=4)
+    prediction = pd.Series([0.01, -0.02, 0.03, np.nan], index=index)
+    target = pd.Series([0.02, 0.01, 0.01, 0.05], index=index)
+    m = forecast_metrics(prediction, target)
+    assert m["n"] == 3
+    assert m["rmse"] == pytest.approx(np.sqrt((0.01**2 + 0.03**2 + 0.02**2) / 3))
+    assert m["mae"] == pytest.approx(0.02)
+    assert m["directional_accuracy"] == pytest.approx(2 / 3)
+    # ranks of prediction (2, 1, 3) vs target (3, 1.5, 1.5): Pearson of ranks
+    assert m["ic"] == pytest.approx(np.corrcoef([2, 1, 3], [3, 1.5, 1.5])[0, 1])
+
+
+def test_naive_forecasts_and_report(aapl_small: pd.DataFrame) -> None:
+    close = aapl_small["Close"]
+    naive = naive_forecasts(close, 2)
+    assert naive["naive_last"].iloc[5] == pytest.approx(np.log(close.iloc[5] / close.iloc[3]))
+    assert (naive["naive_zero"] == 0).all()
+    target = make_target(close, 2)
+    report = forecast_report(naive["naive_last"], target, close, 2)
+    assert report["model"] == report["naive_last"]
+    assert report["naive_zero"]["ic"] is None  # a constant has no rank correlation
+
+
+def test_device_choice() -> None:
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type in ("cpu", "cuda", "mps")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            resolve_device("cuda")
+    with pytest.raises(ValueError, match="use auto, cpu"):
+        resolve_device("tpu")
