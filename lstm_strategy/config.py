@@ -7,6 +7,7 @@ the allowed set are errors that name the key and what is allowed.
 
 from __future__ import annotations
 
+import datetime
 import types
 import typing
 from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass, replace
@@ -197,6 +198,8 @@ def _coerce(value: object, annotation: object, key: str) -> object:
     if annotation is str:
         if isinstance(value, str):
             return value
+        if isinstance(value, datetime.date):  # YAML reads 2008-01-01 as a date
+            return value.isoformat()
         raise ConfigError(f"{key}={value!r} must be a string.")
     if is_dataclass(annotation):
         return _build(annotation, value, key)

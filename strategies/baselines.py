@@ -23,6 +23,11 @@ class BuyAndHold(RecordingStrategy):
             self.order_target_percent(data=data, target=self.p.fraction / len(self.datas))
         self._bought = True
 
+    def notify_order(self, order: bt.Order) -> None:
+        super().notify_order(order)
+        if order.status in (order.Margin, order.Rejected):
+            self._bought = False  # not enough cash at the fill price: try again next bar
+
 
 class SmaCross(RecordingStrategy):
     """Long while the fast SMA is above the slow one (short below, if allowed)."""
@@ -49,3 +54,10 @@ class SmaCross(RecordingStrategy):
             if side != self._side[data]:
                 self.order_target_percent(data=data, target=side * weight)
                 self._side[data] = side
+
+    def notify_order(self, order: bt.Order) -> None:
+        super().notify_order(order)
+        if order.status in (order.Margin, order.Rejected):
+            # not enough cash at the fill price: fall back to the position held, retry next bar
+            size = self.getposition(order.data).size
+            self._side[order.data] = (size > 0) - (size < 0)

@@ -1,0 +1,233 @@
+"""End to end: the CLI's run folder, no lookahead through the whole stack, configs, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lstm_strategy import ConfigError, ExperimentConfig, load_config, run_experiment
+from lstm_strategy.cli import main
+from lstm_strategy.config import CONFIG_DIR
+
+from .conftest import ROOT, tiny_overrides
+
+CONTRACT_FILES = {"metrics.json", "equity.csv", "trades.csv", "predictions.csv", "config.yaml",
+                  "report.html", "equity.png", "drawdown.png", "trades.png", "forecast.png",
+                  "rolling_sharpe.png", "orders.csv", "folds.csv"}
+STRATEGY_KEYS = {"total_return", "cagr", "volatility", "sharpe", "sortino", "max_drawdown",
+                 "calmar", "n_trades", "win_rate", "exposure", "turnover"}
+FORECAST_KEYS = {"rmse", "mae", "directional_accuracy", "ic"}
+
+
+@pytest.fixture(scope="module")
+def cli_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    args = ["run", "--out", str(out), "--quiet", "--device", "cpu"]
+    for item in tiny_overrides():
+        args += ["--set", item]
+    assert main(args) == 0
+    return out, ""
+
+
+def test_cli_run_writes_every_file_of_the_contract(cli_run: tuple[Path, str]) -> None:
+    out, _ = cli_run
+    assert CONTRACT_FILES <= {p.name for p in out.iterdir()}
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert STRATEGY_KEYS <= set(metrics["strategy"])
+    assert set(metrics["baselines"]) == {"buy_and_hold", "sma_cross", "naive_forecast"}
+    for baseline in metrics["baselines"].values():
+        assert STRATEGY_KEYS <= set(baseline)
+    for name in ("model", "naive_zero", "naive_last"):
+        assert FORECAST_KEYS <= set(metrics["forecast"][name])
+    predictions = pd.read_csv(out / "predictions.csv", parse_dates=["date"])
+    assert list(predictions.columns) == ["date", "ticker", "prediction", "target"]
+    assert predictions["prediction"].notna().all()
+    equity = pd.read_csv(out / "equity.csv", index_col="date", parse_dates=True)
+    assert list(equity.columns) == ["lstm", "buy_and_hold", "sma_cross", "naive_forecast"]
+    assert load_config(out / "config.yaml").train.epochs == 2  # the resolved config reloads
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 5 and "buy_and_hold" in html
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no temp left
+
+
+def test_cli_metrics_agree_with_backtrader_analyzers(cli_run: tuple[Path, str]) -> None:
+    out, _ = cli_run
+    metrics = json.loads((out / "metrics.json").read_text())
+    ours, theirs = metrics["strategy"], metrics["backtrader_analyzers"]
+    # the analyzers see the whole feed; before trade_start nothing is held, so these agree
+    assert ours["total_return"] == pytest.approx(theirs["total_return"], rel=1e-9)
+    assert ours["max_drawdown"] == pytest.approx(theirs["max_drawdown"], rel=1e-9)
+    assert ours["n_trades"] == theirs["n_trades"]
+    if ours["n_trades"]:
+        assert ours["win_rate"] == pytest.approx(theirs["win_rate"])
+    equity = pd.read_csv(out / "equity.csv", index_col="date", parse_dates=True)["lstm"]
+    assert ours["total_return"] == pytest.approx(equity.iloc[-1] / equity.iloc[0] - 1)
+
+
+def tiny_config(**extra: str) -> ExperimentConfig:
+    return load_config(None, tiny_overrides(**extra), device="cpu")
+
+
+def test_no_lookahead_end_to_end() -> None:
+    full = run_experiment(tiny_config(), progress=False)
+    cut = pd.Timestamp("2011-03-15")
+    short = run_experiment(tiny_config(**{"data.end": str(cut.date())}), progress=False)
+    assert short.trade_start == full.trade_start
+    p_full = full.predictions.set_index("date").loc[:cut, "prediction"]
+    p_short = short.predictions.set_index("date")["prediction"]
+    np.testing.assert_array_equal(p_short.to_numpy(), p_full.to_numpy())
+    for name in full.backtests:
+        a, b = full.backtests[name], short.backtests[name]
+        fills_full = a.fills[a.fills["date"] <= cut].reset_index(drop=True)
+        pd.testing.assert_frame_equal(b.fills, fills_full, obj=f"{name} fills")
+        pd.testing.assert_series_equal(b.equity["value"], a.equity["value"].loc[:cut],
+                                       check_exact=True, obj=f"{name} equity")
+    rec_full = full.backtests["lstm"].records
+    rec_short = short.backtests["lstm"].records
+    pd.testing.assert_frame_equal(rec_short, rec_full[rec_full["date"] <= cut].reset_index(
+        drop=True), obj="per-bar targets")
+
+
+def test_same_config_same_numbers_on_cpu(cli_run: tuple[Path, str], tmp_path: Path) -> None:
+    out, _ = cli_run
+    args = ["run", "--out", str(tmp_path / "again"), "--quiet", "--device", "cpu"]
+    for item in tiny_overrides():
+        args += ["--set", item]
+    assert main(args) == 0
+    for name in ("equity.csv", "predictions.csv", "trades.csv"):
+        assert (tmp_path / "again" / name).read_text() == (out / name).read_text()
+
+
+def test_readme_python_example_runs_as_written(monkeypatch: pytest.MonkeyPatch) -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Python API", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    monkeypatch.chdir(ROOT)
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    strat, cerebro = namespace["strat"], namespace["cerebro"]
+    assert len(strat.fills) > 0 and cerebro.broker.getvalue() > 0
+    assert strat.nan_forecasts == 0  # trades only from the first forecast on
+    assert strat.analyzers.sharperatio.get_analysis()["sharperatio"] is not None
+
+
+def test_default_yaml_is_the_default_experiment() -> None:
+    assert load_config(CONFIG_DIR / "default.yaml") == ExperimentConfig()
+
+
+@pytest.mark.parametrize("name", ["lstm_long_short", "window_lstm", "direction_multi"])
+def test_ready_configs_load(name: str) -> None:
+    config = load_config(CONFIG_DIR / f"{name}.yaml")
+    assert config.name == name
+
+
+def test_ready_long_short_config_runs(tmp_path: Path) -> None:
+    overrides = [o for o in tiny_overrides() if not o.startswith("data.")]
+    config = load_config(CONFIG_DIR / "lstm_long_short.yaml", overrides + [
+        "data.start=2008-01-01", "data.end=2011-12-31"], device="cpu")
+    result = run_experiment(config, progress=False)
+    trades = result.backtests["lstm"].trades
+    assert {"long", "short"} <= set(trades["direction"])
+
+
+@pytest.mark.parametrize("text,message", [
+    ("strategy:\n  sizzing: fixed\n", "unknown key strategy.sizzing"),
+    ("trian:\n  epochs: 3\n", "unknown key trian; allowed keys at the top level"),
+    ("strategy:\n  sizing: huge\n", "strategy.sizing='huge' is not allowed"),
+    ("train:\n  epochs: many\n", "train.epochs='many' must be a whole number"),
+    ("model:\n  kind: transformer\n", "model.kind='transformer'"),
+    ("data:\n  macro_lag: [1]\n", "data.macro_lag=[1] must be int or str"),
+    ("features:\n  names: [rsi, foo]\n", "unknown feature(s) ['foo']"),
+    ("- a\n- b\n", "the top level must be a mapping"),
+    ("a: [\n", "not valid YAML"),
+])
+def test_config_errors_name_the_key(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert message in str(info.value) and str(path) in str(info.value)
+
+
+def run_cli(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str]:
+    code = main(["run", "--quiet", *args])
+    return code, capsys.readouterr().err
+
+
+def test_cli_wrong_path(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    code, err = run_cli(capsys, "--data", str(tmp_path / "missing.csv"), "--out",
+                        str(tmp_path / "r"))
+    assert code == 2 and "missing.csv: no such file" in err and "Traceback" not in err
+    assert err.count("\n") == 1 and not (tmp_path / "r").exists()
+
+
+def test_cli_corrupt_csv(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    path = tmp_path / "BAD.csv"
+    path.write_text("Date,Open,High,Low,Close,Volume\n2020-01-02,1,2,0.5,1.5,10\n"
+                    "2020-01-03,1,2,0.5,oops,10\n")
+    code, err = run_cli(capsys, "--data", str(path), "--out", str(tmp_path / "r"))
+    assert code == 2 and "BAD.csv" in err and "column 'Close'" in err and "line 3" in err
+
+
+def test_cli_bad_config_key(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    code, err = run_cli(capsys, "--set", "strategy.treshold=0.1", "--out", str(tmp_path / "r"))
+    assert code == 2 and "unknown key strategy.treshold" in err and "entry_threshold" in err
+
+
+def test_cli_too_little_data(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    code, err = run_cli(capsys, "--set", "data.start=2012-06-01", "--out", str(tmp_path / "r"))
+    assert code == 2 and "AAPL.csv" in err and "min_train_bars" in err
+
+
+def test_cli_never_half_overwrites_a_run_folder(capsys: pytest.CaptureFixture,
+                                                tmp_path: Path) -> None:
+    out = tmp_path / "existing"
+    out.mkdir()
+    (out / "metrics.json").write_text("{}")
+    code, err = run_cli(capsys, "--out", str(out))
+    assert code == 2 and "already holds files" in err and "--overwrite" in err
+    # with --overwrite, a run that fails on bad input leaves the old folder as it was
+    code, err = run_cli(capsys, "--out", str(out), "--overwrite", "--set", "data.paths=[nope.csv]")
+    assert code == 2 and (out / "metrics.json").read_text() == "{}"
+    assert sorted(os.listdir(tmp_path)) == ["existing"]
+
+
+def test_failed_write_leaves_nothing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import lstm_strategy.report as report
+
+    result = run_experiment(tiny_config(**{"report.charts": "false"}), progress=False)
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(report, "render_html", broken)
+    with pytest.raises(OSError, match="disk full"):
+        report.write_run(result, tmp_path / "run")
+    assert os.listdir(tmp_path) == []
+    monkeypatch.undo()
+    report.write_run(result, tmp_path / "run")
+    assert (tmp_path / "run" / "report.html").exists()
+
+
+def test_cli_help_and_check(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["run", "--help"])
+    assert info.value.code == 0
+    text = capsys.readouterr().out
+    for option in ("--config", "--data", "--out", "--device", "--seed", "--set", "--overwrite"):
+        assert option in text
+    assert main(["check", "--set", "data.start=2008-01-01"]) == 0
+    assert "walk-forward folds" in capsys.readouterr().out
+
+
+def test_stream_mode_config_matches_batch() -> None:
+    batch = run_experiment(tiny_config(), progress=False)
+    stream = run_experiment(replace(tiny_config(**{"strategy.mode": "stream"})), progress=False)
+    pd.testing.assert_frame_equal(batch.backtests["lstm"].fills, stream.backtests["lstm"].fills)

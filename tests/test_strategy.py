@@ -1,0 +1,224 @@
+"""LSTMStrategy: exact orders and fills for hand-made forecasts, sizing, stops, metrics vs analyzers."""
+
+from __future__ import annotations
+
+import math
+
+import backtrader as bt
+import numpy as np
+import pandas as pd
+import pytest
+
+from lstm_strategy import (
+    LSTMStrategy,
+    backtest,
+    build_features,
+    make_feed,
+    make_target,
+    walk_forward,
+)
+from lstm_strategy.config import BrokerConfig
+from strategies.baselines import BuyAndHold, SmaCross
+
+from .conftest import TINY_MODEL, TINY_TRAIN
+
+NO_COSTS = BrokerConfig(cash=100_000.0, commission_bps=0.0, slippage_bps=0.0)
+COMMISSION = BrokerConfig(cash=100_000.0, commission_bps=5.0, slippage_bps=0.0)
+
+
+@pytest.fixture(scope="module")
+def bars(aapl: pd.DataFrame) -> pd.DataFrame:
+    return aapl.iloc[:30]
+
+
+def forecast_series(bars: pd.DataFrame, values: list[float]) -> pd.Series:
+    return pd.Series(values + [values[-1]] * (len(bars) - len(values)), index=bars.index)
+
+
+# +: bars 0-4, -: 5-9, +: 10-14, NaN: 15, -: 16 on
+PATTERN = [0.01] * 5 + [-0.01] * 5 + [0.01] * 5 + [math.nan] + [-0.01] * 4
+
+
+def test_long_only_orders_fill_at_next_open_with_commission(bars: pd.DataFrame) -> None:
+    result = backtest({"AAPL": bars}, LSTMStrategy, broker=COMMISSION,
+                      forecasts=forecast_series(bars, PATTERN), fraction=0.95)
+    fills = result.fills
+    opens, closes = bars["Open"].to_numpy(), bars["Close"].to_numpy()
+    assert list(fills["date"].dt.date) == [bars.index[i].date() for i in (1, 6, 11, 17)]
+    assert list(fills["side"]) == ["buy", "sell", "buy", "sell"]
+    np.testing.assert_allclose(fills["price"], opens[[1, 6, 11, 17]], rtol=0, atol=1e-12)
+    size1 = math.floor(0.95 * 100_000 / closes[0])  # target 95% of equity at the signal close
+    assert fills["size"].iloc[0] == size1 and fills["size"].iloc[1] == -size1
+    np.testing.assert_allclose(fills["commission"], fills["value"] * 5e-4, rtol=1e-12)
+    cash_after = (100_000 + size1 * (opens[6] - opens[1]) - fills["commission"].iloc[:2].sum())
+    size2 = math.floor(0.95 * cash_after / closes[10])
+    assert fills["size"].iloc[2] == size2
+    trades = result.trades
+    assert len(trades) == 2 and list(trades["direction"]) == ["long", "long"]
+    assert trades["pnl"].iloc[0] == pytest.approx(size1 * (opens[6] - opens[1]))
+    assert trades["pnl_net"].iloc[0] == pytest.approx(
+        size1 * (opens[6] - opens[1]) - fills["commission"].iloc[:2].sum())
+    assert result.nan_forecasts == 1  # bar 15: no order, counted
+    assert result.equity["value"].iloc[-1] == pytest.approx(
+        cash_after + size2 * (opens[17] - opens[11]) - fills["commission"].iloc[2:].sum())
+
+
+def test_long_short_flips_through_zero(bars: pd.DataFrame) -> None:
+    result = backtest({"AAPL": bars}, LSTMStrategy, broker=NO_COSTS, allow_short=True,
+                      forecasts=forecast_series(bars, PATTERN), fraction=0.5)
+    fills = result.fills
+    closes = bars["Close"].to_numpy()
+    assert list(fills["date"].dt.date) == [bars.index[i].date() for i in (1, 6, 11, 17)]
+    assert list(fills["side"]) == ["buy", "sell", "buy", "sell"]
+    position = fills["size"].cumsum().to_numpy()
+    assert position[0] > 0 and position[1] < 0 and position[2] > 0 and position[3] < 0
+    # after each flip the new position is about half the equity at the signal bar's close
+    values = result.equity["value"]
+    for k, signal_bar in enumerate((0, 5, 10, 16)):
+        equity = values.loc[bars.index[signal_bar]]
+        assert abs(abs(position[k]) - 0.5 * equity / closes[signal_bar]) <= 1.0
+    assert list(result.trades["direction"]) == ["long", "short", "long"]
+
+
+def test_slippage_and_fill_on_close(bars: pd.DataFrame) -> None:
+    slip = BrokerConfig(cash=100_000.0, commission_bps=0.0, slippage_bps=10.0)
+    result = backtest({"AAPL": bars}, LSTMStrategy, broker=slip,
+                      forecasts=forecast_series(bars, PATTERN))
+    opens = bars["Open"].to_numpy()
+    assert result.fills["price"].iloc[0] == pytest.approx(opens[1] * 1.001)
+    assert result.fills["price"].iloc[1] == pytest.approx(opens[6] * 0.999)
+    on_close = BrokerConfig(cash=100_000.0, commission_bps=0.0, slippage_bps=0.0, fill="close")
+    result = backtest({"AAPL": bars}, LSTMStrategy, broker=on_close,
+                      forecasts=forecast_series(bars, PATTERN))
+    assert list(result.fills["date"].dt.date) == [bars.index[i].date() for i in (0, 5, 10, 16)]
+    np.testing.assert_allclose(result.fills["price"], bars["Close"].to_numpy()[[0, 5, 10, 16]])
+
+
+def test_entry_threshold_and_forecast_line(bars: pd.DataFrame) -> None:
+    forecasts = forecast_series(bars, [0.004] * 10 + [0.02] * 10)
+    cerebro = bt.Cerebro(stdstats=False)
+    cerebro.adddata(make_feed(bars, forecasts.rename("forecast"), name="AAPL"))
+    cerebro.addstrategy(LSTMStrategy, entry_threshold=0.01)
+    strat = cerebro.run()[0]
+    assert [f["date"].date() for f in strat.fills] == [bars.index[11].date()]
+
+
+def test_min_hold_bars_delays_the_exit(bars: pd.DataFrame) -> None:
+    forecasts = forecast_series(bars, [0.01, 0.01, -0.01])
+    result = backtest({"AAPL": bars}, LSTMStrategy, broker=NO_COSTS, forecasts=forecasts,
+                      min_hold_bars=5)
+    # entered on bar 0's signal; the exit waits until 5 bars have passed (bar 5), fills at 6
+    assert list(result.fills["date"].dt.date) == [bars.index[i].date() for i in (1, 6)]
+
+
+def test_stop_loss_exits_and_blocks_reentry_until_the_signal_resets(aapl: pd.DataFrame) -> None:
+    window = aapl.loc["2000-09-01":"2000-12-29"]  # includes AAPL's 52% fall on 2000-09-29
+    values = [0.01] * len(window)
+    reset = window.index.get_loc(pd.Timestamp("2000-11-01"))
+    values[reset] = -0.01
+    forecasts = pd.Series(values, index=window.index)
+    result = backtest({"AAPL": window}, LSTMStrategy, broker=NO_COSTS, forecasts=forecasts,
+                      stop_loss=0.10)
+    fills = result.fills
+    entry = fills["price"].iloc[0]
+    closes = window["Close"]
+    after_entry = closes.loc[fills["date"].iloc[0]:]
+    stop_bar = after_entry.index[(after_entry <= entry * 0.90).to_numpy().argmax()]
+    next_bar = window.index[window.index.get_loc(stop_bar) + 1]
+    assert fills["side"].iloc[1] == "sell" and fills["date"].iloc[1] == next_bar
+    # no re-entry while the forecast stays positive; re-entry after it dipped on `reset`
+    assert fills["date"].iloc[2] == window.index[reset + 2]
+    assert fills["side"].iloc[2] == "buy"
+
+
+def test_vol_target_sizing(bars: pd.DataFrame) -> None:
+    result = backtest({"AAPL": bars}, LSTMStrategy, broker=NO_COSTS, sizing="vol_target",
+                      target_vol=0.10, vol_window=20, forecasts=forecast_series(bars, [0.01]),
+                      trade_start=bars.index[21])
+    closes = bars["Close"].to_numpy()
+    vol = np.diff(np.log(closes[1:22])).std(ddof=1) * math.sqrt(252)  # 20 returns to bar 21
+    expected = math.floor(0.95 * 0.10 / vol * 100_000 / closes[21])
+    assert result.fills["size"].iloc[0] == expected
+
+
+def test_confidence_sizing_scales_with_the_signal(bars: pd.DataFrame) -> None:
+    forecasts = forecast_series(bars, [0.005])
+    result = backtest({"AAPL": bars}, LSTMStrategy, broker=NO_COSTS, sizing="confidence",
+                      confidence_scale=0.01, forecasts=forecasts)
+    expected = math.floor(0.95 * 0.5 * 100_000 / bars["Close"].iloc[0])
+    assert result.fills["size"].iloc[0] == expected
+
+
+def test_bad_params_are_refused(bars: pd.DataFrame) -> None:
+    with pytest.raises(ValueError, match="sizing='confidence' needs confidence_scale"):
+        backtest({"AAPL": bars}, LSTMStrategy, forecasts=forecast_series(bars, [0.01]),
+                 sizing="confidence")
+    with pytest.raises(ValueError, match="no forecast source"):
+        backtest({"AAPL": bars}, LSTMStrategy)
+
+
+def test_metrics_agree_with_backtrader_analyzers(aapl: pd.DataFrame) -> None:
+    window = aapl.iloc[500:1300]
+    naive = np.log(window["Close"] / window["Close"].shift(1))
+    result = backtest({"AAPL": window}, LSTMStrategy, broker=COMMISSION, forecasts=naive,
+                      allow_short=True)
+    metrics, analyzers = result.metrics, result.analyzers
+    assert metrics["n_trades"] > 50
+    assert metrics["total_return"] == pytest.approx(analyzers["total_return"], rel=1e-9)
+    assert metrics["max_drawdown"] == pytest.approx(analyzers["max_drawdown"], rel=1e-9)
+    assert metrics["sharpe"] == pytest.approx(analyzers["sharpe"], rel=1e-9)
+    assert metrics["n_trades"] == analyzers["n_trades"]
+    assert metrics["win_rate"] == pytest.approx(analyzers["win_rate"], rel=1e-12)
+
+
+def test_user_analyzers_and_optstrategy(bars: pd.DataFrame) -> None:
+    forecasts = forecast_series(bars, [0.004] * 10 + [0.02] * 10)
+    cerebro = bt.Cerebro(stdstats=False, optreturn=False, maxcpus=1)
+    cerebro.adddata(make_feed(bars, forecasts.rename("forecast"), name="AAPL"))
+    cerebro.optstrategy(LSTMStrategy, entry_threshold=[0.0, 0.01, 0.05])
+    cerebro.addanalyzer(bt.analyzers.TradeAnalyzer, _name="trades")
+    runs = cerebro.run()
+    first_fill = [run[0].fills[0]["date"].date() if run[0].fills else None for run in runs]
+    assert first_fill == [bars.index[1].date(), bars.index[11].date(), None]
+
+
+def test_baselines(aapl: pd.DataFrame) -> None:
+    window = aapl.iloc[:300]
+    hold = backtest({"AAPL": window}, BuyAndHold, broker=NO_COSTS, trade_start=window.index[100])
+    assert len(hold.fills) == 1 and hold.fills["date"].iloc[0] == window.index[101]
+    assert hold.equity.index[0] == window.index[99]  # metrics start the bar before trading
+    cross = backtest({"AAPL": window}, SmaCross, broker=NO_COSTS, fast=10, slow=30, fraction=0.5)
+    assert cross.rejected_orders == 0
+    fast = window["Close"].rolling(10).mean()
+    slow = window["Close"].rolling(30).mean()
+    side = (fast > slow).astype(int).to_numpy()
+    # the first decision is at bar 29 (both SMAs defined); each change fills on the next open
+    changed = [i for i in range(29, len(window) - 1)
+               if side[i] != (side[i - 1] if i > 29 else 0)]
+    assert list(cross.fills["date"]) == [window.index[i + 1] for i in changed]
+    assert list(cross.fills["side"]) == ["buy" if side[i] else "sell" for i in changed]
+
+
+def test_stream_mode_trades_like_batch_mode(aapl_small: pd.DataFrame) -> None:
+    features = build_features(aapl_small)
+    result = walk_forward(features, make_target(aapl_small["Close"], 1), TINY_MODEL, TINY_TRAIN,
+                          device="cpu", progress=False)
+    start = result.first_forecast_date
+    batch = backtest({"AAPL": aapl_small}, LSTMStrategy, broker=COMMISSION, trade_start=start,
+                     extra={"AAPL": result.predictions.rename("forecast").to_frame()})
+    stream = backtest({"AAPL": aapl_small}, LSTMStrategy, broker=COMMISSION, trade_start=start,
+                      extra={"AAPL": features}, stream=result.stream(),
+                      feature_lines=tuple(features.columns))
+    pd.testing.assert_frame_equal(batch.fills, stream.fills)
+    np.testing.assert_allclose(stream.records["forecast"], batch.records["forecast"], atol=1e-6)
+
+
+def test_rejected_orders_are_counted_and_retried(aapl: pd.DataFrame) -> None:
+    # 2001-04-19 opened about 4% above the 2001-04-18 close: a 99% order is short of cash
+    window = aapl.loc["2001-03-01":"2001-05-31"]
+    start = pd.Timestamp("2001-04-18")
+    hold = backtest({"AAPL": window}, BuyAndHold, broker=NO_COSTS, trade_start=start,
+                    fraction=0.99)
+    assert window.loc["2001-04-19", "Open"] > 1.01 * window.loc["2001-04-18", "Close"]
+    assert hold.rejected_orders == 1 and hold.metrics["rejected_orders"] == 1
+    assert len(hold.fills) == 1 and hold.fills["date"].iloc[0] == pd.Timestamp("2001-04-20")
