@@ -219,7 +219,7 @@ def test_align_ffill_fills_with_previous_close(gappy: dict) -> None:
 
 
 def test_align_strict_refuses(gappy: dict) -> None:
-    with pytest.raises(DataError, match="MSFT lacks 1 day.*align='inner'"):
+    with pytest.raises(DataError, match=r"MSFT lacks 1 day.*align='inner'"):
         load_many(gappy, align="strict")
 
 

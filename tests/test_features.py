@@ -122,7 +122,7 @@ def test_stale_exogenous_series_is_reported(aapl: pd.DataFrame) -> None:
 
 
 def test_unknown_feature_name_is_an_error() -> None:
-    with pytest.raises(ValueError, match="unknown feature.*'rsii'"):
+    with pytest.raises(ValueError, match=r"unknown feature.*'rsii'"):
         FeatureConfig(names=("rsii",))
 
 

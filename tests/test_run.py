@@ -130,8 +130,9 @@ def test_ready_configs_load(name: str) -> None:
 
 def test_ready_long_short_config_runs(tmp_path: Path) -> None:
     overrides = [o for o in tiny_overrides() if not o.startswith("data.")]
-    config = load_config(CONFIG_DIR / "lstm_long_short.yaml", overrides + [
-        "data.start=2008-01-01", "data.end=2011-12-31"], device="cpu")
+    config = load_config(CONFIG_DIR / "lstm_long_short.yaml",
+                         [*overrides, "data.start=2008-01-01", "data.end=2011-12-31"],
+                         device="cpu")
     result = run_experiment(config, progress=False)
     trades = result.backtests["lstm"].trades
     assert {"long", "short"} <= set(trades["direction"])

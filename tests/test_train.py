@@ -154,7 +154,7 @@ def test_forecaster_checkpoint_and_mismatch_errors(tmp_path: Path, inputs: tuple
     blob = load_checkpoint(path, "forecaster")
     blob["version"] = "0.0.1"
     torch.save(blob, tmp_path / "old.pt")
-    with pytest.raises(CheckpointError, match="written by lstm-strategy 0.0.1"):
+    with pytest.raises(CheckpointError, match=r"written by lstm-strategy 0\.0\.1"):
         Forecaster.load(tmp_path / "old.pt")
     with pytest.raises(CheckpointError, match="expected a 'walk_forward'"):
         WalkForwardResult.load(path)
