@@ -13,15 +13,50 @@ from .data import DataError
 _RESERVED = {"datetime", "open", "high", "low", "close", "volume", "openinterest"}
 
 
+class FastPandasData(bt.feeds.PandasData):
+    """PandasData that reads rows from lists prepared once, not `frame.iloc[row, col]` per field.
+
+    backtrader's PandasData costs about 10 us per field per bar in pandas lookups; with a
+    feed carrying 20 feature lines that dominated a streaming backtest. Same lines, same
+    values, same datetime conversion; backtrader's date filters still apply.
+    """
+
+    def start(self) -> None:
+        super().start()
+        frame = self.p.dataname
+        fields = []
+        for name in self.getlinealiases():
+            if name == "datetime":
+                continue
+            column = self._colmapping[name]
+            if column is not None:
+                fields.append((getattr(self.lines, name), column))
+        self._fields = fields
+        self._rows = frame.iloc[:, [c for _, c in fields]].to_numpy(dtype=float).tolist()
+        column = self._colmapping["datetime"]
+        stamps = frame.index if column is None else pd.DatetimeIndex(frame.iloc[:, column])
+        self._dates = [bt.date2num(ts) for ts in stamps.to_pydatetime()]
+
+    def _load(self) -> bool:
+        self._idx += 1
+        if self._idx >= len(self._rows):
+            return False
+        row = self._rows[self._idx]
+        for k, (line, _) in enumerate(self._fields):
+            line[0] = row[k]
+        self.lines.datetime[0] = self._dates[self._idx]
+        return True
+
+
 @cache
-def feed_class(extra_lines: tuple[str, ...]) -> type[bt.feeds.PandasData]:
+def feed_class(extra_lines: tuple[str, ...]) -> type[FastPandasData]:
     """A PandasData subclass with one line per extra column, matched by name."""
     for line in extra_lines:
         if not line.isidentifier() or keyword.iskeyword(line) or line.lower() in _RESERVED:
             raise DataError(f"column {line!r} cannot be a backtrader line: use a Python "
                             f"identifier that is not one of {sorted(_RESERVED)}.")
     name = "PandasFeed_" + "_".join(extra_lines)[:60] if extra_lines else "PandasFeed"
-    return type(name, (bt.feeds.PandasData,), {
+    return type(name, (FastPandasData,), {
         "lines": extra_lines,
         "params": tuple((line, -1) for line in extra_lines),
     })
@@ -33,7 +68,7 @@ def make_feed(
     *,
     name: str | None = None,
     **params: object,
-) -> bt.feeds.PandasData:
+) -> FastPandasData:
     """A backtrader feed of OHLCV plus `extra` columns as lines (NaN where a value is absent).
 
     `extra` is reindexed onto the bars, so a forecast series that starts later simply

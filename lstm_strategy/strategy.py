@@ -27,6 +27,7 @@ class _Book:
 
     forecasts: dict | None = None
     stream: object | None = None
+    feature_lines: list | None = None  # the feed's feature lines, in the model's order
     direction: int = 0  # -1 short, 0 flat, +1 long (as decided; fills follow)
     target: float = 0.0  # target fraction of equity
     entry_bar: int = -1
@@ -133,6 +134,7 @@ class LSTMStrategy(RecordingStrategy):
                     if missing or not p.feature_lines:
                         raise ValueError(f"stream mode needs feature_lines present on the feed; "
                                          f"missing {missing or 'all'}.")
+                    book.feature_lines = [getattr(data.lines, n) for n in p.feature_lines]
             if p.zscore_window > 0:
                 book.history = deque(maxlen=p.zscore_window)
             self._books[data] = book
@@ -159,7 +161,7 @@ class LSTMStrategy(RecordingStrategy):
             return data.forecast[0]
         if book.forecasts is not None:
             return book.forecasts.get(data.datetime[0], math.nan)
-        row = np.array([getattr(data.lines, n)[0] for n in self.p.feature_lines])
+        row = np.array([line[0] for line in book.feature_lines])
         return book.stream.step(pd.Timestamp(data.datetime.datetime(0)), row)
 
     def _signal(self, forecast: float, book: _Book) -> float:

@@ -143,3 +143,26 @@ def test_feed_carries_extra_lines_into_backtrader(aapl: pd.DataFrame) -> None:
     assert len(frame) == len(bars)
     np.testing.assert_array_equal(frame["rsi"].to_numpy(), features["rsi"].to_numpy())
     np.testing.assert_array_equal(frame["log_ret_1"].to_numpy(), features["log_ret_1"].to_numpy())
+
+
+def test_fast_feed_matches_backtraders_pandas_feed(aapl: pd.DataFrame) -> None:
+    bars = aapl.iloc[:120]
+
+    class Reader(bt.Strategy):
+        def start(self) -> None:
+            self.rows = []
+
+        def next(self) -> None:
+            d = self.data
+            self.rows.append((d.datetime[0], d.open[0], d.high[0], d.low[0], d.close[0],
+                              d.volume[0]))
+
+    def read(feed: bt.feeds.PandasData) -> list:
+        cerebro = bt.Cerebro(stdstats=False)
+        cerebro.adddata(feed)
+        cerebro.addstrategy(Reader)
+        return cerebro.run()[0].rows
+
+    ours = read(make_feed(bars, fromdate=bars.index[10].to_pydatetime()))
+    theirs = read(bt.feeds.PandasData(dataname=bars, fromdate=bars.index[10].to_pydatetime()))
+    assert len(ours) == 110 and ours == theirs
