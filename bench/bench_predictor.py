@@ -50,6 +50,22 @@ def timeit(fn, repeats: int, sync: bool) -> float:
     return statistics.median(times)
 
 
+def timeit_pair(first, second, repeats: int, sync: bool) -> tuple[float, float]:
+    """Median seconds of two functions timed alternately, so drift hits both alike."""
+    first(), second()
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(repeats):
+        for fn, bucket in ((first, times[0]), (second, times[1])):
+            if sync:
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            fn()
+            if sync:
+                torch.cuda.synchronize()
+            bucket.append(time.perf_counter() - start)
+    return statistics.median(times[0]), statistics.median(times[1])
+
+
 def feature_matrix(n_features: int, bars: int) -> np.ndarray:
     """AAPL's real features (complete rows), tiled to `bars` rows and `n_features` columns."""
     aapl = load_ohlcv(ROOT / "data" / "AAPL.csv")
@@ -69,10 +85,8 @@ def bench_inference(device: torch.device, bars: int, repeats: int) -> dict:
     forecaster = Forecaster(model, config, [f"f{i}" for i in range(x.shape[1])],
                             x.mean(0), x.std(0), 0.02, 1, device)
 
-    # ours, batch mode: raw rows in, forecasts (numpy) out, one device pass
-    ours = timeit(lambda: forecaster.forecast_rows(x), repeats, sync)
-
-    # bare reference: the same nn.LSTM + head on pre-scaled tensors already on the device
+    # ours, batch mode: raw rows in, forecasts (numpy) out, one device pass; the bare
+    # reference: the same nn.LSTM + head on pre-scaled tensors already on the device
     lstm, head = forecaster.model.lstm, forecaster.model.head
     scaled = ((torch.as_tensor(x, dtype=torch.float32) - torch.as_tensor(x.mean(0), dtype=torch.float32))
               / torch.as_tensor(x.std(0), dtype=torch.float32)).to(device).unsqueeze(0)
@@ -82,7 +96,7 @@ def bench_inference(device: torch.device, bars: int, repeats: int) -> dict:
         out, _ = lstm(scaled)
         return head(out)
 
-    bare_s = timeit(bare, repeats, sync)
+    ours, bare_s = timeit_pair(lambda: forecaster.forecast_rows(x), bare, repeats, sync)
 
     # streaming: one step per bar (state on the device, one number back per bar)
     stream_bars = min(bars, 2000)
@@ -130,7 +144,7 @@ def bench_inference(device: torch.device, bars: int, repeats: int) -> dict:
 def bench_training(device: torch.device, repeats: int) -> dict:
     """One epoch of sequence training: our loop vs a bare loop doing the same chunks."""
     sync = device.type == "cuda"
-    x_np = feature_matrix(16, 8192)
+    x_np = feature_matrix(16, 16_384)
     config = TrainConfig(epochs=1, batch_streams=16, bptt=64, burn_in=20, val_fraction=0.0)
     mconfig = ModelConfig(hidden_size=HIDDEN, num_layers=LAYERS)
     x = torch.as_tensor((x_np - x_np.mean(0)) / x_np.std(0), dtype=torch.float32, device=device)
@@ -163,8 +177,7 @@ def bench_training(device: torch.device, repeats: int) -> dict:
             nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
 
-    ours_s = timeit(ours, repeats, sync)
-    bare_s = timeit(bare, repeats, sync)
+    ours_s, bare_s = timeit_pair(ours, bare, repeats, sync)
     targets = len(x) - 16 * 20
     return {"ours_targets_per_s": targets / ours_s, "bare_targets_per_s": targets / bare_s,
             "time_ratio_ours_vs_bare": ours_s / bare_s}

@@ -71,6 +71,28 @@ class RecordingStrategy(bt.Strategy):
             "pnl": trade.pnl, "pnl_net": trade.pnlcomm,
         })
 
+    def order_targets(self, targets: list[tuple[bt.DataBase, float]]) -> dict:
+        """Order each data to a target fraction of equity; returns the orders by data.
+
+        Reductions go first (the broker fills in submission order) and a purchase is
+        capped at the cash on hand plus what this bar's reductions free at the close's
+        price, so an equal-weight entry after other positions have grown buys what it can
+        afford instead of being rejected bar after bar.
+        """
+        value = self.broker.getvalue()
+        planned = []
+        for data, fraction in targets:
+            held = self.getposition(data).size * data.close[0]
+            planned.append((fraction * value - held, data, fraction * value, held))
+        cash = self.broker.getcash()
+        orders = {}
+        for change, data, target_value, held in sorted(planned, key=lambda p: p[0]):
+            if change > 0 and held >= 0:
+                target_value = held + min(change, max(cash, 0.0))
+            cash -= target_value - held
+            orders[data] = self.order_target_value(data=data, target=target_value)
+        return orders
+
     def trade_start_num(self) -> float:
         """The `trade_start` param as backtrader's float date (-inf when unset)."""
         start = getattr(self.p, "trade_start", None)
@@ -218,6 +240,7 @@ class LSTMStrategy(RecordingStrategy):
                     (p.take_profit and move >= p.take_profit))
 
     def next(self) -> None:
+        orders = []
         for data, book in self._books.items():
             if data.datetime[0] < self._start_num:
                 if book.stream is not None:
@@ -256,10 +279,13 @@ class LSTMStrategy(RecordingStrategy):
             changed = (direction != book.direction or
                        abs(target - book.target) > self.p.rebalance_band * self.per_data_fraction)
             if changed:
+                orders.append((data, target))
                 book.direction, book.target = direction, target
-                book.pending = self.order_target_percent(data=data, target=target)
             if self.p.record:
                 self.records.append((data._name, data.datetime[0], forecast, signal, book.target))
+        if orders:
+            for data, order in self.order_targets(orders).items():
+                self._books[data].pending = order
 
     # -- broker events ---------------------------------------------------------------
     def notify_order(self, order: bt.Order) -> None:

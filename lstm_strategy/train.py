@@ -160,12 +160,15 @@ def _epochs_sequence(model: nn.Module, x: torch.Tensor, y: torch.Tensor, train: 
             ms = train[cut].reshape(streams, length).float()
             ms[:, :config.burn_in] = 0.0
             state = None
-            for start in range(0, length, config.bptt):
+            starts = range(0, length, config.bptt)
+            # which chunks carry any loss, fetched once (no device sync per chunk)
+            active = torch.stack([ms[:, i:i + config.bptt].sum() for i in starts]).gt(0).tolist()
+            for start, has_loss in zip(starts, active, strict=True):
                 chunk = slice(start, start + config.bptt)
                 mask = ms[:, chunk]
                 out, state = model(xs[:, chunk], state)
                 state = tuple(s.detach() for s in state)
-                if mask.sum() == 0:
+                if not has_loss:
                     continue
                 loss = _masked_mean(loss_fn(out, ls[:, chunk]), mask)
                 optimizer.zero_grad(set_to_none=True)

@@ -19,8 +19,7 @@ class BuyAndHold(RecordingStrategy):
     def next(self) -> None:
         if self._bought or self.datetime[0] < self._start_num:
             return
-        for data in self.datas:
-            self.order_target_percent(data=data, target=self.p.fraction / len(self.datas))
+        self.order_targets([(data, self.p.fraction / len(self.datas)) for data in self.datas])
         self._bought = True
 
     def notify_order(self, order: bt.Order) -> None:
@@ -48,12 +47,15 @@ class SmaCross(RecordingStrategy):
         if self.datetime[0] < self._start_num:
             return
         weight = self.p.fraction / len(self.datas)
+        orders = []
         for data in self.datas:
             above = self._fast[data][0] > self._slow[data][0]
             side = 1 if above else (-1 if self.p.allow_short else 0)
             if side != self._side[data]:
-                self.order_target_percent(data=data, target=side * weight)
+                orders.append((data, side * weight))
                 self._side[data] = side
+        if orders:
+            self.order_targets(orders)
 
     def notify_order(self, order: bt.Order) -> None:
         super().notify_order(order)

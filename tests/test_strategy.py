@@ -222,3 +222,22 @@ def test_rejected_orders_are_counted_and_retried(aapl: pd.DataFrame) -> None:
     assert window.loc["2001-04-19", "Open"] > 1.01 * window.loc["2001-04-18", "Close"]
     assert hold.rejected_orders == 1 and hold.metrics["rejected_orders"] == 1
     assert len(hold.fills) == 1 and hold.fills["date"].iloc[0] == pd.Timestamp("2001-04-20")
+
+
+def test_purchases_are_capped_at_available_cash() -> None:
+    index = pd.bdate_range("2020-01-01", periods=30)
+    ramp = np.linspace(10, 20, 30)  # A doubles: its position grows past its equal weight
+    a = pd.DataFrame({"Open": ramp, "High": ramp, "Low": ramp, "Close": ramp,
+                      "Volume": 1e6}, index=index)
+    b = pd.DataFrame({"Open": 10.0, "High": 10.0, "Low": 10.0, "Close": 10.0, "Volume": 1e6},
+                     index=index)
+    forecasts = {"A": pd.Series(0.01, index=index),
+                 "B": pd.Series([-0.01] * 20 + [0.01] * 10, index=index)}
+    result = backtest({"A": a, "B": b}, LSTMStrategy, broker=NO_COSTS, forecasts=forecasts,
+                      fraction=0.95)
+    assert result.rejected_orders == 0
+    fills = result.fills.set_index("ticker")
+    cash_at_20 = 100_000 - fills.loc["A", "size"] * a["Open"].iloc[1]
+    equity_at_20 = cash_at_20 + fills.loc["A", "size"] * a["Close"].iloc[20]
+    assert 0.475 * equity_at_20 > cash_at_20  # the equal-weight target is not affordable
+    assert fills.loc["B", "size"] == math.floor(cash_at_20 / 10.0)
