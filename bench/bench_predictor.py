@@ -35,27 +35,13 @@ from lstm_strategy.train import _epochs_sequence  # noqa: E402
 HIDDEN, LAYERS, WINDOW = 64, 2, 60
 
 
-def timeit(fn, repeats: int, sync: bool) -> float:
-    """Median seconds of `fn()` over `repeats` runs after one warm-up."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        if sync:
-            torch.cuda.synchronize()
-        start = time.perf_counter()
+def median_times(fns: tuple, repeats: int, sync: bool) -> list[float]:
+    """Median seconds of each function, timed alternately (drift hits all alike) after a warm-up."""
+    for fn in fns:
         fn()
-        if sync:
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def timeit_pair(first, second, repeats: int, sync: bool) -> tuple[float, float]:
-    """Median seconds of two functions timed alternately, so drift hits both alike."""
-    first(), second()
-    times: tuple[list[float], list[float]] = ([], [])
+    times: list[list[float]] = [[] for _ in fns]
     for _ in range(repeats):
-        for fn, bucket in ((first, times[0]), (second, times[1])):
+        for fn, bucket in zip(fns, times, strict=True):
             if sync:
                 torch.cuda.synchronize()
             start = time.perf_counter()
@@ -63,7 +49,11 @@ def timeit_pair(first, second, repeats: int, sync: bool) -> tuple[float, float]:
             if sync:
                 torch.cuda.synchronize()
             bucket.append(time.perf_counter() - start)
-    return statistics.median(times[0]), statistics.median(times[1])
+    return [statistics.median(bucket) for bucket in times]
+
+
+def timeit(fn, repeats: int, sync: bool) -> float:
+    return median_times((fn,), repeats, sync)[0]
 
 
 def feature_matrix(n_features: int, bars: int) -> np.ndarray:
@@ -96,7 +86,7 @@ def bench_inference(device: torch.device, bars: int, repeats: int) -> dict:
         out, _ = lstm(scaled)
         return head(out)
 
-    ours, bare_s = timeit_pair(lambda: forecaster.forecast_rows(x), bare, repeats, sync)
+    ours, bare_s = median_times((lambda: forecaster.forecast_rows(x), bare), repeats, sync)
 
     # streaming: one step per bar (state on the device, one number back per bar)
     stream_bars = min(bars, 2000)
@@ -177,7 +167,7 @@ def bench_training(device: torch.device, repeats: int) -> dict:
             nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
 
-    ours_s, bare_s = timeit_pair(ours, bare, repeats, sync)
+    ours_s, bare_s = median_times((ours, bare), repeats, sync)
     targets = len(x) - 16 * 20
     return {"ours_targets_per_s": targets / ours_s, "bare_targets_per_s": targets / bare_s,
             "time_ratio_ours_vs_bare": ours_s / bare_s}

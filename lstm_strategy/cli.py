@@ -124,7 +124,8 @@ def _run(args: argparse.Namespace) -> int:
     forecast = result.forecast_metrics
     if "model" in forecast:
         print(f"forecast directional accuracy {forecast['model']['directional_accuracy']:.3f} "
-              f"(naive last return {forecast['naive_last']['directional_accuracy']:.3f}), "
+              f"(naive: last return {forecast['naive_last']['directional_accuracy']:.3f}, "
+              f"drift {forecast['naive_drift']['directional_accuracy']:.3f}), "
               f"IC {forecast['model']['ic'] or float('nan'):.3f}")
     print(f"report: {out / 'report.html'}")
     return 0

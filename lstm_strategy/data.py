@@ -154,14 +154,7 @@ def load_ohlcv(
     keep = [*OHLCV, "Adj Close"] if "Adj Close" in frame.columns else OHLCV
     values = frame[keep].reset_index(drop=True)
     for col in keep:
-        if not pd.api.types.is_numeric_dtype(values[col]):
-            converted = pd.to_numeric(values[col], errors="coerce")
-            bad = np.flatnonzero(converted.isna().to_numpy() & values[col].notna().to_numpy())
-            if len(bad):
-                raise DataError(f"{label}: column '{col}' has non-numeric value "
-                                f"{values[col].iloc[bad[0]]!r} at {_rows_text(bad)}. "
-                                f"Fix or remove those rows.")
-            values[col] = converted
+        values[col] = _numeric(values[col], label, "Fix or remove those rows.")
     values = values.astype("float64")
     _check_finite(values, label)
     _check_dates(index, label, sort)
@@ -195,6 +188,18 @@ def load_ohlcv(
                         f"more history or shrink train.min_train_bars / model.window.")
     values.attrs["source"] = label
     return values
+
+
+def _numeric(column: pd.Series, label: str, fix: str) -> pd.Series:
+    """The column as numbers; a value that is not one (empty cells aside) is an error."""
+    if pd.api.types.is_numeric_dtype(column):
+        return column
+    converted = pd.to_numeric(column, errors="coerce")
+    bad = np.flatnonzero(converted.isna().to_numpy() & column.notna().to_numpy())
+    if len(bad):
+        raise DataError(f"{label}: column '{column.name}' has non-numeric value "
+                        f"{column.iloc[bad[0]]!r} at {_rows_text(bad)}. {fix}")
+    return converted
 
 
 def _check_finite(values: pd.DataFrame, label: str) -> None:
@@ -367,12 +372,7 @@ def load_exogenous(source: str | Path | pd.DataFrame, *, name: str | None = None
     if values.shape[1] == 0:
         raise DataError(f"{label}: no value columns besides '{date_col}'.")
     for col in values.columns:
-        converted = pd.to_numeric(values[col], errors="coerce")
-        bad = np.flatnonzero(converted.isna().to_numpy() & values[col].notna().to_numpy())
-        if len(bad):
-            raise DataError(f"{label}: column '{col}' has non-numeric value "
-                            f"{values[col].iloc[bad[0]]!r} at {_rows_text(bad)}. "
-                            f"Leave missing values empty.")
+        converted = _numeric(values[col], label, "Leave missing values empty.")
         inf = np.flatnonzero(np.isinf(converted.to_numpy(dtype=float)))
         if len(inf):
             raise DataError(f"{label}: column '{col}' is infinite at {_rows_text(inf)}.")

@@ -45,8 +45,8 @@ class ModelConfig:
             raise ValueError(f"model.dropout must be in [0, 1), got {self.dropout}.")
 
 
-class SequenceLSTM(nn.Module):
-    """Causal LSTM: output at step t depends only on inputs at steps <= t."""
+class _LSTMWithHead(nn.Module):
+    """An nn.LSTM (batch first) and a linear head from its hidden state to one number."""
 
     def __init__(self, n_features: int, config: ModelConfig) -> None:
         super().__init__()
@@ -55,6 +55,10 @@ class SequenceLSTM(nn.Module):
             dropout=config.dropout if config.num_layers > 1 else 0.0,
         )
         self.head = nn.Linear(config.hidden_size, 1)
+
+
+class SequenceLSTM(_LSTMWithHead):
+    """Causal LSTM: output at step t depends only on inputs at steps <= t."""
 
     def forward(self, x: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
         # x: [batch, time, features] -> forecasts [batch, time], state ([layers, batch, hidden],)*2
@@ -62,16 +66,8 @@ class SequenceLSTM(nn.Module):
         return self.head(out).squeeze(-1), state
 
 
-class WindowLSTM(nn.Module):
+class WindowLSTM(_LSTMWithHead):
     """Window model: an LSTM over the last `window` bars, forecast from its final output."""
-
-    def __init__(self, n_features: int, config: ModelConfig) -> None:
-        super().__init__()
-        self.lstm = nn.LSTM(
-            n_features, config.hidden_size, config.num_layers, batch_first=True,
-            dropout=config.dropout if config.num_layers > 1 else 0.0,
-        )
-        self.head = nn.Linear(config.hidden_size, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x: [batch, window, features] -> forecasts [batch]

@@ -37,11 +37,16 @@ def _equity_curves(result: ExperimentResult) -> pd.DataFrame:
     return pd.DataFrame({name: b.equity["value"] for name, b in result.backtests.items()})
 
 
-def _chart_equity(result: ExperimentResult, ax: plt.Axes) -> None:
+def _plot_curves(ax: plt.Axes, result: ExperimentResult, transform) -> None:
+    """One line per strategy, the LSTM strategy drawn heavier."""
     curves = _equity_curves(result)
     for name in curves:
-        ax.plot(curves.index, curves[name] / curves[name].iloc[0], label=name,
-                color=_COLORS.get(name), lw=1.6 if name == "lstm" else 1.0)
+        ax.plot(curves.index, transform(curves[name]), label=name, color=_COLORS.get(name),
+                lw=1.6 if name == "lstm" else 1.0)
+
+
+def _chart_equity(result: ExperimentResult, ax: plt.Axes) -> None:
+    _plot_curves(ax, result, lambda equity: equity / equity.iloc[0])
     ax.set_yscale("log")
     ax.set_ylabel("growth of 1 (log scale)")
     ax.set_title("Equity: LSTM strategy vs baselines (same data, dates and costs)")
@@ -49,10 +54,7 @@ def _chart_equity(result: ExperimentResult, ax: plt.Axes) -> None:
 
 
 def _chart_drawdown(result: ExperimentResult, ax: plt.Axes) -> None:
-    curves = _equity_curves(result)
-    for name in curves:
-        ax.plot(curves.index, -100 * drawdown_series(curves[name]), label=name,
-                color=_COLORS.get(name), lw=1.4 if name == "lstm" else 0.9)
+    _plot_curves(ax, result, lambda equity: -100 * drawdown_series(equity))
     ax.set_ylabel("drawdown (%)")
     ax.set_title("Drawdown from the running peak")
     ax.legend(loc="lower left")
@@ -97,10 +99,7 @@ def _chart_forecast(result: ExperimentResult, axes: tuple[plt.Axes, plt.Axes]) -
 
 
 def _chart_rolling_sharpe(result: ExperimentResult, ax: plt.Axes) -> None:
-    curves = _equity_curves(result)
-    for name in curves:
-        ax.plot(curves.index, rolling_sharpe(curves[name]), label=name,
-                color=_COLORS.get(name), lw=1.4 if name == "lstm" else 0.9)
+    _plot_curves(ax, result, rolling_sharpe)
     ax.axhline(0, color="0.5", lw=0.6)
     ax.set_ylabel("Sharpe, trailing 126 bars")
     ax.set_title("Rolling Sharpe ratio")

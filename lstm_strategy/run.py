@@ -259,7 +259,7 @@ def run_experiment(config: ExperimentConfig | None = None, *, progress: bool | N
         pred = results[ticker].predictions
         oos = pred.index >= trade_start
         forecast[ticker] = forecast_report(pred[oos], targets[ticker][oos],
-                                           bars[ticker]["Close"][oos], config.train.horizon,
+                                           bars[ticker]["Close"], config.train.horizon,
                                            center=center, head=config.model.head)
         rows.append(pd.DataFrame({"date": pred.index, "ticker": ticker,
                                   "prediction": pred.to_numpy(),

@@ -44,7 +44,7 @@ def test_cli_run_writes_every_file_of_the_contract(cli_run: tuple[Path, str]) ->
     assert set(metrics["baselines"]) == {"buy_and_hold", "sma_cross", "naive_forecast"}
     for baseline in metrics["baselines"].values():
         assert STRATEGY_KEYS <= set(baseline)
-    for name in ("model", "naive_zero", "naive_last"):
+    for name in ("model", "naive_zero", "naive_last", "naive_drift"):
         assert FORECAST_KEYS <= set(metrics["forecast"][name])
     predictions = pd.read_csv(out / "predictions.csv", parse_dates=["date"])
     assert list(predictions.columns) == ["date", "ticker", "prediction", "target"]

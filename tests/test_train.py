@@ -240,10 +240,14 @@ def test_naive_forecasts_and_report(aapl_small: pd.DataFrame) -> None:
     naive = naive_forecasts(close, 2)
     assert naive["naive_last"].iloc[5] == pytest.approx(np.log(close.iloc[5] / close.iloc[3]))
     assert (naive["naive_zero"] == 0).all()
+    past = np.log(close / close.shift(2)).iloc[:31].dropna()
+    assert naive["naive_drift"].iloc[30] == pytest.approx(past.mean())  # only bars <= 30
+    assert naive["naive_drift"].iloc[:21].isna().all()
     target = make_target(close, 2)
     report = forecast_report(naive["naive_last"], target, close, 2)
     assert report["model"] == report["naive_last"]
     assert report["naive_zero"]["ic"] is None  # a constant has no rank correlation
+    assert report["beats_naive_directional"] is False  # equal is not better
 
 
 def test_device_choice() -> None:
