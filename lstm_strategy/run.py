@@ -123,6 +123,7 @@ def _analyzer_summary(strat: bt.Strategy) -> dict:
         "sharpe": strat.analyzers.bt_sharpe.get_analysis()["sharperatio"],
         "n_trades": closed,
         "win_rate": trades["won"]["total"] / closed if closed else None,
+        "scope": "the whole feed: Sharpe includes the flat bars before trade_start",
     }
 
 

@@ -241,3 +241,24 @@ def test_purchases_are_capped_at_available_cash() -> None:
     equity_at_20 = cash_at_20 + fills.loc["A", "size"] * a["Close"].iloc[20]
     assert 0.475 * equity_at_20 > cash_at_20  # the equal-weight target is not affordable
     assert fills.loc["B", "size"] == math.floor(cash_at_20 / 10.0)
+
+
+def test_take_profit_exits_in_favour(aapl: pd.DataFrame) -> None:
+    window = aapl.loc["2004-06-01":"2004-12-31"]  # AAPL roughly doubled in this half-year
+    result = backtest({"AAPL": window}, LSTMStrategy, broker=NO_COSTS,
+                      forecasts=pd.Series(0.01, index=window.index), take_profit=0.15)
+    fills = result.fills
+    entry = fills["price"].iloc[0]
+    after = window["Close"].loc[fills["date"].iloc[0]:]
+    hit = after.index[(after >= entry * 1.15).to_numpy().argmax()]
+    assert fills["side"].iloc[1] == "sell"
+    assert fills["date"].iloc[1] == window.index[window.index.get_loc(hit) + 1]
+    assert result.trades["pnl"].iloc[0] > 0
+
+
+def test_max_position_caps_vol_target_sizing(bars: pd.DataFrame) -> None:
+    result = backtest({"AAPL": bars}, LSTMStrategy, broker=NO_COSTS, sizing="vol_target",
+                      target_vol=5.0, fraction=0.5, max_position=0.6,
+                      forecasts=forecast_series(bars, [0.01]), trade_start=bars.index[21])
+    closes = bars["Close"].to_numpy()
+    assert result.fills["size"].iloc[0] == math.floor(0.6 * 100_000 / closes[21])
