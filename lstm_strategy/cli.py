@@ -83,6 +83,7 @@ def _config(args: argparse.Namespace) -> ExperimentConfig:
 
 
 def _check(args: argparse.Namespace) -> int:
+    from .features import warmup_bars
     from .run import load_experiment_data
     from .train import fold_schedule
 
@@ -90,8 +91,7 @@ def _check(args: argparse.Namespace) -> int:
     bars, features, notes = load_experiment_data(config)
     for ticker, frame in bars.items():
         feats = features[ticker]
-        first = int(feats.notna().all(axis=1).to_numpy().argmax())
-        folds = fold_schedule(len(frame), first, config.train)
+        folds = fold_schedule(len(frame), warmup_bars(feats), config.train)
         print(f"{ticker}: {len(frame)} bars {frame.index[0].date()}..{frame.index[-1].date()}, "
               f"{feats.shape[1]} features, {len(folds)} walk-forward folds, first forecast "
               f"{frame.index[folds[0]].date()}")

@@ -100,17 +100,18 @@ class Forecaster:
         if len(rows) == 0:
             return np.empty(0)
         x = self._inputs(rows)
+        # float64 only on the host: some devices (MPS) have no float64
         if self.model_config.kind == "sequence":
             out, _ = self.model(x.unsqueeze(0))
-            return self._output(out[0]).double().cpu().numpy()
+            return self._output(out[0]).cpu().double().numpy()
         window = self.model_config.window
-        result = torch.full((len(rows),), float("nan"), device=self.device, dtype=torch.float64)
+        result = np.full(len(rows), np.nan)
         if len(rows) >= window:
             windows = x.unfold(0, window, 1).permute(0, 2, 1)  # [n, window, features]
             outs = [self.model(windows[i:i + batch_size])
                     for i in range(0, len(windows), batch_size)]
-            result[window - 1:] = self._output(torch.cat(outs)).double()
-        return result.cpu().numpy()
+            result[window - 1:] = self._output(torch.cat(outs)).cpu().double().numpy()
+        return result
 
     def check_features(self, columns: Sequence[str]) -> None:
         """Raise unless `columns` are exactly the features this model was trained on, in order."""
