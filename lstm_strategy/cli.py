@@ -12,7 +12,7 @@ from pathlib import Path
 from . import __version__
 from .config import CONFIG_DIR, ConfigError, ExperimentConfig, load_config
 from .data import DataError
-from .predictor import CheckpointError
+from .predictor import CheckpointError, DeviceError
 
 EXIT_BAD_INPUT = 2
 
@@ -144,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             return _check(args) if args.command == "check" else _run(args)
-    except (ConfigError, DataError, CheckpointError, RunFolderExists) as exc:
+    except (ConfigError, DataError, CheckpointError, DeviceError, RunFolderExists) as exc:
         if args.debug:
             raise
         print(f"lstm-backtest: error: {exc}", file=sys.stderr)

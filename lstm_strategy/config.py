@@ -13,6 +13,7 @@ import typing
 from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 
+import pandas as pd
 import yaml
 
 from .features import FeatureConfig
@@ -49,6 +50,14 @@ class DataConfig:
         if not self.paths:
             raise ConfigError("data.paths is empty; list at least one CSV or parquet file.")
         _one_of("data.align", self.align, ("inner", "ffill", "strict"))
+        for key in ("start", "end"):
+            value = getattr(self, key)
+            if value is not None:
+                try:
+                    pd.Timestamp(value)
+                except ValueError as exc:
+                    raise ConfigError(f"data.{key}={value!r} is not a date; write it as "
+                                      f"YYYY-MM-DD.") from exc
         _one_of("data.macro_transform", self.macro_transform, ("level", "diff"))
 
 
@@ -267,7 +276,7 @@ def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] 
                               f"{CONFIG_DIR}.")
         try:
             loaded = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
+        except (yaml.YAMLError, ValueError) as exc:  # ValueError: e.g. a date like 2008-02-31
             raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]}).") from exc
         if loaded is None:
             loaded = {}

@@ -73,6 +73,22 @@ def forecast_report(prediction: pd.Series, target: pd.Series, close: pd.Series,
     return report
 
 
+def infer_periods_per_year(index: pd.DatetimeIndex) -> int:
+    """Bars per year from the index's spacing: 252 for daily bars, 52 weekly, 12 monthly,
+    252 x bars-per-day for intraday bars (a trading year of 252 sessions)."""
+    if len(index) < 3:
+        return 252
+    step = pd.Series(index).diff().median()
+    if step >= pd.Timedelta(days=28):
+        return 12
+    if step >= pd.Timedelta(days=5):
+        return 52
+    if step >= pd.Timedelta(hours=20):
+        return 252
+    bars_per_day = pd.Series(index.normalize()).value_counts().median()
+    return round(252 * bars_per_day)
+
+
 def max_drawdown(equity: pd.Series) -> float:
     """Largest peak-to-trough fall as a positive fraction of the peak."""
     peak = equity.cummax()
@@ -90,7 +106,7 @@ def strategy_metrics(
     trades: pd.DataFrame | None = None,
     fills: pd.DataFrame | None = None,
     exposure: pd.Series | None = None,
-    periods_per_year: int = 252,
+    periods_per_year: int | None = None,
 ) -> dict:
     """Performance of an equity curve (one value per bar, the first being the starting value).
 
@@ -98,6 +114,7 @@ def strategy_metrics(
     volatility is annualised with `periods_per_year`; CAGR uses calendar time. Turnover is
     traded value per year as a multiple of mean equity. `exposure` is the gross position
     value per bar, from which the share of bars with a position is taken.
+    `periods_per_year` defaults to what the index's spacing implies (`infer_periods_per_year`).
     """
     equity = equity.astype(float)
     returns = equity.pct_change().dropna()
@@ -107,7 +124,7 @@ def strategy_metrics(
     cagr = (1.0 + total) ** (1.0 / years) - 1.0 if years > 0 and total > -1 else math.nan
     std = returns.std(ddof=1)
     downside = math.sqrt((np.minimum(returns, 0.0) ** 2).mean()) if len(returns) else math.nan
-    ann = math.sqrt(periods_per_year)
+    ann = math.sqrt(periods_per_year or infer_periods_per_year(equity.index))
     mdd = max_drawdown(equity)
     metrics = {
         "total_return": _clean(total),

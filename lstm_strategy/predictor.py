@@ -27,6 +27,10 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot serve this data or this version of the package."""
 
 
+class DeviceError(ValueError):
+    """A device that was asked for but is not there."""
+
+
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """`auto` picks CUDA, then Apple's MPS, then the CPU; anything else is taken as told."""
     if isinstance(device, torch.device):
@@ -38,10 +42,14 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     if device not in ("cpu", "cuda", "mps") and not device.startswith("cuda:"):
-        raise ValueError(f"device={device!r}; use auto, cpu, cuda, cuda:N or mps.")
+        raise DeviceError(f"device={device!r}; use auto, cpu, cuda, cuda:N or mps.")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("device=cuda asked for, but PyTorch sees no CUDA GPU here; use "
-                         "--device auto or cpu.")
+        raise DeviceError("device=cuda asked for, but PyTorch sees no CUDA GPU here; use "
+                          "--device auto or cpu.")
+    if device == "mps" and not (getattr(torch.backends, "mps", None)
+                                and torch.backends.mps.is_available()):
+        raise DeviceError("device=mps asked for, but PyTorch sees no Apple GPU here; use "
+                          "--device auto or cpu.")
     return torch.device(device)
 
 

@@ -19,7 +19,12 @@ from .config import BrokerConfig, ExperimentConfig, resolve_path
 from .data import DataError, load_exogenous, load_many, ticker_from_path
 from .features import build_features, exog_staleness_warning, make_target, warmup_bars
 from .feed import make_feed
-from .metrics import forecast_report, naive_forecasts, strategy_metrics
+from .metrics import (
+    forecast_report,
+    infer_periods_per_year,
+    naive_forecasts,
+    strategy_metrics,
+)
 from .strategy import EquityRecorder, LSTMStrategy
 from .train import WalkForwardResult, walk_forward
 
@@ -102,7 +107,9 @@ def backtest(
         "ticker", "entry_date", "exit_date", "direction", "entry_price", "bars", "pnl",
         "pnl_net"])
     metrics = strategy_metrics(equity["value"], trades=trades, fills=fills,
-                               exposure=equity["gross_exposure"])
+                               exposure=equity["gross_exposure"],
+                               periods_per_year=infer_periods_per_year(
+                                   next(iter(bars.values())).index))
     metrics["rejected_orders"] = strat.rejected_orders
     records = strat.record_frame() if hasattr(strat, "record_frame") else None
     nan_count = getattr(strat, "nan_forecasts", 0)
@@ -224,7 +231,8 @@ def run_experiment(config: ExperimentConfig | None = None, *, progress: bool | N
                                        config.train, device=config.device, progress=progress)
     trade_start = max(r.first_forecast_date for r in results.values())
     center = 0.5 if config.model.head == "direction" else 0.0
-    params = {**config.strategy.params(), "center": center}
+    params = {**config.strategy.params(), "center": center,
+              "periods_per_year": infer_periods_per_year(next(iter(bars.values())).index)}
     broker = config.broker
 
     say("backtests: LSTM strategy and baselines")

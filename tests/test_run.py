@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from lstm_strategy import ConfigError, ExperimentConfig, load_config, run_experiment
 from lstm_strategy.cli import main
@@ -146,6 +147,8 @@ def test_ready_long_short_config_runs(tmp_path: Path) -> None:
     ("model:\n  kind: transformer\n", "model.kind='transformer'"),
     ("data:\n  macro_lag: [1]\n", "data.macro_lag=[1] must be int or str"),
     ("features:\n  names: [rsi, foo]\n", "unknown feature(s) ['foo']"),
+    ("data:\n  start: '2008-13-45'\n", "data.start='2008-13-45' is not a date"),
+    ("data:\n  start: 2008-02-31\n", "not valid YAML (day is out of range"),
     ("- a\n- b\n", "the top level must be a mapping"),
     ("a: [\n", "not valid YAML"),
 ])
@@ -232,3 +235,9 @@ def test_stream_mode_config_matches_batch() -> None:
     batch = run_experiment(tiny_config(), progress=False)
     stream = run_experiment(replace(tiny_config(**{"strategy.mode": "stream"})), progress=False)
     pd.testing.assert_frame_equal(batch.backtests["lstm"].fills, stream.backtests["lstm"].fills)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
+def test_cli_missing_gpu_is_bad_input(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    code, err = run_cli(capsys, "--device", "cuda", "--out", str(tmp_path / "r"))
+    assert code == 2 and "no CUDA GPU" in err and not (tmp_path / "r").exists()

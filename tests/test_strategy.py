@@ -18,6 +18,7 @@ from lstm_strategy import (
     walk_forward,
 )
 from lstm_strategy.config import BrokerConfig
+from lstm_strategy.metrics import infer_periods_per_year
 from strategies.baselines import BuyAndHold, SmaCross
 
 from .conftest import TINY_MODEL, TINY_TRAIN
@@ -262,3 +263,13 @@ def test_max_position_caps_vol_target_sizing(bars: pd.DataFrame) -> None:
                       forecasts=forecast_series(bars, [0.01]), trade_start=bars.index[21])
     closes = bars["Close"].to_numpy()
     assert result.fills["size"].iloc[0] == math.floor(0.6 * 100_000 / closes[21])
+
+
+def test_periods_per_year_follows_the_bar_spacing() -> None:
+    days = pd.bdate_range("2020-01-01", periods=300)
+    assert infer_periods_per_year(days) == 252
+    assert infer_periods_per_year(pd.date_range("2020-01-03", periods=60, freq="W-FRI")) == 52
+    assert infer_periods_per_year(pd.date_range("2020-01-31", periods=40, freq="ME")) == 12
+    hourly = pd.DatetimeIndex([d + pd.Timedelta(hours=h) for d in days[:20]
+                               for h in range(10, 17)])  # 7 bars a session
+    assert infer_periods_per_year(hourly) == 252 * 7
