@@ -231,8 +231,10 @@ def run_experiment(config: ExperimentConfig | None = None, *, progress: bool | N
                                        config.train, device=config.device, progress=progress)
     trade_start = max(r.first_forecast_date for r in results.values())
     center = 0.5 if config.model.head == "direction" else 0.0
+    history = next(iter(bars.values())).index
+    # the bar spacing as known when trading starts (it scales vol-targeted positions)
     params = {**config.strategy.params(), "center": center,
-              "periods_per_year": infer_periods_per_year(next(iter(bars.values())).index)}
+              "periods_per_year": infer_periods_per_year(history[history < trade_start])}
     broker = config.broker
 
     say("backtests: LSTM strategy and baselines")

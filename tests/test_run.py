@@ -76,10 +76,19 @@ def tiny_config(**extra: str) -> ExperimentConfig:
     return load_config(None, tiny_overrides(**extra), device="cpu")
 
 
-def test_no_lookahead_end_to_end() -> None:
-    full = run_experiment(tiny_config(), progress=False)
+LONG_SHORT = {"strategy.allow_short": "true", "strategy.sizing": "vol_target",
+              "strategy.zscore_window": "20", "strategy.entry_threshold": "0.5",
+              "strategy.stop_loss": "0.05", "strategy.fraction": "0.5",
+              "strategy.min_hold_bars": "2"}
+
+
+@pytest.mark.parametrize("strategy", [{}, LONG_SHORT], ids=["long_only", "long_short_vol"])
+def test_no_lookahead_end_to_end(strategy: dict) -> None:
+    full = run_experiment(tiny_config(**strategy), progress=False)
     cut = pd.Timestamp("2011-03-15")
-    short = run_experiment(tiny_config(**{"data.end": str(cut.date())}), progress=False)
+    short = run_experiment(tiny_config(**strategy, **{"data.end": str(cut.date())}),
+                           progress=False)
+    assert len(full.backtests["lstm"].fills) > 10
     assert short.trade_start == full.trade_start
     p_full = full.predictions.set_index("date").loc[:cut, "prediction"]
     p_short = short.predictions.set_index("date")["prediction"]
