@@ -83,6 +83,7 @@ class StrategyConfig:
 
     def __post_init__(self) -> None:
         _one_of("strategy.mode", self.mode, ("batch", "stream"))
+        # "sizer" (the cerebro's own sizer) is for users' scripts: a run adds no sizer
         _one_of("strategy.sizing", self.sizing, ("fixed", "vol_target", "confidence"))
         if not 0 < self.fraction <= self.max_position:
             raise ConfigError(f"strategy.fraction={self.fraction} must be in (0, "

@@ -18,7 +18,7 @@ import backtrader as bt
 import numpy as np
 import pandas as pd
 
-SIZINGS = ("fixed", "vol_target", "confidence")
+SIZINGS = ("fixed", "vol_target", "confidence", "sizer")
 
 
 @dataclass
@@ -113,7 +113,7 @@ class LSTMStrategy(RecordingStrategy):
         ("exit_threshold", 0.0),  # leave a long when signal <= this, a short when >= -this
         ("zscore_window", 0),  # > 0: signal = z-score of the forecast over this many bars
         ("allow_short", False),
-        ("sizing", "fixed"),  # fixed | vol_target | confidence
+        ("sizing", "fixed"),  # fixed | vol_target | confidence | sizer (the cerebro's sizer)
         ("fraction", 0.95),  # fraction of equity per position (split across datas)
         ("target_vol", 0.15),  # annualised volatility target (vol_target sizing)
         ("vol_window", 20),  # bars of returns for the volatility estimate
@@ -269,8 +269,10 @@ class LSTMStrategy(RecordingStrategy):
                 direction = self._direction(signal, book, held)
             if direction == 0:
                 target = 0.0
-            elif direction == book.direction and self.p.sizing == "fixed":
+            elif direction == book.direction and self.p.sizing in ("fixed", "sizer"):
                 target = book.target
+            elif self.p.sizing == "sizer":
+                target = float(direction)  # the cerebro's sizer decides how much
             else:
                 target = direction * self._size(data, signal)
             if direction != book.direction:
@@ -283,9 +285,22 @@ class LSTMStrategy(RecordingStrategy):
                 book.direction, book.target = direction, target
             if self.p.record:
                 self.records.append((data._name, data.datetime[0], forecast, signal, book.target))
-        if orders:
+        if orders and self.p.sizing == "sizer":
+            self._orders_by_sizer(orders)
+        elif orders:
             for data, order in self.order_targets(orders).items():
                 self._books[data].pending = order
+
+    def _orders_by_sizer(self, orders: list[tuple[bt.DataBase, float]]) -> None:
+        """Close what is held against the new direction, then buy or sell what the sizer says."""
+        for data, direction in sorted(orders, key=lambda order: order[1]):
+            book = self._books[data]
+            if self.getposition(data).size:
+                book.pending = self.close(data=data)
+            if direction > 0:
+                book.pending = self.buy(data=data)
+            elif direction < 0:
+                book.pending = self.sell(data=data)
 
     # -- broker events ---------------------------------------------------------------
     def notify_order(self, order: bt.Order) -> None:

@@ -273,3 +273,15 @@ def test_periods_per_year_follows_the_bar_spacing() -> None:
     hourly = pd.DatetimeIndex([d + pd.Timedelta(hours=h) for d in days[:20]
                                for h in range(10, 17)])  # 7 bars a session
     assert infer_periods_per_year(hourly) == 252 * 7
+
+
+def test_users_own_sizer(bars: pd.DataFrame) -> None:
+    cerebro = bt.Cerebro(stdstats=False)
+    cerebro.adddata(make_feed(bars, forecast_series(bars, PATTERN).rename("forecast"), name="A"))
+    cerebro.addstrategy(LSTMStrategy, sizing="sizer", allow_short=True)
+    cerebro.addsizer(bt.sizers.FixedSize, stake=100)
+    strat = cerebro.run()[0]
+    fills = pd.DataFrame(strat.fills)
+    # long 100 on bar 0's signal; on bar 5 close it and go short 100: two fills at bar 6
+    assert list(fills["size"]) == [100, -100, -100, 100, 100, -100, -100]
+    assert list(fills["date"].dt.date) == [bars.index[i].date() for i in (1, 6, 6, 11, 11, 17, 17)]
