@@ -108,24 +108,32 @@ class NaiveWindow(bt.Strategy):
             self._long = False
 
 
-def timed_run(bars: pd.DataFrame, extra: pd.DataFrame | None, strategy: type, repeats: int,
-              **params: object) -> tuple[float, bt.Strategy]:
-    times, strat = [], None
+def run_once(bars: pd.DataFrame, extra: pd.DataFrame | None, strategy: type,
+             **params: object) -> tuple[float, bt.Strategy]:
+    cerebro = make_cerebro()
+    cerebro.adddata(make_feed(bars, extra, name="X"))
+    cerebro.addstrategy(strategy, **params)
+    start = time.perf_counter()
+    strat = cerebro.run()[0]
+    return time.perf_counter() - start, strat
+
+
+def timed_runs(runs: dict[str, tuple], repeats: int) -> tuple[dict[str, float], dict]:
+    """Median seconds per named run, the runs interleaved so drift hits all alike."""
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    strategies = {}
     for _ in range(repeats):
-        cerebro = make_cerebro()
-        cerebro.adddata(make_feed(bars, extra, name="X"))
-        cerebro.addstrategy(strategy, **params)
-        start = time.perf_counter()
-        strat = cerebro.run()[0]
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), strat
+        for name, (bars, extra, strategy, params) in runs.items():
+            seconds, strategies[name] = run_once(bars, extra, strategy, **params)
+            times[name].append(seconds)
+    return {name: statistics.median(t) for name, t in times.items()}, strategies
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bars", type=int, default=12_000)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     device = resolve_device(args.device)
@@ -143,27 +151,28 @@ def main() -> None:
     print(f"{n} bars, device {device}, torch threads {torch.get_num_threads()}; walk-forward "
           f"training ({len(result.folds)} folds x 1 epoch) took {train_s:.1f}s (excluded)")
 
-    rows = {}
-    noop_s, _ = timed_run(bars, None, Noop, args.repeats)
-    rows["noop"] = noop_s
     forecast_line = result.predictions.rename("forecast").to_frame()
-    batch_s, batch = timed_run(bars, forecast_line, LSTMStrategy, args.repeats, trade_start=start)
-    rows["lstm_batch"] = batch_s
+    _, batch = run_once(bars, forecast_line, LSTMStrategy, trade_start=start)
     records = batch.record_frame().set_index("date")["target"]
     targets = records.reindex(bars.index).fillna(0.0).to_numpy()
-    floor_s, floor = timed_run(bars, None, FromArray, args.repeats, targets=targets)
-    rows["floor"] = floor_s
-    if floor.fills != len(batch.fills):
-        raise SystemExit(f"the floor placed {floor.fills} fills, LSTMStrategy {len(batch.fills)}")
-    stream_s, _ = timed_run(bars, features, LSTMStrategy, 1, trade_start=start,
-                            stream=result.stream(), feature_lines=tuple(features.columns))
-    rows["lstm_stream"] = stream_s
+    rows, strategies = timed_runs({
+        "noop": (bars, None, Noop, {}),
+        "floor": (bars, None, FromArray, {"targets": targets}),
+        "lstm_batch": (bars, forecast_line, LSTMStrategy, {"trade_start": start}),
+    }, args.repeats)
+    floor_s, batch_s = rows["floor"], rows["lstm_batch"]
+    if strategies["floor"].fills != len(batch.fills):
+        raise SystemExit(f"the floor placed {strategies['floor'].fills} fills, "
+                         f"LSTMStrategy {len(batch.fills)}")
+    rows["lstm_stream"], _ = run_once(bars, features, LSTMStrategy, trade_start=start,
+                                      stream=result.stream(),
+                                      feature_lines=tuple(features.columns))
     window_model = build_model(features.shape[1], ModelConfig(kind="window")).to(device).eval()
     values = features.to_numpy()
-    naive_s, _ = timed_run(bars, None, NaiveWindow, 1, model=window_model, features=values,
-                           mean=np.nanmean(values, 0), std=np.nanstd(values, 0), device=device,
-                           start=int(features.index.get_loc(start)))
-    rows["naive_window"] = naive_s
+    rows["naive_window"], _ = run_once(bars, None, NaiveWindow, model=window_model,
+                                       features=values, mean=np.nanmean(values, 0),
+                                       std=np.nanstd(values, 0), device=device,
+                                       start=int(features.index.get_loc(start)))
 
     print(f"\n{'strategy':14s} {'bars/s':>10s} {'us/bar':>9s} {'vs floor':>9s}")
     for name in ("noop", "floor", "lstm_batch", "lstm_stream", "naive_window"):

@@ -25,6 +25,8 @@ SIZINGS = ("fixed", "vol_target", "confidence", "sizer")
 class _Book:
     """Per-data trading state."""
 
+    clock: object = None  # the feed's datetime line
+    line: object = None  # the feed's forecast line, when it has one
     forecasts: dict | None = None
     stream: object | None = None
     feature_lines: list | None = None  # the feed's feature lines, in the model's order
@@ -142,8 +144,10 @@ class LSTMStrategy(RecordingStrategy):
         self._start_num = self.trade_start_num()
         self._books: dict = {}
         for data in self.datas:
-            book = _Book()
-            if "forecast" not in data.lines.getlinealiases():
+            book = _Book(clock=data.lines.datetime)
+            if "forecast" in data.lines.getlinealiases():
+                book.line = data.lines.forecast
+            else:
                 book.forecasts = self._lookup(data)
                 if book.forecasts is None:
                     book.stream = self._pick(p.stream, data)
@@ -162,6 +166,11 @@ class LSTMStrategy(RecordingStrategy):
             self._books[data] = book
         self.per_data_fraction = p.fraction / len(self.datas)
         self.records: list[tuple] = []
+        # params read every bar, kept as plain attributes (backtrader's params are slow)
+        self._record, self._sizing, self._min_hold = p.record, p.sizing, p.min_hold_bars
+        self._band = p.rebalance_band * self.per_data_fraction
+        self._entry, self._exit, self._short = p.entry_threshold, p.exit_threshold, p.allow_short
+        self._center, self._stops = p.center, bool(p.stop_loss or p.take_profit)
 
     @staticmethod
     def _pick(value: object, data: bt.DataBase) -> object:
@@ -179,16 +188,16 @@ class LSTMStrategy(RecordingStrategy):
 
     # -- forecasts -----------------------------------------------------------------
     def _forecast(self, data: bt.DataBase, book: _Book) -> float:
-        if book.forecasts is None and book.stream is None:
-            return data.forecast[0]
+        if book.line is not None:
+            return book.line[0]
         if book.forecasts is not None:
-            return book.forecasts.get(data.datetime[0], math.nan)
+            return book.forecasts.get(book.clock[0], math.nan)
         row = np.array([line[0] for line in book.feature_lines])
         return book.stream.step(pd.Timestamp(data.datetime.datetime(0)), row)
 
     def _signal(self, forecast: float, book: _Book) -> float:
         if book.history is None:
-            return forecast - self.p.center
+            return forecast - self._center
         book.history.append(forecast)
         if len(book.history) < book.history.maxlen:
             return math.nan
@@ -198,21 +207,20 @@ class LSTMStrategy(RecordingStrategy):
 
     # -- decisions -----------------------------------------------------------------
     def _direction(self, signal: float, book: _Book, held_bars: int) -> int:
-        p = self.p
         current = book.direction
-        if current != 0 and held_bars < p.min_hold_bars:
+        if current != 0 and held_bars < self._min_hold:
             return current
-        wants = 1 if signal > p.entry_threshold else (
-            -1 if (p.allow_short and signal < -p.entry_threshold) else 0)
-        if book.blocked == 1 and signal <= p.exit_threshold:
+        entry, exit_ = self._entry, self._exit
+        wants = 1 if signal > entry else (-1 if (self._short and signal < -entry) else 0)
+        if book.blocked == 1 and signal <= exit_:
             book.blocked = 0
-        if book.blocked == -1 and signal >= -p.exit_threshold:
+        if book.blocked == -1 and signal >= -exit_:
             book.blocked = 0
         if wants == book.blocked:
             wants = 0
-        if current == 1 and wants == 0 and signal > p.exit_threshold:
+        if current == 1 and wants == 0 and signal > exit_:
             return 1
-        if current == -1 and wants == 0 and signal < -p.exit_threshold:
+        if current == -1 and wants == 0 and signal < -exit_:
             return -1
         return wants
 
@@ -230,9 +238,9 @@ class LSTMStrategy(RecordingStrategy):
         return min(base, p.max_position / len(self.datas))
 
     def _stopped(self, data: bt.DataBase, book: _Book) -> bool:
-        p = self.p
-        if book.direction == 0 or not (p.stop_loss or p.take_profit):
+        if book.direction == 0 or not self._stops:
             return False
+        p = self.p
         if math.isnan(book.entry_price):
             return False
         move = book.direction * (data.close[0] / book.entry_price - 1.0)
@@ -241,51 +249,50 @@ class LSTMStrategy(RecordingStrategy):
 
     def next(self) -> None:
         orders = []
+        record = self._record
         for data, book in self._books.items():
-            if data.datetime[0] < self._start_num:
+            now = book.clock[0]
+            if now < self._start_num:
                 if book.stream is not None:
                     self._forecast(data, book)  # keep the recurrent state moving
                 continue
-            forecast = self._forecast(data, book)
+            forecast = book.line[0] if book.line is not None else self._forecast(data, book)
             if not math.isfinite(forecast):
                 book.nan_forecasts += 1
-                if self.p.record:
-                    self.records.append((data._name, data.datetime[0], forecast, math.nan,
-                                         book.target))
+                if record:
+                    self.records.append((data._name, now, forecast, math.nan, book.target))
                 continue
-            signal = self._signal(forecast, book)
+            signal = forecast - self._center if book.history is None else self._signal(
+                forecast, book)
             if book.pending is not None:  # an order is still in flight: decide once it is done
-                if self.p.record:
-                    self.records.append((data._name, data.datetime[0], forecast, signal,
-                                         book.target))
+                if record:
+                    self.records.append((data._name, now, forecast, signal, book.target))
                 continue
-            held = len(data) - book.entry_bar if book.entry_bar >= 0 else 0
-            if self._stopped(data, book):
+            held = len(data) - book.entry_bar if self._min_hold and book.entry_bar >= 0 else 0
+            if self._stops and self._stopped(data, book):
                 book.blocked = book.direction
                 direction = 0
-            elif math.isnan(signal):
+            elif signal != signal:  # NaN: the z-score is still warming up
                 direction = book.direction
             else:
                 direction = self._direction(signal, book, held)
             if direction == 0:
                 target = 0.0
-            elif direction == book.direction and self.p.sizing in ("fixed", "sizer"):
+            elif direction == book.direction and self._sizing in ("fixed", "sizer"):
                 target = book.target
-            elif self.p.sizing == "sizer":
+            elif self._sizing == "sizer":
                 target = float(direction)  # the cerebro's sizer decides how much
             else:
                 target = direction * self._size(data, signal)
             if direction != book.direction:
                 book.entry_bar = len(data) if direction else -1
                 book.entry_price = math.nan
-            changed = (direction != book.direction or
-                       abs(target - book.target) > self.p.rebalance_band * self.per_data_fraction)
-            if changed:
+            if direction != book.direction or abs(target - book.target) > self._band:
                 orders.append((data, target))
                 book.direction, book.target = direction, target
-            if self.p.record:
-                self.records.append((data._name, data.datetime[0], forecast, signal, book.target))
-        if orders and self.p.sizing == "sizer":
+            if record:
+                self.records.append((data._name, now, forecast, signal, book.target))
+        if orders and self._sizing == "sizer":
             self._orders_by_sizer(orders)
         elif orders:
             for data, order in self.order_targets(orders).items():
