@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .data import DataError
 from .model import ModelConfig, build_model
 from .predictor import Forecaster, load_checkpoint, resolve_device, save_checkpoint
 
@@ -405,10 +406,10 @@ def walk_forward(
     names = [str(c) for c in features.columns]
     predictions = np.full(len(features), np.nan)
     if len(panel.pos) == 0:
-        raise ValueError("no complete feature row: every row has a NaN feature.")
+        raise DataError("no complete feature row: every row has a NaN feature.")
     retrains = fold_schedule(len(features), int(panel.pos[0]), config)
     if not retrains:
-        raise ValueError(f"{len(features)} bars leave no out-of-sample bar after "
+        raise DataError(f"{len(features)} bars leave no out-of-sample bar after "
                          f"{int(panel.pos[0])} warm-up + {config.min_train_bars} training "
                          f"bars (train.min_train_bars); supply more history or lower it.")
     folds: list[Fold] = []
@@ -422,8 +423,12 @@ def walk_forward(
         stop_row = int(np.searchsorted(panel.pos, end_pos))
         start_pos = 0 if config.train_window is None else retrain_pos - config.train_window
         train_rows = slice(int(np.searchsorted(panel.pos, start_pos)), first_row)
-        if train_rows.stop - train_rows.start < 2:
-            continue
+        if train_rows.stop - train_rows.start < config.min_train_bars // 2:
+            raise DataError(
+                f"fold {k} (retrain {features.index[retrain_pos].date()}) has only "
+                f"{train_rows.stop - train_rows.start} complete feature rows to train on; "
+                f"rows with NaN features are skipped. Fill the gaps in the data or widen "
+                f"train.train_window.")
         forecaster, info = train_forecaster(
             panel, names, train_rows, retrain_pos, model_config, config, device,
             seed=config.seed + k, init_state=init_state if config.warm_start else None)

@@ -12,6 +12,7 @@ import torch
 
 from lstm_strategy import (
     CheckpointError,
+    DataError,
     Forecaster,
     ModelConfig,
     TrainConfig,
@@ -258,3 +259,14 @@ def test_device_choice() -> None:
             resolve_device("cuda")
     with pytest.raises(ValueError, match="use auto, cpu"):
         resolve_device("tpu")
+
+
+def test_too_few_complete_rows_is_a_data_error(inputs: tuple) -> None:
+    features, target = inputs
+    holed = features.copy()
+    holed.iloc[100:340, 0] = np.nan  # a long gap in one feature inside the first fold
+    with pytest.raises(DataError, match=r"fold 0 .* complete feature rows"):
+        walk_forward(holed, target, TINY_MODEL, TINY_TRAIN, device="cpu", progress=False)
+    with pytest.raises(DataError, match="no out-of-sample bar"):
+        walk_forward(features.iloc[:300], target.iloc[:300], TINY_MODEL, TINY_TRAIN,
+                     device="cpu", progress=False)
