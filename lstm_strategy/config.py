@@ -43,7 +43,7 @@ class DataConfig:
     end: str | None = None  # last date used (ISO), None = all
     macro: str | None = "data/macro_us_daily.csv"  # None = no exogenous series
     macro_lag: int | str = 1  # bars, or a calendar offset such as "45D"
-    macro_transform: str = "level"  # level | diff
+    macro_transform: str = "diff"  # diff (bar-to-bar change; stationary) | level
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "paths", tuple(self.paths))
