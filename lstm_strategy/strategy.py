@@ -355,8 +355,9 @@ class EquityRecorder(bt.Analyzer):
         value = broker.getvalue()
         gross = sum(abs(self.strategy.getposition(d).size) * d.close[0]
                     for d in self.strategy.datas)
-        self.rows.append((self.strategy.datetime.datetime(0), value, broker.getcash(), gross))
+        self.rows.append((self.strategy.datetime[0], value, broker.getcash(), gross))
 
     def get_analysis(self) -> pd.DataFrame:
         frame = pd.DataFrame(self.rows, columns=["date", "value", "cash", "gross_exposure"])
+        frame["date"] = [bt.num2date(d) for d in frame["date"]]  # converted once, at the end
         return frame.set_index("date")
