@@ -102,15 +102,13 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .report import RunFolderExists, write_run
+    from .report import check_run_folder, write_run
     from .run import run_experiment
 
     config = _config(args)
     out = Path(args.out) if args.out else Path("runs") / (
         f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}")
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.overwrite:
-        raise RunFolderExists(f"{out} already holds files; choose another --out or pass "
-                              f"--overwrite.")
+    check_run_folder(out, overwrite=args.overwrite)  # before training, not after
     say = (lambda message: None) if args.quiet else (
         lambda message: print(f"[lstm-backtest] {message}", file=sys.stderr, flush=True))
     started = time.perf_counter()

@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from .config import dump_config
-from .metrics import drawdown_series, rolling_sharpe
+from .metrics import drawdown_series, naive_forecasts, rolling_sharpe
 from .run import ExperimentResult
 
 CHARTS = ("equity", "drawdown", "trades", "forecast", "rolling_sharpe")
@@ -88,8 +88,8 @@ def _chart_forecast(result: ExperimentResult, axes: tuple[plt.Axes, plt.Axes]) -
     scatter.set_title(f"{ticker}: forecast vs realised")
     center = 0.5 if result.config.model.head == "direction" else 0.0
     hit = ((one["prediction"] > center) == (one["target"] > 0)).astype(float)
-    last = result.bars[ticker]["Close"].pipe(lambda c: (c / c.shift(result.config.train.horizon)))
-    naive_hit = ((last.reindex(one.index) > 1) == (one["target"] > 0)).astype(float)
+    last = naive_forecasts(result.bars[ticker]["Close"], result.config.train.horizon)["naive_last"]
+    naive_hit = ((last.reindex(one.index) > 0) == (one["target"] > 0)).astype(float)
     rolling.plot(hit.rolling(126).mean(), label="model", color="C0")
     rolling.plot(naive_hit.rolling(126).mean(), label="naive (last return)", color="C1", lw=0.9)
     rolling.axhline(0.5, color="0.5", lw=0.6, ls="--")
@@ -218,15 +218,20 @@ def _write_contents(result: ExperimentResult, folder: Path) -> None:
     (folder / "report.html").write_text(render_html(result, charts))
 
 
-def write_run(result: ExperimentResult, out: str | Path, *, overwrite: bool = False) -> Path:
-    """Write the run folder atomically; an existing `out` is kept unless `overwrite`."""
-    out = Path(out)
+def check_run_folder(out: Path, *, overwrite: bool = False) -> None:
+    """Refuse an `out` that is a file, or a folder holding files unless `overwrite`."""
     if out.exists() and not out.is_dir():
         raise RunFolderExists(f"{out} exists and is not a folder; choose another --out.")
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise RunFolderExists(f"{out} already holds files; choose another --out or pass "
                               f"--overwrite to replace it (it is replaced whole, only after "
                               f"the new run has been written).")
+
+
+def write_run(result: ExperimentResult, out: str | Path, *, overwrite: bool = False) -> Path:
+    """Write the run folder atomically; an existing `out` is kept unless `overwrite`."""
+    out = Path(out)
+    check_run_folder(out, overwrite=overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:

@@ -188,8 +188,7 @@ class LSTMStrategy(RecordingStrategy):
 
     # -- forecasts -----------------------------------------------------------------
     def _forecast(self, data: bt.DataBase, book: _Book) -> float:
-        if book.line is not None:
-            return book.line[0]
+        """The forecast from a `forecasts` series or the stream (a forecast line is read inline)."""
         if book.forecasts is not None:
             return book.forecasts.get(book.clock[0], math.nan)
         row = np.array([line[0] for line in book.feature_lines])
