@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime
 import types
 import typing
-from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -308,12 +308,3 @@ def resolve_path(path: str | Path) -> Path:
         return path
     candidate = PROJECT_ROOT / path
     return candidate if candidate.exists() else path
-
-
-def with_overrides(config: ExperimentConfig, **sections: dict) -> ExperimentConfig:
-    """A copy of `config` with some keys of some sections replaced (validated again)."""
-    tree = config.to_dict()
-    for section, values in sections.items():
-        for key, value in values.items():
-            _set_dotted(tree, f"{section}.{key}", value)
-    return replace(_build(ExperimentConfig, tree, ""))
