@@ -21,6 +21,7 @@ from . import __version__
 from .model import ModelConfig, build_model
 
 CHECKPOINT_FORMAT = 1
+FORECAST_CHUNK_BARS = 256  # LSTM steps per batch-forecast call (the shape every call has)
 
 
 class CheckpointError(ValueError):
@@ -99,24 +100,34 @@ class Forecaster:
         return (x - self._mean) / self._std
 
     @torch.no_grad()
-    def forecast_rows(self, rows: np.ndarray, batch_size: int = 1024) -> np.ndarray:
-        """Forecasts for consecutive, complete raw rows [time, features] in one device pass.
+    def forecast_rows(self, rows: np.ndarray, batch_size: int = 256,
+                      chunk_bars: int = FORECAST_CHUNK_BARS) -> np.ndarray:
+        """Forecasts for consecutive, complete raw rows [time, features] on the device.
 
         The sequence model starts from a cold state at the first row; the window model
-        returns NaN until it has `window` rows.
+        returns NaN until it has `window` rows. Every model call has one fixed shape
+        (`chunk_bars` steps, or `batch_size` windows; the last call is padded), so a
+        forecast never depends on how many rows follow it: a GEMM's float rounding can
+        depend on its row count (tail blocks), and that would break the truncation rule.
         """
         if len(rows) == 0:
             return np.empty(0)
         x = self._inputs(rows)
         # float64 only on the host: some devices (MPS) have no float64
         if self.model_config.kind == "sequence":
-            out, _ = self.model(x.unsqueeze(0))
-            return self._output(out[0]).cpu().double().numpy()
+            state = None
+            outs = []
+            for start in range(0, len(x), chunk_bars):
+                chunk = _pad_rows(x[start:start + chunk_bars], chunk_bars)
+                out, state = self.model(chunk.unsqueeze(0), state)
+                outs.append(out[0, :min(chunk_bars, len(x) - start)])
+            return self._output(torch.cat(outs)).cpu().double().numpy()
         window = self.model_config.window
         result = np.full(len(rows), np.nan)
         if len(rows) >= window:
             windows = x.unfold(0, window, 1).permute(0, 2, 1)  # [n, window, features]
-            outs = [self.model(windows[i:i + batch_size])
+            outs = [self.model(_pad_rows(windows[i:i + batch_size], batch_size))
+                    [:min(batch_size, len(windows) - i)]
                     for i in range(0, len(windows), batch_size)]
             result[window - 1:] = self._output(torch.cat(outs)).cpu().double().numpy()
         return result
@@ -182,6 +193,13 @@ class Forecaster:
         if feature_names is not None:
             forecaster.check_features(feature_names)
         return forecaster
+
+
+def _pad_rows(x: torch.Tensor, rows: int) -> torch.Tensor:
+    """`x` with zero rows appended up to `rows` along the first dimension."""
+    if len(x) == rows:
+        return x
+    return torch.cat([x, x.new_zeros((rows - len(x), *x.shape[1:]))])
 
 
 class _NumpyLSTMStep:

@@ -25,6 +25,7 @@ from lstm_strategy import (
     walk_forward,
 )
 from lstm_strategy.metrics import forecast_report, naive_forecasts
+from lstm_strategy.model import build_model
 from lstm_strategy.predictor import load_checkpoint, save_checkpoint
 from lstm_strategy.train import _label_masks, _panel, fold_schedule
 
@@ -270,3 +271,22 @@ def test_too_few_complete_rows_is_a_data_error(inputs: tuple) -> None:
     with pytest.raises(DataError, match="no out-of-sample bar"):
         walk_forward(features.iloc[:300], target.iloc[:300], TINY_MODEL, TINY_TRAIN,
                      device="cpu", progress=False)
+
+
+@pytest.mark.parametrize("kind", ["sequence", "window"])
+def test_a_forecast_never_depends_on_how_many_rows_follow_it(inputs: tuple, kind: str) -> None:
+    """Bit-equal prefixes over many segment lengths (GEMM tail rounding depends on row counts)."""
+    features, _ = inputs
+    rows = features.dropna().to_numpy()[:700]
+    torch.manual_seed(3)
+    config = replace(ModelConfig(hidden_size=32, num_layers=2), kind=kind, window=20)
+    forecaster = Forecaster(build_model(rows.shape[1], config), config, list(features.columns),
+                            rows.mean(axis=0), rows.std(axis=0), 0.02, 1, "cpu")
+    for kwargs in ({}, {"chunk_bars": 16, "batch_size": 8}):
+        full = forecaster.forecast_rows(rows, **kwargs)
+        assert np.isfinite(full[30:]).all()
+        lengths = sorted({*range(1, 80), *range(80, len(rows), 7), len(rows) - 1})
+        changed = [n for n in lengths
+                   if not np.array_equal(forecaster.forecast_rows(rows[:n], **kwargs),
+                                         full[:n], equal_nan=True)]
+        assert changed == [], f"prefixes of these lengths differ ({kwargs}): {changed[:10]}"
