@@ -16,7 +16,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from .features import FeatureConfig
+from .data import DataError
+from .features import FeatureConfig, publication_lag
 from .model import ModelConfig
 from .train import TrainConfig
 
@@ -42,7 +43,7 @@ class DataConfig:
     start: str | None = None  # first date used (ISO), None = all
     end: str | None = None  # last date used (ISO), None = all
     macro: str | None = "data/macro_us_daily.csv"  # None = no exogenous series
-    macro_lag: int | str = 1  # bars, or a calendar offset such as "45D"
+    macro_lag: str | int = "0D"  # publication lag after a value's date ends: "0D", "45D", "1B"
     macro_transform: str = "diff"  # diff (bar-to-bar change; stationary) | level
 
     def __post_init__(self) -> None:
@@ -59,6 +60,10 @@ class DataConfig:
                     raise ConfigError(f"data.{key}={value!r} is not a date; write it as "
                                       f"YYYY-MM-DD.") from exc
         _one_of("data.macro_transform", self.macro_transform, ("level", "diff"))
+        try:
+            publication_lag(self.macro_lag)
+        except DataError as exc:
+            raise ConfigError(f"data.macro_lag={self.macro_lag!r}: {exc}") from None
 
 
 @dataclass(frozen=True)

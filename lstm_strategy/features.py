@@ -135,15 +135,15 @@ def build_features(
     config: FeatureConfig | None = None,
     *,
     exogenous: pd.DataFrame | None = None,
-    exog_lag: int | str = 1,
+    exog_lag: str = "0D",
     exog_prefix: str = "",
     exog_transform: str = "level",
 ) -> pd.DataFrame:
     """Feature frame on the bars' index: one column per feature, warm-up rows left NaN.
 
-    `exogenous` (numeric series by date, e.g. macro) joins as-of with a publication lag:
-    an int delays by that many bars, a pandas offset such as "45D" by calendar time.
-    `exog_transform="diff"` uses bar-to-bar changes instead of levels.
+    `exogenous` (numeric series by date, e.g. macro) joins as-of by availability time
+    (see `join_exogenous`); `exog_lag` is the publication lag, a pandas offset such as
+    "45D". `exog_transform="diff"` uses bar-to-bar changes instead of levels.
     Use `warmup_bars()` to learn how many leading rows are incomplete.
     """
     config = config or FeatureConfig()
@@ -163,42 +163,60 @@ def build_features(
     return features
 
 
+def publication_lag(lag: str | pd.DateOffset) -> pd.DateOffset:
+    """A publication lag as a pandas offset ("0D", "45D", "1B"); bar counts are refused."""
+    if isinstance(lag, pd.DateOffset):
+        return lag
+    if not isinstance(lag, str):
+        raise DataError(f"publication lag {lag!r}: give a calendar offset such as '0D' or "
+                        f"'45D', not a number of bars. Availability is a time: a value dated "
+                        f"D is used from the first bar after D ends, plus this lag.")
+    try:
+        return pd.tseries.frequencies.to_offset(lag)
+    except ValueError as exc:
+        raise DataError(f"publication lag {lag!r} is not a pandas offset such as '0D', "
+                        f"'45D' or '1B'.") from exc
+
+
+def exog_available_at(dates: pd.DatetimeIndex, lag: str | pd.DateOffset = "0D"
+                      ) -> pd.DatetimeIndex:
+    """When each exogenous value becomes usable: the end of its date, plus the lag.
+
+    Values stamped at midnight are dated days (a close-of-day figure dated D is known
+    when D ends, at D + 1 day); values stamped with a time of day are taken as
+    published at that instant.
+    """
+    offset = publication_lag(lag)
+    dated_days = bool((dates == dates.normalize()).all())
+    ends = dates + pd.Timedelta(days=1) if dated_days else dates
+    return ends + offset
+
+
 def join_exogenous(
     index: pd.DatetimeIndex,
     exogenous: pd.DataFrame,
     *,
-    lag: int | str = 1,
+    lag: str | pd.DateOffset = "0D",
     transform: str = "level",
 ) -> pd.DataFrame:
-    """Exogenous values as known at each bar: as-of join, each series forward-filled.
+    """Exogenous values as known at each bar: as-of join by availability time, forward-filled.
 
-    `lag` is the publication delay: an int counts bars (1 = a value dated d is first
-    used on the bar after d), a string is a calendar offset added to each value's date
-    ("45D" for quarterly data published about six weeks after the quarter ends).
+    A bar stamped t sees the latest value whose availability time (`exog_available_at`)
+    is <= t: for daily bars the previous day's figure, for hourly bars the figure of the
+    day before from the first bar of the next day on, whatever the bar spacing. `lag` is
+    a publication delay after that ("45D" for quarterly figures published about six
+    weeks after the quarter ends).
     """
     if transform not in ("level", "diff"):
         raise DataError(f"exog_transform={transform!r}; use 'level' or 'diff'.")
     exog = exogenous.sort_index().ffill()
-    if isinstance(lag, str):
-        try:
-            offset = pd.tseries.frequencies.to_offset(lag)
-        except ValueError as exc:
-            raise DataError(f"publication lag {lag!r} is not a pandas offset such as "
-                            f"'45D' or '1B'; or give a number of bars.") from exc
-        exog = exog.set_axis(exog.index + offset)
-        bars_lag = 0
-    else:
-        if int(lag) < 0:
-            raise DataError(f"publication lag must be >= 0 bars, got {lag}.")
-        bars_lag = int(lag)
-    positions = exog.index.searchsorted(index, side="right") - 1
+    available = exog_available_at(exog.index, lag)
+    positions = available.searchsorted(index, side="right") - 1
     values = exog.to_numpy(dtype="float64")
     out = np.full((len(index), values.shape[1]), np.nan)
     known = positions >= 0
     out[known] = values[positions[known]]
     joined = pd.DataFrame(out, index=index, columns=exog.columns)
-    if bars_lag:
-        joined = joined.shift(bars_lag)
     if transform == "diff":
         joined = joined.diff()
     return joined

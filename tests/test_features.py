@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import ta
 
-from lstm_strategy import build_features, load_exogenous, make_feed, make_target, warmup_bars
+from lstm_strategy import DataError, build_features, load_exogenous, make_feed, make_target, warmup_bars
 from lstm_strategy.features import (
     DEFAULT_FEATURES,
     FEATURES,
@@ -20,7 +20,7 @@ from lstm_strategy.features import (
     join_exogenous,
 )
 
-from .conftest import DATA, random_cuts
+from .conftest import DATA, hourly_bars, random_cuts
 
 
 def test_every_default_feature_is_causal_by_truncation(aapl: pd.DataFrame) -> None:
@@ -83,25 +83,74 @@ def test_target_is_forward_log_return_and_not_a_feature(aapl: pd.DataFrame) -> N
         assert not np.allclose(features[column].fillna(0), target.fillna(0))
 
 
-def test_exogenous_join_lags_by_one_bar(aapl: pd.DataFrame) -> None:
+def test_exogenous_daily_value_is_used_from_the_first_bar_after_its_day(aapl: pd.DataFrame
+                                                                         ) -> None:
     macro = load_exogenous(DATA / "macro_us_daily.csv")
-    joined = join_exogenous(aapl.index, macro, lag=1)
-    day, next_day = aapl.index[100], aapl.index[101]
-    # the value dated `day` is first seen on the next bar
-    assert joined.loc[next_day, "ust_10y"] == macro.ffill().loc[day, "ust_10y"]
-    assert joined.loc[day, "ust_10y"] == macro.ffill().loc[:day].iloc[-2]["ust_10y"]
+    joined = join_exogenous(aapl.index, macro)
+    known = macro.ffill()
+    # every bar sees the latest value dated strictly before its own date
+    for day in aapl.index[1::97]:
+        assert joined.loc[day, "ust_10y"] == known.loc[:day - pd.Timedelta(days=1)].iloc[-1][
+            "ust_10y"]
+    # where both calendars agree this is the previous bar's value (the old one-bar rule);
+    # after a day the exchange was shut but the macro figure was published (Good Friday,
+    # 2001-09-11..14) the newer figure is legitimately known, and only there do they differ
+    ffilled = macro.sort_index().ffill()
+    asof = ffilled.index.searchsorted(aapl.index, side="right") - 1
+    one_bar = pd.DataFrame(ffilled.to_numpy()[asof], index=aapl.index,
+                           columns=macro.columns).shift(1)
+    # before the first bar the old rule had nothing; the figure of the day before is known
+    previous_bar = pd.Series(aapl.index, index=aapl.index).shift(1).fillna(pd.Timestamp(0))
+    differs = ~((joined == one_bar) | (joined.isna() & one_bar.isna())).all(axis=1)
+    for day in aapl.index[differs.to_numpy()]:
+        between = macro.index[(macro.index > previous_bar[day]) & (macro.index < day)]
+        assert len(between), f"{day.date()} differs without a figure published in between"
+    assert differs.sum() == 7
 
 
 def test_exogenous_join_with_calendar_lag(aapl: pd.DataFrame) -> None:
     quarterly = load_exogenous(DATA / "macro_us_quarterly.csv")
     joined = join_exogenous(aapl.index, quarterly, lag="45D")
-    # 2009Q2 (dated 2009-06-30) becomes known 45 days later, on 2009-08-14
-    assert joined.loc["2009-08-13", "realgdp"] == quarterly.loc["2009-03-31", "realgdp"]
-    assert joined.loc["2009-08-14", "realgdp"] == quarterly.loc["2009-06-30", "realgdp"]
+    # 2009Q2 (dated 2009-06-30) is known 45 days after that day ends: Saturday 2009-08-15
+    assert joined.loc["2009-08-14", "realgdp"] == quarterly.loc["2009-03-31", "realgdp"]
+    assert joined.loc["2009-08-17", "realgdp"] == quarterly.loc["2009-06-30", "realgdp"]
 
 
-@pytest.mark.parametrize("lag,path", [(1, "macro_us_daily.csv"), ("45D", "macro_us_quarterly.csv"),
-                                      (2, "macro_us_daily.csv")])
+def test_exogenous_lag_in_bars_is_refused(aapl: pd.DataFrame) -> None:
+    macro = load_exogenous(DATA / "macro_us_daily.csv")
+    with pytest.raises(DataError, match="not a number of bars"):
+        join_exogenous(aapl.index, macro, lag=1)
+
+
+@pytest.mark.parametrize("spacing", ["hourly", "daily", "monthly"])
+def test_changing_one_exogenous_value_moves_nothing_before_it_is_known(aapl: pd.DataFrame,
+                                                                        spacing: str) -> None:
+    """Perturbation: the value dated D may move features only from the first bar after D ends."""
+    macro = load_exogenous(DATA / "macro_us_daily.csv")
+    day = pd.Timestamp("2008-06-11")
+    if spacing == "hourly":
+        bars = hourly_bars(pd.bdate_range("2008-05-01", "2008-07-31"))
+    elif spacing == "daily":
+        bars = aapl.loc["2008-01-01":"2008-12-31"]
+    else:
+        bars = aapl.resample("MS").agg({"Open": "first", "High": "max", "Low": "min",
+                                        "Close": "last", "Volume": "sum"}).loc["2006":"2010"]
+        day = pd.Timestamp("2008-05-30")  # the last figure dated before the June bar
+    changed = macro.copy()
+    changed.loc[day, "ust_10y"] += 1.0
+    for transform in ("level", "diff"):
+        base = build_features(bars, exogenous=macro, exog_transform=transform)
+        moved = build_features(bars, exogenous=changed, exog_transform=transform)
+        differs = ~((base == moved) | (base.isna() & moved.isna())).all(axis=1)
+        first_known = bars.index[bars.index >= day + pd.Timedelta(days=1)][0]
+        assert differs.any() and bars.index[differs.to_numpy()][0] == first_known
+        if spacing == "hourly":
+            assert first_known == pd.Timestamp("2008-06-12 00:00")
+
+
+@pytest.mark.parametrize("lag,path", [("0D", "macro_us_daily.csv"),
+                                      ("45D", "macro_us_quarterly.csv"),
+                                      ("1B", "macro_us_daily.csv")])
 def test_exogenous_join_is_causal_by_truncation(aapl: pd.DataFrame, lag: object,
                                                 path: str) -> None:
     macro = load_exogenous(DATA / path)

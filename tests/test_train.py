@@ -20,6 +20,7 @@ from lstm_strategy import (
     build_features,
     fit_forecaster,
     forecast_metrics,
+    load_exogenous,
     make_target,
     resolve_device,
     walk_forward,
@@ -29,7 +30,7 @@ from lstm_strategy.model import build_model
 from lstm_strategy.predictor import load_checkpoint, save_checkpoint
 from lstm_strategy.train import _label_masks, _panel, fold_schedule
 
-from .conftest import TINY_MODEL, TINY_TRAIN
+from .conftest import DATA, TINY_MODEL, TINY_TRAIN, hourly_bars
 
 
 @pytest.fixture(scope="module")
@@ -290,3 +291,20 @@ def test_a_forecast_never_depends_on_how_many_rows_follow_it(inputs: tuple, kind
                    if not np.array_equal(forecaster.forecast_rows(rows[:n], **kwargs),
                                          full[:n], equal_nan=True)]
         assert changed == [], f"prefixes of these lengths differ ({kwargs}): {changed[:10]}"
+
+
+def test_hourly_forecasts_ignore_a_daily_figure_until_its_day_has_ended() -> None:
+    """Perturbation through the model: the macro value dated D moves no forecast made on D."""
+    bars = hourly_bars(pd.bdate_range("2008-05-01", "2008-06-30"), seed=1)
+    macro = load_exogenous(DATA / "macro_us_daily.csv")
+    day = pd.Timestamp("2008-06-18")
+    changed = macro.copy()
+    changed.loc[day, ["ust_10y", "wti_usd"]] += [0.5, 5.0]
+    target = make_target(bars["Close"], 1)
+    runs = [walk_forward(build_features(bars, exogenous=m, exog_transform="diff"), target,
+                         TINY_MODEL, TINY_TRAIN, device="cpu", progress=False).predictions
+            for m in (macro, changed)]
+    assert runs[0].first_valid_index() < day
+    before = runs[0].index < day + pd.Timedelta(days=1)
+    np.testing.assert_array_equal(runs[0][before].to_numpy(), runs[1][before].to_numpy())
+    assert not np.array_equal(runs[0][~before].to_numpy(), runs[1][~before].to_numpy())
