@@ -35,10 +35,16 @@ def make_cerebro(broker: BrokerConfig | None = None) -> bt.Cerebro:
     cerebro = bt.Cerebro(stdstats=False, maxcpus=1)
     cerebro.broker.setcash(broker.cash)
     cerebro.broker.setcommission(commission=broker.commission_bps / 1e4)
+    close_fill = broker.fill == "close"
     if broker.slippage_bps:
+        # slip_match caps a slipped price at the executing bar's high/low. For a close fill
+        # that bar is the *next* one (backtrader executes cheat-on-close orders a bar
+        # later at the signal bar's close), so the cap would price the fill from the
+        # future: close fills take close x (1 +- slippage) as it is (slip_out).
         cerebro.broker.set_slippage_perc(broker.slippage_bps / 1e4, slip_open=True,
-                                         slip_limit=True, slip_match=True, slip_out=False)
-    if broker.fill == "close":
+                                         slip_limit=True, slip_match=True,
+                                         slip_out=close_fill)
+    if close_fill:
         cerebro.broker.set_coc(True)
     return cerebro
 
@@ -256,7 +262,7 @@ def run_experiment(config: ExperimentConfig | None = None, *, progress: bool | N
     backtests = {
         "lstm": lstm,
         "buy_and_hold": backtest(bars, BuyAndHold, broker=broker, trade_start=trade_start,
-                                 name="buy_and_hold", fraction=config.strategy.fraction),
+                                 name="buy_and_hold"),  # the whole book, always
         "sma_cross": backtest(bars, SmaCross, broker=broker, trade_start=trade_start,
                               name="sma_cross", fast=config.baselines.sma_fast,
                               slow=config.baselines.sma_slow, fraction=config.strategy.fraction,

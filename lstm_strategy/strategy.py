@@ -46,7 +46,7 @@ class RecordingStrategy(bt.Strategy):
     def start(self) -> None:
         self.fills: list[dict] = []
         self.closed_trades: list[dict] = []
-        self.rejected_orders = 0
+        self.rejections: list[dict] = []
 
     def _record_order(self, order: bt.Order) -> None:
         if order.status == order.Completed:
@@ -57,7 +57,16 @@ class RecordingStrategy(bt.Strategy):
                 "price": ex.price, "value": abs(ex.size) * ex.price, "commission": ex.comm,
             })
         elif order.status in (order.Margin, order.Rejected, order.Canceled, order.Expired):
-            self.rejected_orders += 1
+            self.rejections.append({
+                "signal_date": bt.num2date(order.created.dt), "ticker": order.data._name,
+                "status": order.getstatusname(), "size": order.created.size,
+                "signal_close": order.created.price,
+            })
+
+    @property
+    def rejected_orders(self) -> int:
+        """Orders the broker refused (Margin, Rejected) or that were cancelled or expired."""
+        return len(self.rejections)
 
     def notify_order(self, order: bt.Order) -> None:
         self._record_order(order)
@@ -78,20 +87,28 @@ class RecordingStrategy(bt.Strategy):
 
         Reductions go first (the broker fills in submission order) and a purchase is
         capped at the cash on hand plus what this bar's reductions free at the close's
-        price, so an equal-weight entry after other positions have grown buys what it can
-        afford instead of being rejected bar after bar.
+        price, less the commission and slippage the purchase will pay, so an equal-weight
+        entry after other positions have grown buys what it can afford instead of being
+        rejected bar after bar.
         """
-        value = self.broker.getvalue()
+        broker = self.broker
+        value = broker.getvalue()
         planned = []
         for data, fraction in targets:
             held = self.getposition(data).size * data.close[0]
             planned.append((fraction * value - held, data, fraction * value, held))
-        cash = self.broker.getcash()
+        cash = broker.getcash()
+        slip = broker.p.slip_perc or 0.0
         orders = {}
         for change, data, target_value, held in sorted(planned, key=lambda p: p[0]):
+            price = data.close[0]
+            comm = broker.getcommissioninfo(data).getcommission(1.0, price) / price
             if change > 0 and held >= 0:
-                target_value = held + min(change, max(cash, 0.0))
-            cash -= target_value - held
+                affordable = max(cash, 0.0) / ((1.0 + comm) * (1.0 + slip))
+                target_value = held + min(change, affordable)
+                cash -= (target_value - held) * (1.0 + comm) * (1.0 + slip)
+            else:  # a sale (or a short growing) frees its value less slippage and commission
+                cash -= (target_value - held) * (1.0 - slip) * (1.0 - comm)
             orders[data] = self.order_target_value(data=data, target=target_value)
         return orders
 

@@ -8,9 +8,10 @@ from lstm_strategy.strategy import RecordingStrategy
 
 
 class BuyAndHold(RecordingStrategy):
-    """Buy `fraction` of equity (split equally across datas) on the first tradable bar; hold."""
+    """Buy the whole book (`fraction` of equity, split equally across datas) on the first
+    tradable bar and hold; purchases leave room for commission and slippage."""
 
-    params = (("fraction", 0.95), ("trade_start", None))
+    params = (("fraction", 1.0), ("trade_start", None))
 
     def __init__(self) -> None:
         self._start_num = self.trade_start_num()

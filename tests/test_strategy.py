@@ -95,6 +95,61 @@ def test_slippage_and_fill_on_close(bars: pd.DataFrame) -> None:
     np.testing.assert_allclose(result.fills["price"], bars["Close"].to_numpy()[[0, 5, 10, 16]])
 
 
+@pytest.fixture(scope="module")
+def three_stocks() -> dict[str, pd.DataFrame]:
+    import warnings
+
+    from lstm_strategy import load_many
+
+    from .conftest import DATA
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        bars = load_many([DATA / f"{t}.csv" for t in ("AAPL", "MSFT", "IBM")])
+    return {t: f.loc["2003":"2009"] for t, f in bars.items()}
+
+
+def _naive(bars: dict[str, pd.DataFrame]) -> dict[str, pd.Series]:
+    return {t: np.log(f["Close"]).diff() for t, f in bars.items()}
+
+
+def test_close_fills_are_at_the_signal_bars_close(three_stocks: dict) -> None:
+    """Never priced from the next bar's range (backtrader's slip_match would cap them there)."""
+    slip = 2e-4
+    broker = BrokerConfig(fill="close", commission_bps=5.0, slippage_bps=slip * 1e4)
+    for name, strategy, params in (("sma", SmaCross, {}),
+                                   ("naive", LSTMStrategy, {"forecasts": _naive(three_stocks),
+                                                            "allow_short": True})):
+        fills = backtest(three_stocks, strategy, broker=broker, **params).fills
+        assert len(fills) > 50, name
+        close = np.array([three_stocks[t].loc[d, "Close"]
+                          for t, d in zip(fills["ticker"], fills["date"], strict=True)])
+        expected = close * np.where(fills["side"] == "buy", 1 + slip, 1 - slip)
+        np.testing.assert_allclose(fills["price"], expected, rtol=1e-12, err_msg=name)
+
+
+def test_no_margin_rejections_when_positions_grow_and_cash_is_short(three_stocks: dict
+                                                                    ) -> None:
+    """Equal weights, costs on: purchases leave room for commission and slippage."""
+    naive = _naive(three_stocks)
+    for fill in ("close", "next_open"):
+        broker = BrokerConfig(fill=fill, commission_bps=5.0, slippage_bps=2.0)
+        runs = {"sma": backtest(three_stocks, SmaCross, broker=broker, fraction=1.0),
+                "naive": backtest(three_stocks, LSTMStrategy, broker=broker, forecasts=naive,
+                                  fraction=0.95),
+                "hold": backtest(three_stocks, BuyAndHold, broker=broker, fraction=1.0)}
+        for name, run in runs.items():
+            assert len(run.fills) >= 3, name
+            if fill == "close":
+                assert run.rejected_orders == 0, (name, run.strategy.rejections[:3])
+                continue
+            # filled at the next open: only a gap up past the room left can still refuse one
+            for rejection in run.strategy.rejections:
+                frame = three_stocks[rejection["ticker"]]
+                signal = frame.index.get_loc(pd.Timestamp(rejection["signal_date"]))
+                gap = frame["Open"].iloc[signal + 1] / frame["Close"].iloc[signal] - 1
+                assert gap > 0, (name, rejection)
+
+
 def test_entry_threshold_and_forecast_line(bars: pd.DataFrame) -> None:
     forecasts = forecast_series(bars, [0.004] * 10 + [0.02] * 10)
     cerebro = bt.Cerebro(stdstats=False)
@@ -185,7 +240,8 @@ def test_user_analyzers_and_optstrategy(bars: pd.DataFrame) -> None:
 
 def test_baselines(aapl: pd.DataFrame) -> None:
     window = aapl.iloc[:300]
-    hold = backtest({"AAPL": window}, BuyAndHold, broker=NO_COSTS, trade_start=window.index[100])
+    hold = backtest({"AAPL": window}, BuyAndHold, broker=NO_COSTS, trade_start=window.index[100],
+                    fraction=0.95)  # all in would meet a gap up: retried a bar later
     assert len(hold.fills) == 1 and hold.fills["date"].iloc[0] == window.index[101]
     assert hold.equity.index[0] == window.index[99]  # metrics start the bar before trading
     cross = backtest({"AAPL": window}, SmaCross, broker=NO_COSTS, fast=10, slow=30, fraction=0.5)
