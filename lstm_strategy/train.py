@@ -65,6 +65,20 @@ class TrainConfig:
                              f"0 <= val_fraction < 0.5; lr > 0).")
 
 
+MIN_TRAIN_SAMPLES = 20  # fewer labels than this in a fold's loss is not a model worth trading
+
+
+class TooFewSamples(DataError):
+    """A fold whose training span leaves (almost) no label to learn from."""
+
+    def __init__(self, trained: int, labels: int) -> None:
+        super().__init__(f"{trained} label(s) could be trained on ({labels} known before the "
+                         f"retrain date; a window model needs model.window rows before each, "
+                         f"a sequence model loses train.burn_in steps per stream); at least "
+                         f"{MIN_TRAIN_SAMPLES} are needed")
+        self.trained, self.labels = trained, labels
+
+
 @dataclass
 class Fold:
     """One walk-forward fold: what it trained on, what it forecast, and the model."""
@@ -137,12 +151,12 @@ def _masked_mean(loss: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 def _epochs_sequence(model: nn.Module, x: torch.Tensor, y: torch.Tensor, train: torch.Tensor,
                      val: torch.Tensor, config: TrainConfig, head: str,
-                     rng: np.random.Generator) -> Iterator[float]:
+                     rng: np.random.Generator, used: torch.Tensor) -> Iterator[float]:
     """Train a sequence model; yields the validation loss after each epoch.
 
     The training span is cut into `batch_streams` contiguous streams run side by side,
     each carrying its state across `bptt`-long chunks; the first `burn_in` steps of each
-    stream (cold state) carry no loss.
+    stream (cold state) carry no loss. `used` marks every row whose label entered a loss.
     """
     loss_fn = _loss_fn(head)
     labels = _labels(y, head)
@@ -160,6 +174,7 @@ def _epochs_sequence(model: nn.Module, x: torch.Tensor, y: torch.Tensor, train: 
             ls = labels[cut].reshape(streams, length)
             ms = train[cut].reshape(streams, length).float()
             ms[:, :config.burn_in] = 0.0
+            used[cut] |= ms.reshape(-1) > 0
             state = None
             starts = range(0, length, config.bptt)
             # which chunks carry any loss, fetched once (no device sync per chunk)
@@ -191,8 +206,11 @@ def _val_loss_sequence(model: nn.Module, x: torch.Tensor, labels: torch.Tensor,
 
 def _epochs_window(model: nn.Module, x: torch.Tensor, y: torch.Tensor, train: torch.Tensor,
                    val: torch.Tensor, config: TrainConfig, head: str, window: int,
-                   rng: np.random.Generator) -> Iterator[float]:
-    """Train a window model on shuffled mini-batches; yields the validation loss per epoch."""
+                   rng: np.random.Generator, used: torch.Tensor) -> Iterator[float]:
+    """Train a window model on shuffled mini-batches; yields the validation loss per epoch.
+
+    Only labels with a full window of rows behind them train; `used` marks those rows.
+    """
     loss_fn = _loss_fn(head)
     labels = _labels(y, head)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr,
@@ -203,6 +221,7 @@ def _epochs_window(model: nn.Module, x: torch.Tensor, y: torch.Tensor, train: to
     ends = torch.arange(window - 1, len(x), device=x.device)
     train_idx = (ends[train[window - 1:]] - (window - 1)).cpu().numpy()
     val_idx = (ends[val[window - 1:]] - (window - 1))
+    used[window - 1:] |= train[window - 1:]
     for _ in range(config.epochs):
         model.train()
         order = rng.permutation(train_idx)
@@ -255,11 +274,13 @@ def train_forecaster(
                         device=device)
     train_t = torch.as_tensor(train, device=device)
     val_t = torch.as_tensor(val, device=device)
+    used = torch.zeros_like(train_t)
     if model_config.kind == "sequence":
-        epochs = _epochs_sequence(model, x, y, train_t, val_t, config, model_config.head, rng)
+        epochs = _epochs_sequence(model, x, y, train_t, val_t, config, model_config.head, rng,
+                                  used)
     else:
         epochs = _epochs_window(model, x, y, train_t, val_t, config, model_config.head,
-                                model_config.window, rng)
+                                model_config.window, rng, used)
     best_loss, best_state, since_best, epochs_run = float("inf"), None, 0, 0
     for val_loss in epochs:
         epochs_run += 1
@@ -271,13 +292,16 @@ def train_forecaster(
             since_best += 1
             if since_best >= config.patience:
                 break
+    n_trained = int(used.sum().item())
+    if n_trained < MIN_TRAIN_SAMPLES:
+        raise TooFewSamples(n_trained, int(train.sum()))
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
     pos = panel.pos[rows]
     labelled = pos[train | val]
     info = {
-        "n_train": int(train.sum()), "n_val": int(val.sum()), "epochs_run": epochs_run,
+        "n_train": n_trained, "n_val": int(val.sum()), "epochs_run": epochs_run,
         "best_val_loss": best_loss if best_state is not None else float("nan"),
         "train_start_pos": int(pos[0]),
         "last_label_pos": int(labelled.max()) if len(labelled) else -1,
@@ -429,9 +453,15 @@ def walk_forward(
                 f"{train_rows.stop - train_rows.start} complete feature rows to train on; "
                 f"rows with NaN features are skipped. Fill the gaps in the data or widen "
                 f"train.train_window.")
-        forecaster, info = train_forecaster(
-            panel, names, train_rows, retrain_pos, model_config, config, device,
-            seed=config.seed + k, init_state=init_state if config.warm_start else None)
+        try:
+            forecaster, info = train_forecaster(
+                panel, names, train_rows, retrain_pos, model_config, config, device,
+                seed=config.seed + k, init_state=init_state if config.warm_start else None)
+        except TooFewSamples as exc:
+            raise DataError(
+                f"fold {k} (retrain {features.index[retrain_pos]}): {exc}. Raise "
+                f"train.min_train_bars (or train.train_window), or lower model.window / "
+                f"train.burn_in; no untrained model is traded.") from None
         if config.warm_start:
             init_state = copy.deepcopy(forecaster.model.state_dict())
         context_row = max(0, first_row - lookback)

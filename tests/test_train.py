@@ -308,3 +308,31 @@ def test_hourly_forecasts_ignore_a_daily_figure_until_its_day_has_ended() -> Non
     before = runs[0].index < day + pd.Timedelta(days=1)
     np.testing.assert_array_equal(runs[0][before].to_numpy(), runs[1][before].to_numpy())
     assert not np.array_equal(runs[0][~before].to_numpy(), runs[1][~before].to_numpy())
+
+
+def test_a_fold_with_nothing_to_learn_from_is_an_error(inputs: tuple) -> None:
+    """60 rows for a 60-bar window model: no training window, so nothing may be traded."""
+    features, target = inputs
+    window = replace(TINY_MODEL, kind="window", window=60)
+    with pytest.raises(DataError, match=r"fold 0 .*0 label\(s\) could be trained on"):
+        walk_forward(features, target, window, replace(TINY_TRAIN, min_train_bars=60),
+                     device="cpu", progress=False)
+
+
+@pytest.mark.parametrize("kind", ["sequence", "window"])
+def test_fold_table_counts_the_labels_really_trained_on(inputs: tuple, kind: str) -> None:
+    features, target = inputs
+    model = replace(TINY_MODEL, kind=kind, window=20)
+    config = replace(TINY_TRAIN, epochs=1)
+    result = walk_forward(features, target, model, config, device="cpu", progress=False)
+    panel = _panel(features, target)
+    for fold in result.folds:
+        retrain = features.index.get_loc(fold.retrain_date)
+        rows = slice(0, int(np.searchsorted(panel.pos, retrain)))
+        train, _ = _label_masks(panel, rows, retrain, config)
+        known = int(train.sum())
+        if kind == "window":  # labels with a full window of rows behind them
+            assert fold.n_train == int(train[model.window - 1:].sum())
+        else:  # burn-in steps of each stream and the epoch's offset carry no loss
+            assert known - config.batch_streams * config.burn_in - config.bptt <= fold.n_train
+        assert fold.n_train < known
