@@ -45,6 +45,7 @@ class DataConfig:
     macro: str | None = "data/macro_us_daily.csv"  # None = no exogenous series
     macro_lag: str | int = "0D"  # publication lag after a value's date ends: "0D", "45D", "1B"
     macro_transform: str = "diff"  # diff (bar-to-bar change; stationary) | level
+    gaps: str = "exclude"  # holes in the data: exclude (labels/returns across them) | refuse
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "paths", tuple(self.paths))
@@ -60,6 +61,7 @@ class DataConfig:
                     raise ConfigError(f"data.{key}={value!r} is not a date; write it as "
                                       f"YYYY-MM-DD.") from exc
         _one_of("data.macro_transform", self.macro_transform, ("level", "diff"))
+        _one_of("data.gaps", self.gaps, ("exclude", "refuse"))
         try:
             publication_lag(self.macro_lag)
         except DataError as exc:

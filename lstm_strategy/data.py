@@ -258,6 +258,36 @@ def _check_prices(values: pd.DataFrame, label: str, positions: np.ndarray) -> No
         fail(neg, "negative value in column 'Volume'", "Volume must be >= 0.")
 
 
+GAP_FACTOR = 5  # a step this many times the usual bar spacing...
+GAP_MIN = pd.Timedelta(days=7)  # ...and longer than a week (weekends, holidays, 9/11) is a gap
+
+
+def gap_after(index: pd.DatetimeIndex) -> np.ndarray:
+    """True at each bar that follows a hole in the data: a step much longer than the spacing.
+
+    A step is a gap when it exceeds both GAP_FACTOR times the median step of the bars
+    before it and GAP_MIN, so weekends, holidays, overnight breaks of intraday bars and
+    the four-day closure after 2001-09-11 are not gaps, but a missing month of daily bars
+    is. Only earlier bars set the threshold: the verdict on a bar never depends on later
+    data (a truncation-safe rule).
+    """
+    out = np.zeros(len(index), dtype=bool)
+    if len(index) < 3:
+        return out
+    steps = pd.Series(np.diff(index.as_unit("ns").asi8).astype("float64"))  # nanoseconds
+    usual = steps.expanding().median().shift(1)
+    limit = np.maximum(GAP_FACTOR * usual.to_numpy(), float(GAP_MIN.value))
+    out[1:] = (steps.to_numpy() > limit) & usual.notna().to_numpy()
+    return out
+
+
+def describe_gaps(index: pd.DatetimeIndex, label: str) -> list[str]:
+    """One line per gap: where it starts and ends and how long it is."""
+    after = np.flatnonzero(gap_after(index))
+    return [f"{label}: gap in the data from {index[i - 1]} to {index[i]} "
+            f"({(index[i] - index[i - 1]).days} days without a bar)" for i in after]
+
+
 def ticker_from_path(path: str | Path) -> str:
     """The ticker a file holds, from its name (data/AAPL.csv -> AAPL)."""
     return Path(path).stem.upper()

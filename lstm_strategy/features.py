@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import ta
 
-from .data import DataError
+from .data import DataError, gap_after
 
 NON_CAUSAL_TA = (
     "trend_kst", "trend_kst_diff", "trend_kst_sig",
@@ -230,14 +230,21 @@ def warmup_bars(features: pd.DataFrame) -> int:
     return int(np.argmax(complete))
 
 
-def make_target(close: pd.Series, horizon: int = 1) -> pd.Series:
+def make_target(close: pd.Series, horizon: int = 1, *, skip_gaps: bool = True) -> pd.Series:
     """Forward log return over `horizon` bars: log(close[t+h] / close[t]); NaN for the last h bars.
 
-    Known only at the close of bar t+h, so it is a label, never a feature.
+    Known only at the close of bar t+h, so it is a label, never a feature. A label that
+    spans a hole in the data (`data.gap_after`) is NaN with `skip_gaps`: a return over six
+    missing months is not a one-bar return, and must not train or score a model.
     """
     if horizon < 1:
         raise DataError(f"horizon must be >= 1 bar, got {horizon}.")
-    return np.log(close.shift(-horizon) / close).rename(f"fwd_log_ret_{horizon}")
+    target = np.log(close.shift(-horizon) / close).rename(f"fwd_log_ret_{horizon}")
+    if skip_gaps:
+        gaps = pd.Series(gap_after(pd.DatetimeIndex(close.index)), index=close.index)
+        spans_gap = gaps.astype(float).rolling(horizon).sum().shift(-horizon) > 0
+        target = target.mask(spans_gap)
+    return target
 
 
 def exog_staleness_warning(index: pd.DatetimeIndex, exogenous: pd.DataFrame,

@@ -106,9 +106,14 @@ def strategy_metrics(
     trades: pd.DataFrame | None = None,
     fills: pd.DataFrame | None = None,
     exposure: pd.Series | None = None,
-    periods_per_year: int | None = None,
+    periods_per_year: float | None = None,
+    gaps: pd.DatetimeIndex | None = None,
 ) -> dict:
     """Performance of an equity curve (one value per bar, the first being the starting value).
+
+    `gaps` are bars that follow a hole in the data (`data.gap_after`): their returns
+    span the hole, so they count in the total return and drawdown but not in the per-bar
+    statistics (volatility, Sharpe, Sortino).
 
     Sharpe and Sortino use a zero risk-free rate and the sample standard deviation;
     volatility is annualised with `periods_per_year`; CAGR uses calendar time. Turnover is
@@ -118,6 +123,8 @@ def strategy_metrics(
     """
     equity = equity.astype(float)
     returns = equity.pct_change().dropna()
+    if gaps is not None and len(gaps):
+        returns = returns.drop(returns.index.intersection(gaps))
     total = equity.iloc[-1] / equity.iloc[0] - 1.0
     days = (equity.index[-1] - equity.index[0]).days if len(equity) > 1 else 0
     years = days / 365.25

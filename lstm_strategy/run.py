@@ -16,7 +16,14 @@ import torch
 from strategies.baselines import BuyAndHold, SmaCross
 
 from .config import BrokerConfig, ExperimentConfig, resolve_path
-from .data import DataError, load_exogenous, load_many, ticker_from_path
+from .data import (
+    DataError,
+    describe_gaps,
+    gap_after,
+    load_exogenous,
+    load_many,
+    ticker_from_path,
+)
 from .features import build_features, exog_staleness_warning, make_target, warmup_bars
 from .feed import make_feed
 from .metrics import (
@@ -112,10 +119,11 @@ def backtest(
     trades = pd.DataFrame(strat.closed_trades, columns=[
         "ticker", "entry_date", "exit_date", "direction", "entry_price", "bars", "pnl",
         "pnl_net"])
+    calendar = next(iter(bars.values())).index
     metrics = strategy_metrics(equity["value"], trades=trades, fills=fills,
                                exposure=equity["gross_exposure"],
-                               periods_per_year=infer_periods_per_year(
-                                   next(iter(bars.values())).index))
+                               periods_per_year=infer_periods_per_year(calendar),
+                               gaps=calendar[gap_after(calendar)])
     metrics["rejected_orders"] = strat.rejected_orders
     records = strat.record_frame() if hasattr(strat, "record_frame") else None
     nan_count = getattr(strat, "nan_forecasts", 0)
@@ -194,6 +202,15 @@ def load_experiment_data(config: ExperimentConfig) -> tuple[dict[str, pd.DataFra
     notes += [str(w.message) for w in caught]
     if config.data.start or config.data.end:
         bars = {t: f.loc[config.data.start:config.data.end] for t, f in bars.items()}
+    for ticker, frame in bars.items():
+        gaps = describe_gaps(frame.index, frame.attrs.get("source", ticker))
+        if gaps and config.data.gaps == "refuse":
+            raise DataError(f"{gaps[0]}{f' (and {len(gaps) - 1} more)' if len(gaps) > 1 else ''}"
+                            f". Fill the hole, cut the data around it with data.start / "
+                            f"data.end, or set data.gaps: exclude to keep the labels and "
+                            f"returns that span it out of training and metrics.")
+        notes += [f"{g}; labels and returns across it are left out of training and "
+                  f"metrics (features after it still look back across it)" for g in gaps]
     exog = None
     if config.data.macro:
         exog = load_exogenous(resolve_path(config.data.macro))

@@ -251,3 +251,40 @@ def test_stream_mode_config_matches_batch() -> None:
 def test_cli_missing_gpu_is_bad_input(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
     code, err = run_cli(capsys, "--device", "cuda", "--out", str(tmp_path / "r"))
     assert code == 2 and "no CUDA GPU" in err and not (tmp_path / "r").exists()
+
+
+@pytest.fixture(scope="module")
+def holed_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """AAPL 2008-2011 with six months cut out (2009-06 to 2009-11)."""
+    from lstm_strategy import load_ohlcv
+    bars = load_ohlcv(ROOT / "data" / "AAPL.csv").loc["2008-01-01":"2011-12-31"]
+    holed = bars.drop(bars.loc["2009-06-01":"2009-11-30"].index)
+    path = tmp_path_factory.mktemp("gap") / "HOLE.csv"
+    holed.to_csv(path)
+    return path
+
+
+def test_a_six_month_hole_is_reported_and_kept_out_of_labels_and_metrics(
+        holed_csv: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["check", "--data", str(holed_csv)]) == 0
+    out = capsys.readouterr().out
+    assert "gap in the data from 2009-05-29 00:00:00 to 2009-12-01 00:00:00" in out
+    config = load_config(None, tiny_overrides(), device="cpu", **{"data.paths": [str(holed_csv)]})
+    result = run_experiment(config, progress=False)
+    assert any("gap in the data" in note for note in result.notes)
+    predictions = result.predictions.set_index("date")
+    assert np.isnan(predictions.loc["2009-05-29", "target"])  # the label across the hole
+    scored = predictions.dropna()
+    assert result.forecast_metrics["model"]["n"] == len(scored)
+    assert pd.Timestamp("2009-05-29") not in scored.index
+    for backtest in result.backtests.values():
+        returns = backtest.equity["value"].pct_change().dropna()
+        assert pd.Timestamp("2009-12-01") in returns.index
+        kept = returns.drop(pd.Timestamp("2009-12-01"))
+        expected = kept.mean() / kept.std(ddof=1) * np.sqrt(252)
+        if backtest.metrics["sharpe"] is not None:
+            assert backtest.metrics["sharpe"] == pytest.approx(expected, rel=1e-9)
+    code, err = run_cli(capsys, "--data", str(holed_csv), "--set", "data.gaps=refuse",
+                        "--out", str(holed_csv.parent / "refused"))
+    assert code == 2 and "HOLE.csv: gap in the data from 2009-05-29" in err
+    assert "data.gaps: exclude" in err and not (holed_csv.parent / "refused").exists()
