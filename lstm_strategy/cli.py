@@ -11,7 +11,7 @@ from pathlib import Path
 
 from . import __version__
 from .config import CONFIG_DIR, ConfigError, ExperimentConfig, load_config
-from .data import DataError
+from .data import DataError, stamp
 from .predictor import CheckpointError, DeviceError
 
 EXIT_BAD_INPUT = 2
@@ -92,9 +92,9 @@ def _check(args: argparse.Namespace) -> int:
     for ticker, frame in bars.items():
         feats = features[ticker]
         folds = fold_schedule(len(frame), warmup_bars(feats), config.train)
-        print(f"{ticker}: {len(frame)} bars {frame.index[0].date()}..{frame.index[-1].date()}, "
+        print(f"{ticker}: {len(frame)} bars {stamp(frame.index[0])}..{stamp(frame.index[-1])}, "
               f"{feats.shape[1]} features, {len(folds)} walk-forward folds, first forecast "
-              f"{frame.index[folds[0]].date()}")
+              f"{stamp(frame.index[folds[0]])}")
     for note in notes:
         print(f"note: {note}")
     print("config and data are valid.")
@@ -116,7 +116,7 @@ def _run(args: argparse.Namespace) -> int:
     say(f"writing {out}")
     write_run(result, out, overwrite=args.overwrite)
     table = result.summary_table()
-    print(f"\n{config.name}: {', '.join(result.bars)} from {result.trade_start.date()}, "
+    print(f"\n{config.name}: {', '.join(result.bars)} from {stamp(result.trade_start)}, "
           f"{time.perf_counter() - started:.1f}s")
     print(table.to_string(float_format=lambda v: f"{v:,.3f}"))
     forecast = result.forecast_metrics

@@ -288,6 +288,12 @@ def describe_gaps(index: pd.DatetimeIndex, label: str) -> list[str]:
             f"({(index[i] - index[i - 1]).days} days without a bar)" for i in after]
 
 
+def stamp(moment: pd.Timestamp) -> str:
+    """A bar's time as text: the date alone for daily bars, date and time for intraday ones."""
+    moment = pd.Timestamp(moment)
+    return str(moment.date()) if moment == moment.normalize() else moment.isoformat(sep=" ")
+
+
 def ticker_from_path(path: str | Path) -> str:
     """The ticker a file holds, from its name (data/AAPL.csv -> AAPL)."""
     return Path(path).stem.upper()

@@ -249,10 +249,20 @@ def make_target(close: pd.Series, horizon: int = 1, *, skip_gaps: bool = True) -
 
 def exog_staleness_warning(index: pd.DatetimeIndex, exogenous: pd.DataFrame,
                            label: str, max_gap_days: int = 120) -> str | None:
-    """A message when the exogenous data ends long before the bars do (values go stale)."""
-    gap = (index[-1] - exogenous.index.max()).days
-    if gap > max_gap_days:
-        return (f"{label} ends {exogenous.index.max().date()}, {gap} days before the bars "
-                f"end ({index[-1].date()}): its last value is carried forward that long. "
-                f"Use a series that covers the backtest (e.g. data/macro_us_daily.csv).")
-    return None
+    """A message when an exogenous series stops long before the bars do (its value goes stale).
+
+    Measured per column, from each column's last value (not the file's last row) to the
+    last bar.
+    """
+    last_values = exogenous.apply(lambda column: column.last_valid_index())
+    stale = {str(name): last for name, last in last_values.items()
+             if last is None or (index[-1] - last).days > max_gap_days}
+    if not stale:
+        return None
+    oldest = min((last for last in stale.values() if last is not None), default=None)
+    since = f"its last value is {oldest.date()}, {(index[-1] - oldest).days} days before" \
+        if oldest is not None else "it has no value before"
+    return (f"{label}: {', '.join(stale)} stop(s) long before the bars end "
+            f"({index[-1].date()}): {since} the last bar, carried forward all that time. "
+            f"Give exogenous data that covers the bars (data.macro: FILE), or leave it out "
+            f"(data.macro: null).")

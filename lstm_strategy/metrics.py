@@ -11,6 +11,8 @@ import math
 import numpy as np
 import pandas as pd
 
+from .data import gap_after
+
 
 def _clean(value: float) -> float | None:
     """JSON-friendly float: NaN/inf become None."""
@@ -73,20 +75,35 @@ def forecast_report(prediction: pd.Series, target: pd.Series, close: pd.Series,
     return report
 
 
-def infer_periods_per_year(index: pd.DatetimeIndex) -> int:
-    """Bars per year from the index's spacing: 252 for daily bars, 52 weekly, 12 monthly,
-    252 x bars-per-day for intraday bars (a trading year of 252 sessions)."""
+CONVENTIONAL_PERIODS = {12: 0.05, 52: 0.05, 252: 0.03, 365: 0.03}  # per year, tolerance
+YEAR = pd.Timedelta(days=365.25)
+
+
+def infer_periods_per_year(index: pd.DatetimeIndex) -> float:
+    """Bars per year, measured from the bars themselves: steps per year of time they cover.
+
+    Holes in the data (`data.gap_after`) count neither as steps nor as time. A measured
+    figure close to a convention (12 monthly, 52 weekly, 252 exchange days, 365 calendar
+    days) is reported as that convention; anything else, hourly FX or crypto bars say,
+    as measured (FX hours: about 6,200 a year, not 252 x 24).
+    """
     if len(index) < 3:
-        return 252
-    step = pd.Series(index).diff().median()
-    if step >= pd.Timedelta(days=28):
-        return 12
-    if step >= pd.Timedelta(days=5):
-        return 52
-    if step >= pd.Timedelta(hours=20):
-        return 252
-    bars_per_day = pd.Series(index.normalize()).value_counts().median()
-    return round(252 * bars_per_day)
+        return 252.0
+    steps = np.diff(pd.DatetimeIndex(index).as_unit("ns").asi8)
+    kept = ~gap_after(pd.DatetimeIndex(index))[1:]
+    covered = pd.Timedelta(int(steps[kept].sum()), unit="ns")
+    if covered <= pd.Timedelta(0):
+        return 252.0
+    measured = kept.sum() / (covered / YEAR)
+    for conventional, tolerance in CONVENTIONAL_PERIODS.items():
+        if abs(measured / conventional - 1) <= tolerance:
+            return float(conventional)
+    return float(measured)
+
+
+def rolling_window(periods_per_year: float) -> int:
+    """Bars in about six months (at least 6): the window of the report's rolling charts."""
+    return max(6, round(periods_per_year / 2))
 
 
 def max_drawdown(equity: pd.Series) -> float:
@@ -116,7 +133,7 @@ def strategy_metrics(
     statistics (volatility, Sharpe, Sortino).
 
     Sharpe and Sortino use a zero risk-free rate and the sample standard deviation;
-    volatility is annualised with `periods_per_year`; CAGR uses calendar time. Turnover is
+    volatility is annualised with `periods_per_year`; CAGR uses the exact time spanned. Turnover is
     traded value per year as a multiple of mean equity. `exposure` is the gross position
     value per bar, from which the share of bars with a position is taken.
     `periods_per_year` defaults to what the index's spacing implies (`infer_periods_per_year`).
@@ -126,8 +143,7 @@ def strategy_metrics(
     if gaps is not None and len(gaps):
         returns = returns.drop(returns.index.intersection(gaps))
     total = equity.iloc[-1] / equity.iloc[0] - 1.0
-    days = (equity.index[-1] - equity.index[0]).days if len(equity) > 1 else 0
-    years = days / 365.25
+    years = (equity.index[-1] - equity.index[0]) / YEAR if len(equity) > 1 else 0.0
     cagr = (1.0 + total) ** (1.0 / years) - 1.0 if years > 0 and total > -1 else math.nan
     std = returns.std(ddof=1)
     downside = math.sqrt((np.minimum(returns, 0.0) ** 2).mean()) if len(returns) else math.nan
@@ -159,9 +175,10 @@ def strategy_metrics(
     return metrics
 
 
-def rolling_sharpe(equity: pd.Series, window: int = 126, periods_per_year: int = 252
+def rolling_sharpe(equity: pd.Series, periods_per_year: float, window: int | None = None
                    ) -> pd.Series:
-    """Sharpe ratio over a trailing window of bars (annualised)."""
+    """Annualised Sharpe ratio over a trailing window of bars (default: about six months)."""
+    window = window or rolling_window(periods_per_year)
     returns = equity.pct_change()
     mean = returns.rolling(window).mean()
     std = returns.rolling(window).std()

@@ -22,7 +22,13 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from .config import dump_config
-from .metrics import drawdown_series, naive_forecasts, rolling_sharpe
+from .metrics import (
+    drawdown_series,
+    infer_periods_per_year,
+    naive_forecasts,
+    rolling_sharpe,
+    rolling_window,
+)
 from .run import ExperimentResult
 
 CHARTS = ("equity", "drawdown", "trades", "forecast", "rolling_sharpe")
@@ -90,18 +96,25 @@ def _chart_forecast(result: ExperimentResult, axes: tuple[plt.Axes, plt.Axes]) -
     hit = ((one["prediction"] > center) == (one["target"] > 0)).astype(float)
     last = naive_forecasts(result.bars[ticker]["Close"], result.config.train.horizon)["naive_last"]
     naive_hit = ((last.reindex(one.index) > 0) == (one["target"] > 0)).astype(float)
-    rolling.plot(hit.rolling(126).mean(), label="model", color="C0")
-    rolling.plot(naive_hit.rolling(126).mean(), label="naive (last return)", color="C1", lw=0.9)
+    window = rolling_window(_periods_per_year(result))
+    rolling.plot(hit.rolling(window).mean(), label="model", color="C0")
+    rolling.plot(naive_hit.rolling(window).mean(), label="naive (last return)", color="C1",
+                 lw=0.9)
     rolling.axhline(0.5, color="0.5", lw=0.6, ls="--")
-    rolling.set_ylabel("directional accuracy, 126 bars")
+    rolling.set_ylabel(f"directional accuracy, {window} bars")
     rolling.set_title("Rolling directional accuracy")
     rolling.legend(loc="lower left")
 
 
+def _periods_per_year(result: ExperimentResult) -> float:
+    return infer_periods_per_year(next(iter(result.bars.values())).index)
+
+
 def _chart_rolling_sharpe(result: ExperimentResult, ax: plt.Axes) -> None:
-    _plot_curves(ax, result, rolling_sharpe)
+    periods = _periods_per_year(result)
+    _plot_curves(ax, result, lambda equity: rolling_sharpe(equity, periods))
     ax.axhline(0, color="0.5", lw=0.6)
-    ax.set_ylabel("Sharpe, trailing 126 bars")
+    ax.set_ylabel(f"Sharpe, trailing {rolling_window(periods)} bars (~6 months)")
     ax.set_title("Rolling Sharpe ratio")
     ax.legend(loc="lower left")
 

@@ -22,6 +22,7 @@ from .data import (
     gap_after,
     load_exogenous,
     load_many,
+    stamp,
     ticker_from_path,
 )
 from .features import build_features, exog_staleness_warning, make_target, warmup_bars
@@ -94,14 +95,17 @@ def backtest(
         cerebro.adddata(make_feed(frame, (extra or {}).get(ticker), name=ticker))
     if trade_start is not None:
         params["trade_start"] = trade_start
+    calendar = next(iter(bars.values())).index
+    periods_per_year = infer_periods_per_year(calendar)
     cerebro.addstrategy(strategy, **params)
     cerebro.addanalyzer(EquityRecorder, _name="equity")
     cerebro.addanalyzer(bt.analyzers.Returns, _name="bt_returns")
     cerebro.addanalyzer(bt.analyzers.DrawDown, _name="bt_drawdown")
     cerebro.addanalyzer(bt.analyzers.TradeAnalyzer, _name="bt_trades")
-    cerebro.addanalyzer(bt.analyzers.SharpeRatio, _name="bt_sharpe",
-                        timeframe=bt.TimeFrame.Days, riskfreerate=0.0, annualize=True,
-                        stddev_sample=True)
+    timeframe, compression = backtrader_timeframe(calendar)
+    cerebro.addanalyzer(bt.analyzers.SharpeRatio, _name="bt_sharpe", timeframe=timeframe,
+                        compression=compression, factor=periods_per_year, riskfreerate=0.0,
+                        annualize=True, stddev_sample=True)
     if setup is not None:
         setup(cerebro)
     strat = cerebro.run()[0]
@@ -111,7 +115,7 @@ def backtest(
         equity = equity.loc[equity.index[equity.index < pd.Timestamp(trade_start)][-1]:]
     else:
         start = pd.DataFrame({"value": [cash], "cash": [cash], "gross_exposure": [0.0]},
-                             index=[equity.index[0] - pd.Timedelta(days=1)])
+                             index=[equity.index[0] - _bar_spacing(calendar)])
         equity = pd.concat([start, equity])
     equity.index.name = "date"
     fills = pd.DataFrame(strat.fills, columns=["date", "ticker", "side", "size", "price",
@@ -119,10 +123,9 @@ def backtest(
     trades = pd.DataFrame(strat.closed_trades, columns=[
         "ticker", "entry_date", "exit_date", "direction", "entry_price", "bars", "pnl",
         "pnl_net"])
-    calendar = next(iter(bars.values())).index
     metrics = strategy_metrics(equity["value"], trades=trades, fills=fills,
                                exposure=equity["gross_exposure"],
-                               periods_per_year=infer_periods_per_year(calendar),
+                               periods_per_year=periods_per_year,
                                gaps=calendar[gap_after(calendar)])
     metrics["rejected_orders"] = strat.rejected_orders
     records = strat.record_frame() if hasattr(strat, "record_frame") else None
@@ -132,6 +135,23 @@ def backtest(
     return BacktestResult(name or strategy.__name__, equity, fills, trades, metrics,
                           records, nan_count, strat.rejected_orders, _analyzer_summary(strat),
                           strat)
+
+
+def _bar_spacing(index: pd.DatetimeIndex) -> pd.Timedelta:
+    """The usual step between bars (median; one day for a single bar)."""
+    return pd.Series(index).diff().median() if len(index) > 1 else pd.Timedelta(days=1)
+
+
+def backtrader_timeframe(index: pd.DatetimeIndex) -> tuple[int, int]:
+    """backtrader's (timeframe, compression) for bars with this spacing (for its analyzers)."""
+    step = _bar_spacing(index)
+    if step >= pd.Timedelta(days=28):
+        return bt.TimeFrame.Months, 1
+    if step >= pd.Timedelta(days=5):
+        return bt.TimeFrame.Weeks, 1
+    if step >= pd.Timedelta(hours=20):
+        return bt.TimeFrame.Days, 1
+    return bt.TimeFrame.Minutes, max(1, round(step / pd.Timedelta(minutes=1)))
 
 
 def _analyzer_summary(strat: bt.Strategy) -> dict:
@@ -144,7 +164,8 @@ def _analyzer_summary(strat: bt.Strategy) -> dict:
         "sharpe": strat.analyzers.bt_sharpe.get_analysis()["sharperatio"],
         "n_trades": closed,
         "win_rate": trades["won"]["total"] / closed if closed else None,
-        "scope": "the whole feed: Sharpe includes the flat bars before trade_start",
+        "scope": "the whole feed: Sharpe includes the flat bars before trade_start and "
+                 "returns across holes in the data",
     }
 
 
@@ -170,8 +191,8 @@ class ExperimentResult:
             "backtrader_analyzers": self.backtests["lstm"].analyzers,
             "baselines": {k: v.metrics for k, v in self.backtests.items() if k != "lstm"},
             "forecast": self.forecast_metrics,
-            "period": {"trade_start": str(self.trade_start.date()),
-                       "end": str(max(f.index[-1] for f in self.bars.values()).date())},
+            "period": {"trade_start": stamp(self.trade_start),
+                       "end": stamp(max(f.index[-1] for f in self.bars.values()))},
             "notes": self.notes,
         }
 

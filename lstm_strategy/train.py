@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .data import DataError
+from .data import DataError, stamp
 from .model import ModelConfig, build_model
 from .predictor import Forecaster, load_checkpoint, resolve_device, save_checkpoint
 
@@ -449,7 +449,7 @@ def walk_forward(
         train_rows = slice(int(np.searchsorted(panel.pos, start_pos)), first_row)
         if train_rows.stop - train_rows.start < config.min_train_bars // 2:
             raise DataError(
-                f"fold {k} (retrain {features.index[retrain_pos].date()}) has only "
+                f"fold {k} (retrain {stamp(features.index[retrain_pos])}) has only "
                 f"{train_rows.stop - train_rows.start} complete feature rows to train on; "
                 f"rows with NaN features are skipped. Fill the gaps in the data or widen "
                 f"train.train_window.")
@@ -459,7 +459,7 @@ def walk_forward(
                 seed=config.seed + k, init_state=init_state if config.warm_start else None)
         except TooFewSamples as exc:
             raise DataError(
-                f"fold {k} (retrain {features.index[retrain_pos]}): {exc}. Raise "
+                f"fold {k} (retrain {stamp(features.index[retrain_pos])}): {exc}. Raise "
                 f"train.min_train_bars (or train.train_window), or lower model.window / "
                 f"train.burn_in; no untrained model is traded.") from None
         if config.warm_start:

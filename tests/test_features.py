@@ -165,9 +165,14 @@ def test_exogenous_join_is_causal_by_truncation(aapl: pd.DataFrame, lag: object,
 def test_stale_exogenous_series_is_reported(aapl: pd.DataFrame) -> None:
     quarterly = load_exogenous(DATA / "macro_us_quarterly.csv")
     message = exog_staleness_warning(aapl.index, quarterly, "macro_us_quarterly.csv")
-    assert message is not None and "2009-09-30" in message and "macro_us_daily" in message
+    assert message is not None and "2009-09-30" in message and "data.macro" in message
+    assert "macro_us_daily" not in message  # no file is recommended blindly
     daily = load_exogenous(DATA / "macro_us_daily.csv")
     assert exog_staleness_warning(aapl.index, daily, "daily") is None
+    # one series that stops early is stale although the file's rows go on
+    daily.loc["2011-01-01":, "wti_usd"] = np.nan
+    message = exog_staleness_warning(aapl.index, daily, "daily")
+    assert message is not None and "wti_usd" in message and "ust_10y" not in message
 
 
 def test_unknown_feature_name_is_an_error() -> None:

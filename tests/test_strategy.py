@@ -21,7 +21,7 @@ from lstm_strategy.config import BrokerConfig
 from lstm_strategy.metrics import infer_periods_per_year
 from strategies.baselines import BuyAndHold, SmaCross
 
-from .conftest import TINY_MODEL, TINY_TRAIN
+from .conftest import TINY_MODEL, TINY_TRAIN, hourly_bars
 
 NO_COSTS = BrokerConfig(cash=100_000.0, commission_bps=0.0, slippage_bps=0.0)
 COMMISSION = BrokerConfig(cash=100_000.0, commission_bps=5.0, slippage_bps=0.0)
@@ -321,14 +321,49 @@ def test_max_position_caps_vol_target_sizing(bars: pd.DataFrame) -> None:
     assert result.fills["size"].iloc[0] == math.floor(0.6 * 100_000 / closes[21])
 
 
-def test_periods_per_year_follows_the_bar_spacing() -> None:
-    days = pd.bdate_range("2020-01-01", periods=300)
-    assert infer_periods_per_year(days) == 252
+def test_periods_per_year_follows_the_bar_spacing(aapl: pd.DataFrame) -> None:
+    assert infer_periods_per_year(aapl.index) == 252  # exchange days, holidays and all
+    weekdays = pd.bdate_range("2020-01-01", periods=600)  # no holidays: 261 a year
+    assert infer_periods_per_year(weekdays) == pytest.approx(365.25 * 5 / 7, rel=0.01)
     assert infer_periods_per_year(pd.date_range("2020-01-03", periods=60, freq="W-FRI")) == 52
     assert infer_periods_per_year(pd.date_range("2020-01-31", periods=40, freq="ME")) == 12
-    hourly = pd.DatetimeIndex([d + pd.Timedelta(hours=h) for d in days[:20]
-                               for h in range(10, 17)])  # 7 bars a session
-    assert infer_periods_per_year(hourly) == 252 * 7
+    assert infer_periods_per_year(pd.date_range("2020-01-01", periods=900, freq="D")) == 365
+    equity_hours = pd.DatetimeIndex([d + pd.Timedelta(hours=h) for d in aapl.index[:500]
+                                     for h in range(10, 17)])  # 7 bars a session
+    assert infer_periods_per_year(equity_hours) == pytest.approx(252 * 7, rel=0.01)
+    fx_hours = hourly_bars(pd.bdate_range("2019-01-01", "2020-12-31")).index  # 24 x 5 days
+    assert infer_periods_per_year(fx_hours) == pytest.approx(24 * 365.25 * 5 / 7, rel=0.01)
+    holed = aapl.index.delete(slice(500, 700))  # a hole counts neither as bars nor as time
+    assert infer_periods_per_year(holed) == 252
+
+
+def _monthly(aapl: pd.DataFrame) -> pd.DataFrame:
+    return aapl.resample("MS").agg({"Open": "first", "High": "max", "Low": "min",
+                                    "Close": "last", "Volume": "sum"})
+
+
+@pytest.mark.parametrize("spacing", ["monthly", "hourly"])
+def test_annualisation_follows_the_bar_spacing(aapl: pd.DataFrame, spacing: str) -> None:
+    """Sharpe, volatility, backtrader's cross-check and the rolling chart, for any spacing."""
+    from lstm_strategy.metrics import rolling_sharpe
+
+    bars = _monthly(aapl) if spacing == "monthly" else hourly_bars(
+        pd.bdate_range("2019-01-01", "2019-12-31"))
+    periods = 12 if spacing == "monthly" else infer_periods_per_year(bars.index)
+    if spacing == "hourly":
+        assert 6100 < periods < 6400  # FX hours: not 252 x 24 = 6,048
+    result = backtest({"X": bars}, BuyAndHold, broker=NO_COSTS)
+    returns = result.equity["value"].pct_change().dropna()
+    expected = returns.mean() / returns.std(ddof=1) * math.sqrt(periods)
+    assert result.metrics["sharpe"] == pytest.approx(expected, rel=1e-9)
+    assert result.metrics["volatility"] == pytest.approx(returns.std(ddof=1) * math.sqrt(periods))
+    # backtrader's analyzer, told the same spacing, agrees (it sees the same bars)
+    assert result.analyzers["sharpe"] == pytest.approx(expected, rel=1e-6)
+    years = (bars.index[-1] - result.equity.index[0]) / pd.Timedelta(days=365.25)
+    total = result.metrics["total_return"]
+    assert result.metrics["cagr"] == pytest.approx((1 + total) ** (1 / years) - 1, rel=1e-9)
+    rolling = rolling_sharpe(result.equity["value"], periods)
+    assert rolling.notna().sum() > len(bars) / 3  # the chart has a line to draw
 
 
 def test_users_own_sizer(bars: pd.DataFrame) -> None:
