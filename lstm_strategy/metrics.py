@@ -132,6 +132,8 @@ def strategy_metrics(
     span the hole, so they count in the total return and drawdown but not in the per-bar
     statistics (volatility, Sharpe, Sortino).
 
+    `trades` may hold positions still open at the end (status "open", marked to the last
+    close): they count in n_trades and win_rate, and n_open_trades says how many.
     Sharpe and Sortino use a zero risk-free rate and the sample standard deviation;
     volatility is annualised with `periods_per_year`; CAGR uses the exact time spanned. Turnover is
     traded value per year as a multiple of mean equity. `exposure` is the gross position
@@ -158,6 +160,7 @@ def strategy_metrics(
         "max_drawdown": _clean(mdd),
         "calmar": _clean(cagr / mdd) if mdd > 0 and math.isfinite(cagr) else None,
         "n_trades": 0,
+        "n_open_trades": 0,
         "win_rate": None,
         "exposure": None,
         "turnover": None,
@@ -167,6 +170,8 @@ def strategy_metrics(
     if trades is not None and len(trades):
         metrics["n_trades"] = len(trades)
         metrics["win_rate"] = _clean((trades["pnl_net"] > 0).mean())
+        if "status" in trades:
+            metrics["n_open_trades"] = int((trades["status"] == "open").sum())
     if exposure is not None and len(exposure):
         metrics["exposure"] = _clean((exposure.reindex(equity.index).fillna(0) > 0).mean())
     if fills is not None:

@@ -120,9 +120,9 @@ def backtest(
     equity.index.name = "date"
     fills = pd.DataFrame(strat.fills, columns=["date", "ticker", "side", "size", "price",
                                                "value", "commission"])
-    trades = pd.DataFrame(strat.closed_trades, columns=[
+    trades = pd.DataFrame(strat.trades, columns=[
         "ticker", "entry_date", "exit_date", "direction", "entry_price", "bars", "pnl",
-        "pnl_net"])
+        "pnl_net", "status"])
     metrics = strategy_metrics(equity["value"], trades=trades, fills=fills,
                                exposure=equity["gross_exposure"],
                                periods_per_year=periods_per_year,
@@ -158,12 +158,14 @@ def _analyzer_summary(strat: bt.Strategy) -> dict:
     """backtrader's own analyzers over the whole feed, to cross-check our metrics."""
     trades = strat.analyzers.bt_trades.get_analysis()
     closed = trades.get("total", {}).get("closed", 0)
+    still_open = trades.get("total", {}).get("open", 0)
     return {
         "total_return": math.expm1(strat.analyzers.bt_returns.get_analysis()["rtot"]),
         "max_drawdown": strat.analyzers.bt_drawdown.get_analysis()["max"]["drawdown"] / 100,
         "sharpe": strat.analyzers.bt_sharpe.get_analysis()["sharperatio"],
-        "n_trades": closed,
-        "win_rate": trades["won"]["total"] / closed if closed else None,
+        "n_trades": closed + still_open,
+        "n_closed_trades": closed,
+        "win_rate_closed": trades["won"]["total"] / closed if closed else None,
         "scope": "the whole feed: Sharpe includes the flat bars before trade_start and "
                  "returns across holes in the data",
     }

@@ -79,8 +79,32 @@ class RecordingStrategy(bt.Strategy):
             "entry_date": bt.num2date(trade.dtopen), "exit_date": bt.num2date(trade.dtclose),
             "direction": "long" if trade.long else "short",
             "entry_price": trade.price, "bars": trade.barlen,
-            "pnl": trade.pnl, "pnl_net": trade.pnlcomm,
+            "pnl": trade.pnl, "pnl_net": trade.pnlcomm, "status": "closed",
         })
+
+    def stop(self) -> None:
+        """Keep each position still open at the end as a trade marked to the last close."""
+        self.open_trades: list[dict] = []
+        for data in self.datas:
+            for trades in self._trades[data].values():
+                for trade in trades:
+                    if not trade.isopen:
+                        continue
+                    unrealised = trade.size * (data.close[0] - trade.price)
+                    self.open_trades.append({
+                        "ticker": data._name, "entry_date": bt.num2date(trade.dtopen),
+                        "exit_date": bt.num2date(data.datetime[0]),
+                        "direction": "long" if trade.size > 0 else "short",
+                        "entry_price": trade.price, "bars": len(data) - trade.baropen,
+                        "pnl": trade.pnl + unrealised,
+                        "pnl_net": trade.pnl + unrealised - trade.commission,
+                        "status": "open",
+                    })
+
+    @property
+    def trades(self) -> list[dict]:
+        """Closed trades, then the positions still open at the end (marked to market)."""
+        return self.closed_trades + getattr(self, "open_trades", [])
 
     def order_targets(self, targets: list[tuple[bt.DataBase, float]]) -> dict:
         """Order each data to a target fraction of equity; returns the orders by data.

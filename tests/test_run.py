@@ -66,8 +66,12 @@ def test_cli_metrics_agree_with_backtrader_analyzers(cli_run: tuple[Path, str]) 
     assert ours["total_return"] == pytest.approx(theirs["total_return"], rel=1e-9)
     assert ours["max_drawdown"] == pytest.approx(theirs["max_drawdown"], rel=1e-9)
     assert ours["n_trades"] == theirs["n_trades"]
-    if ours["n_trades"]:
-        assert ours["win_rate"] == pytest.approx(theirs["win_rate"])
+    trades = pd.read_csv(out / "trades.csv")
+    closed = trades[trades["status"] == "closed"]
+    assert len(closed) == theirs["n_closed_trades"]
+    assert ours["n_open_trades"] == (trades["status"] == "open").sum()
+    if len(closed):
+        assert (closed["pnl_net"] > 0).mean() == pytest.approx(theirs["win_rate_closed"])
     equity = pd.read_csv(out / "equity.csv", index_col="date", parse_dates=True)["lstm"]
     assert ours["total_return"] == pytest.approx(equity.iloc[-1] / equity.iloc[0] - 1)
 

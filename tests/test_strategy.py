@@ -78,7 +78,8 @@ def test_long_short_flips_through_zero(bars: pd.DataFrame) -> None:
     for k, signal_bar in enumerate((0, 5, 10, 16)):
         equity = values.loc[bars.index[signal_bar]]
         assert abs(abs(position[k]) - 0.5 * equity / closes[signal_bar]) <= 1.0
-    assert list(result.trades["direction"]) == ["long", "short", "long"]
+    assert list(result.trades["direction"]) == ["long", "short", "long", "short"]
+    assert list(result.trades["status"]) == ["closed"] * 3 + ["open"]
 
 
 def test_slippage_and_fill_on_close(bars: pd.DataFrame) -> None:
@@ -223,8 +224,26 @@ def test_metrics_agree_with_backtrader_analyzers(aapl: pd.DataFrame) -> None:
     assert metrics["total_return"] == pytest.approx(analyzers["total_return"], rel=1e-9)
     assert metrics["max_drawdown"] == pytest.approx(analyzers["max_drawdown"], rel=1e-9)
     assert metrics["sharpe"] == pytest.approx(analyzers["sharpe"], rel=1e-9)
-    assert metrics["n_trades"] == analyzers["n_trades"]
-    assert metrics["win_rate"] == pytest.approx(analyzers["win_rate"], rel=1e-12)
+    assert metrics["n_trades"] == analyzers["n_trades"]  # closed, and the one still open
+    closed = result.trades[result.trades["status"] == "closed"]
+    assert len(closed) == analyzers["n_closed_trades"]
+    assert (closed["pnl_net"] > 0).mean() == pytest.approx(analyzers["win_rate_closed"],
+                                                           rel=1e-12)
+
+
+def test_a_position_open_at_the_end_is_a_trade(aapl: pd.DataFrame) -> None:
+    """In the market and losing, yet no closed trade: it must not report 0 trades."""
+    window = aapl.loc["2000-09-01":"2000-12-29"]  # AAPL fell by more than half
+    result = backtest({"AAPL": window}, LSTMStrategy, broker=COMMISSION,
+                      forecasts=pd.Series(0.01, index=window.index), fraction=0.3)
+    assert len(result.fills) == 1 and result.metrics["total_return"] < -0.1
+    assert result.metrics["n_trades"] == 1 and result.metrics["n_open_trades"] == 1
+    assert result.metrics["win_rate"] == 0.0
+    trade = result.trades.iloc[0]
+    fill = result.fills.iloc[0]
+    assert trade["status"] == "open" and trade["exit_date"] == window.index[-1]
+    assert trade["pnl"] == pytest.approx(fill["size"] * (window["Close"].iloc[-1] - fill["price"]))
+    assert trade["pnl_net"] == pytest.approx(trade["pnl"] - fill["commission"])
 
 
 def test_user_analyzers_and_optstrategy(bars: pd.DataFrame) -> None:
