@@ -146,7 +146,7 @@ def bench_training(device: torch.device, repeats: int) -> dict:
         torch.manual_seed(0)
         model = build_model(x.shape[1], mconfig).to(device)
         for _ in _epochs_sequence(model, x, y, train, val, config, "regression",
-                                  np.random.default_rng(0)):
+                                  np.random.default_rng(0), torch.zeros_like(train)):
             pass
 
     def bare() -> None:
@@ -208,11 +208,15 @@ def bench_memory(device: torch.device) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (the project's default, 1; 0 = one per core)")
     parser.add_argument("--bars", type=int, default=20_000)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     bars = 3000 if args.quick else args.bars
     repeats = 2 if args.quick else args.repeats

@@ -36,6 +36,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"],
                         help="where the model runs (default: config's device, auto)")
     parser.add_argument("--seed", type=int, help="random seed (train.seed)")
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help="torch CPU threads (default 1: fastest on a shared or busy "
+                             "machine; 0 = one per core)")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE",
                         help="override one config key, e.g. --set train.epochs=5 "
@@ -76,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _config(args: argparse.Namespace) -> ExperimentConfig:
-    top = {"device": args.device, "train.seed": args.seed}
+    top = {"device": args.device, "train.seed": args.seed, "threads": args.threads}
     if args.data:
         top["data.paths"] = list(args.data)
     return load_config(args.config, args.overrides, **top)

@@ -151,6 +151,7 @@ class ExperimentConfig:
 
     name: str = "default"
     device: str = "auto"  # auto | cpu | cuda | mps
+    threads: int = 1  # torch CPU threads for the run (0 = torch's default, one per core)
     data: DataConfig = field(default_factory=DataConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -162,6 +163,8 @@ class ExperimentConfig:
 
     def __post_init__(self) -> None:
         _one_of("device", self.device.split(":")[0], ("auto", "cpu", "cuda", "mps"))
+        if self.threads < 0:
+            raise ConfigError(f"threads={self.threads} must be >= 0 (0 = torch's default).")
 
     def to_dict(self) -> dict:
         """Plain data (lists, not tuples) for YAML."""

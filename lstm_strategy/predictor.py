@@ -8,8 +8,10 @@ transfer each way, a streaming step moves one row in and one number out.
 
 from __future__ import annotations
 
+import multiprocessing
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -52,6 +54,29 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         raise DeviceError("device=mps asked for, but PyTorch sees no Apple GPU here; use "
                           "--device auto or cpu.")
     return torch.device(device)
+
+
+@contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """Run the block with `threads` torch CPU threads (0: torch's default), then restore.
+
+    On a shared or busy machine torch's default (one thread per core) can be several
+    times slower than one thread (OpenMP threads spinning against other processes; see
+    BENCHMARKS.md), so experiments default to one.
+    """
+    before = torch.get_num_threads()
+    if threads > 0:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def one_thread_per_worker() -> None:
+    """In a worker process (a pool, backtrader's optstrategy), give torch one thread."""
+    if multiprocessing.parent_process() is not None and torch.get_num_threads() != 1:
+        torch.set_num_threads(1)
 
 
 class Forecaster:

@@ -33,6 +33,7 @@ from .metrics import (
     naive_forecasts,
     strategy_metrics,
 )
+from .predictor import torch_threads
 from .strategy import EquityRecorder, LSTMStrategy
 from .train import WalkForwardResult, walk_forward
 
@@ -264,7 +265,12 @@ def run_experiment(config: ExperimentConfig | None = None, *, progress: bool | N
                    log: Callable[[str], None] | None = None) -> ExperimentResult:
     """The whole experiment: walk-forward forecasts, LSTMStrategy and baselines, metrics."""
     config = config or ExperimentConfig()
-    say = log or (lambda message: None)
+    with torch_threads(config.threads):
+        return _run_experiment(config, progress, log or (lambda message: None))
+
+
+def _run_experiment(config: ExperimentConfig, progress: bool | None,
+                    say: Callable[[str], None]) -> ExperimentResult:
     seed_everything(config.train.seed)
     bars, features, notes = load_experiment_data(config)
     say(f"data: {', '.join(f'{t} {len(f)} bars' for t, f in bars.items())}")

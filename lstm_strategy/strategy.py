@@ -18,6 +18,8 @@ import backtrader as bt
 import numpy as np
 import pandas as pd
 
+from .predictor import one_thread_per_worker
+
 SIZINGS = ("fixed", "vol_target", "confidence", "sizer")
 
 
@@ -183,6 +185,7 @@ class LSTMStrategy(RecordingStrategy):
         if p.exit_threshold > p.entry_threshold:
             raise ValueError("exit_threshold must not exceed entry_threshold.")
         self._start_num = self.trade_start_num()
+        one_thread_per_worker()  # a worker of optstrategy or a pool steps models on one core
         self._books: dict = {}
         for data in self.datas:
             book = _Book(clock=data.lines.datetime)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,7 @@ from lstm_strategy import ModelConfig, TrainConfig, load_ohlcv
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data"
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+torch.set_num_threads(1)  # the project's setting (ExperimentConfig.threads)
 
 
 @pytest.fixture(scope="session")

@@ -292,3 +292,48 @@ def test_a_six_month_hole_is_reported_and_kept_out_of_labels_and_metrics(
                         "--out", str(holed_csv.parent / "refused"))
     assert code == 2 and "HOLE.csv: gap in the data from 2009-05-29" in err
     assert "data.gaps: exclude" in err and not (holed_csv.parent / "refused").exists()
+
+
+def test_a_run_uses_the_configured_threads_and_restores_them() -> None:
+    seen: list[int] = []
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        run_experiment(tiny_config(**{"threads": "1"}), progress=False,
+                       log=lambda message: seen.append(torch.get_num_threads()))
+        assert seen and set(seen) == {1}
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert load_config(None, ["threads=0"]).threads == 0
+    with pytest.raises(ConfigError, match="threads=-1"):
+        load_config(None, ["threads=-1"])
+
+
+def _threads_in_a_worker(seed: int) -> int:
+    """Runs in a pool worker: a streaming backtest, reporting torch's threads while stepping."""
+    from lstm_strategy import LSTMStrategy, backtest, build_features, load_ohlcv, make_target
+    from lstm_strategy import walk_forward as wf
+
+    from .conftest import TINY_MODEL, TINY_TRAIN
+    torch.set_num_threads(2)  # as a fresh worker inherits: one per core
+    bars = load_ohlcv(ROOT / "data" / "AAPL.csv").loc["2008":"2009"]
+    features = build_features(bars)
+    result = wf(features, make_target(bars["Close"]), TINY_MODEL, TINY_TRAIN, device="cpu",
+                progress=False)
+    seen = []
+
+    class Probe(LSTMStrategy):
+        def next(self) -> None:
+            seen.append(torch.get_num_threads())
+            super().next()
+
+    backtest({"AAPL": bars}, Probe, extra={"AAPL": features}, stream=result.stream(),
+             feature_lines=tuple(features.columns), trade_start=result.first_forecast_date)
+    return max(seen)
+
+
+def test_parallel_workers_step_models_on_one_thread_each() -> None:
+    import multiprocessing
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        assert pool.map(_threads_in_a_worker, [0, 1]) == [1, 1]
