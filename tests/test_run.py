@@ -17,7 +17,7 @@ from lstm_strategy import ConfigError, ExperimentConfig, load_config, run_experi
 from lstm_strategy.cli import main
 from lstm_strategy.config import CONFIG_DIR
 
-from .conftest import ROOT, tiny_overrides
+from .conftest import ROOT, hourly_bars, tiny_overrides
 
 CONTRACT_FILES = {"metrics.json", "equity.csv", "trades.csv", "predictions.csv", "config.yaml",
                   "report.html", "equity.png", "drawdown.png", "trades.png", "forecast.png",
@@ -86,12 +86,25 @@ LONG_SHORT = {"strategy.allow_short": "true", "strategy.sizing": "vol_target",
               "strategy.min_hold_bars": "2"}
 
 
-@pytest.mark.parametrize("strategy", [{}, LONG_SHORT], ids=["long_only", "long_short_vol"])
-def test_no_lookahead_end_to_end(strategy: dict) -> None:
-    full = run_experiment(tiny_config(**strategy), progress=False)
+@pytest.fixture(scope="module")
+def hourly_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Round-the-clock hourly bars (FX-like), May to July 2008, joined with the daily macro."""
+    path = tmp_path_factory.mktemp("hourly") / "FXH.csv"
+    hourly_bars(pd.bdate_range("2008-05-01", "2008-07-31")).to_csv(path, index_label="Date")
+    return path
+
+
+@pytest.mark.parametrize("strategy,spacing", [({}, "daily"), (LONG_SHORT, "daily"),
+                                              ({}, "hourly")],
+                         ids=["long_only", "long_short_vol", "hourly"])
+def test_no_lookahead_end_to_end(strategy: dict, spacing: str, request: pytest.FixtureRequest
+                                 ) -> None:
     cut = pd.Timestamp("2011-03-15")
-    short = run_experiment(tiny_config(**strategy, **{"data.end": str(cut.date())}),
-                           progress=False)
+    if spacing == "hourly":
+        strategy = {"data.paths": f"[{request.getfixturevalue('hourly_csv')}]"}
+        cut = pd.Timestamp("2008-07-14 13:00")
+    full = run_experiment(tiny_config(**strategy), progress=False)
+    short = run_experiment(tiny_config(**strategy, **{"data.end": str(cut)}), progress=False)
     assert len(full.backtests["lstm"].fills) > 10
     assert short.trade_start == full.trade_start
     p_full = full.predictions.set_index("date").loc[:cut, "prediction"]
