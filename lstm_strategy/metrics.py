@@ -101,9 +101,22 @@ def infer_periods_per_year(index: pd.DatetimeIndex) -> float:
     return float(measured)
 
 
-def rolling_window(periods_per_year: float) -> int:
-    """Bars in about six months (at least 6): the window of the report's rolling charts."""
-    return max(6, round(periods_per_year / 2))
+def rolling_window(periods_per_year: float, n_bars: int | None = None) -> int:
+    """Bars in about six months (at least 6), or a quarter of a shorter run's bars."""
+    window = max(6, round(periods_per_year / 2))
+    if n_bars is not None:
+        window = min(window, max(6, n_bars // 4))
+    return window
+
+
+def describe_span(bars: int, periods_per_year: float) -> str:
+    """About how much time `bars` bars cover, in words ("~6 months", "~3 days")."""
+    days = bars / periods_per_year * 365.25
+    if days >= 60:
+        return f"~{days / 30.44:.0f} months"
+    if days >= 2:
+        return f"~{days:.0f} days"
+    return f"~{days * 24:.0f} hours"
 
 
 def max_drawdown(equity: pd.Series) -> float:
@@ -183,7 +196,7 @@ def strategy_metrics(
 def rolling_sharpe(equity: pd.Series, periods_per_year: float, window: int | None = None
                    ) -> pd.Series:
     """Annualised Sharpe ratio over a trailing window of bars (default: about six months)."""
-    window = window or rolling_window(periods_per_year)
+    window = window or rolling_window(periods_per_year, len(equity))
     returns = equity.pct_change()
     mean = returns.rolling(window).mean()
     std = returns.rolling(window).std()

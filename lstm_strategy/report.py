@@ -18,11 +18,14 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
 import pandas as pd
+from matplotlib.ticker import MaxNLocator
 
 from .config import dump_config
 from .metrics import (
+    describe_span,
     drawdown_series,
     infer_periods_per_year,
     naive_forecasts,
@@ -89,6 +92,7 @@ def _chart_forecast(result: ExperimentResult, axes: tuple[plt.Axes, plt.Axes]) -
     scatter.scatter(one["prediction"], one["target"], s=4, alpha=0.4)
     scatter.axhline(0, color="0.6", lw=0.6)
     scatter.axvline(0.5 if result.config.model.head == "direction" else 0, color="0.6", lw=0.6)
+    scatter.xaxis.set_major_locator(MaxNLocator(5))
     scatter.set_xlabel("forecast")
     scatter.set_ylabel(f"realised {result.config.train.horizon}-bar log return")
     scatter.set_title(f"{ticker}: forecast vs realised")
@@ -96,12 +100,13 @@ def _chart_forecast(result: ExperimentResult, axes: tuple[plt.Axes, plt.Axes]) -
     hit = ((one["prediction"] > center) == (one["target"] > 0)).astype(float)
     last = naive_forecasts(result.bars[ticker]["Close"], result.config.train.horizon)["naive_last"]
     naive_hit = ((last.reindex(one.index) > 0) == (one["target"] > 0)).astype(float)
-    window = rolling_window(_periods_per_year(result))
+    window, label = _rolling_window(result)
     rolling.plot(hit.rolling(window).mean(), label="model", color="C0")
     rolling.plot(naive_hit.rolling(window).mean(), label="naive (last return)", color="C1",
                  lw=0.9)
     rolling.axhline(0.5, color="0.5", lw=0.6, ls="--")
-    rolling.set_ylabel(f"directional accuracy, {window} bars")
+    rolling.set_ylabel(f"directional accuracy, trailing {label}", fontsize=9)
+    rolling.xaxis.set_major_formatter(mdates.ConciseDateFormatter(rolling.xaxis.get_major_locator()))
     rolling.set_title("Rolling directional accuracy")
     rolling.legend(loc="lower left")
 
@@ -110,11 +115,20 @@ def _periods_per_year(result: ExperimentResult) -> float:
     return infer_periods_per_year(next(iter(result.bars.values())).index)
 
 
+def _rolling_window(result: ExperimentResult) -> tuple[int, str]:
+    """The rolling charts' window in bars, and what it spans in words."""
+    periods = _periods_per_year(result)
+    bars = len(next(iter(result.backtests.values())).equity)
+    window = rolling_window(periods, bars)
+    return window, f"{window} bars, {describe_span(window, periods)}"
+
+
 def _chart_rolling_sharpe(result: ExperimentResult, ax: plt.Axes) -> None:
     periods = _periods_per_year(result)
-    _plot_curves(ax, result, lambda equity: rolling_sharpe(equity, periods))
+    window, label = _rolling_window(result)
+    _plot_curves(ax, result, lambda equity: rolling_sharpe(equity, periods, window))
     ax.axhline(0, color="0.5", lw=0.6)
-    ax.set_ylabel(f"Sharpe, trailing {rolling_window(periods)} bars (~6 months)")
+    ax.set_ylabel(f"Sharpe, trailing {label}")
     ax.set_title("Rolling Sharpe ratio")
     ax.legend(loc="lower left")
 
