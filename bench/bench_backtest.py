@@ -39,9 +39,9 @@ from lstm_strategy import (  # noqa: E402
     make_target,
     walk_forward,
 )
-from lstm_strategy.model import build_model  # noqa: E402
-from lstm_strategy.predictor import resolve_device  # noqa: E402
-from lstm_strategy.run import make_cerebro  # noqa: E402
+from lstm_strategy.backtest import make_cerebro  # noqa: E402
+from lstm_strategy.forecaster import resolve_device  # noqa: E402
+from lstm_strategy.models import build_model  # noqa: E402
 
 
 def synthetic_bars(n: int, seed: int = 0) -> pd.DataFrame:
@@ -99,7 +99,7 @@ class NaiveWindow(bt.Strategy):
             return
         rows = (self.p.features[i - self.p.window + 1:i + 1] - self.p.mean) / self.p.std
         x = torch.as_tensor(rows, dtype=torch.float32, device=self.p.device).unsqueeze(0)
-        forecast = float(self.p.model(x).item())
+        forecast = float(self.p.model(x)[0].item())
         if forecast > 0 and not self._long:
             self.order_target_percent(target=0.95)
             self._long = True

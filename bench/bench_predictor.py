@@ -28,9 +28,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from lstm_strategy import ModelConfig, TrainConfig, build_features, load_ohlcv  # noqa: E402
-from lstm_strategy.model import build_model  # noqa: E402
-from lstm_strategy.predictor import Forecaster, resolve_device  # noqa: E402
-from lstm_strategy.train import _epochs_sequence  # noqa: E402
+from lstm_strategy.forecaster import Forecaster, Scaler, resolve_device  # noqa: E402
+from lstm_strategy.models import build_model  # noqa: E402
+from lstm_strategy.training import train_epochs  # noqa: E402
 
 HIDDEN, LAYERS, WINDOW = 64, 2, 60
 
@@ -73,7 +73,7 @@ def bench_inference(device: torch.device, bars: int, repeats: int) -> dict:
     config = ModelConfig(hidden_size=HIDDEN, num_layers=LAYERS)
     model = build_model(x.shape[1], config)
     forecaster = Forecaster(model, config, [f"f{i}" for i in range(x.shape[1])],
-                            x.mean(0), x.std(0), 0.02, 1, device)
+                            Scaler(x.mean(0), x.std(0)), 0.02, 1, device)
 
     # ours, batch mode: raw rows in, forecasts (numpy) out, one device pass; the bare
     # reference: the same nn.LSTM + head on pre-scaled tensors already on the device
@@ -107,13 +107,13 @@ def bench_inference(device: torch.device, bars: int, repeats: int) -> dict:
     @torch.no_grad()
     def naive_window() -> None:
         for t in range(WINDOW, WINDOW + naive_bars):
-            float(window_model(scaled_rows[t - WINDOW:t].unsqueeze(0)).item())
+            float(window_model(scaled_rows[t - WINDOW:t].unsqueeze(0))[0].item())
 
     naive_s = timeit(naive_window, max(1, repeats // 3), sync)
 
     # windows in batches of 256 (what a careful window-model user does)
-    wforecaster = Forecaster(window_model, wconfig, forecaster.feature_names, x.mean(0),
-                             x.std(0), 0.02, 1, device)
+    wforecaster = Forecaster(window_model, wconfig, forecaster.feature_names,
+                             Scaler(x.mean(0), x.std(0)), 0.02, 1, device)
     batched_s = timeit(lambda: wforecaster.forecast_rows(x[:20_000], batch_size=256),
                        max(1, repeats // 3), sync)
 
@@ -145,8 +145,8 @@ def bench_training(device: torch.device, repeats: int) -> dict:
     def ours() -> None:
         torch.manual_seed(0)
         model = build_model(x.shape[1], mconfig).to(device)
-        for _ in _epochs_sequence(model, x, y, train, val, config, "regression",
-                                  np.random.default_rng(0), torch.zeros_like(train)):
+        for _ in train_epochs(model, x, y, train, val, config, nn.MSELoss(reduction="none"),
+                              np.random.default_rng(0), torch.zeros_like(train)):
             pass
 
     def bare() -> None:
@@ -177,18 +177,18 @@ MEMORY_SCRIPT = """
 import resource, sys, numpy as np, torch
 sys.path.insert(0, {root!r})
 from lstm_strategy import ModelConfig, TrainConfig
-from lstm_strategy.train import _Panel, train_forecaster
-from lstm_strategy.predictor import resolve_device
+from lstm_strategy.training import Panel, fit_fold
+from lstm_strategy.forecaster import resolve_device
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 rng = np.random.default_rng(0)
 x = rng.normal(size=(100_000, 20))
 y = rng.normal(0, 0.02, size=100_000)
-panel = _Panel(x, y, np.arange(100_000))
+panel = Panel(x, y, np.arange(100_000))
 names = [f"f{{i}}" for i in range(20)]
 device = resolve_device({device!r})
-forecaster, _ = train_forecaster(panel, names, slice(0, 100_000), 100_000,
-                                 ModelConfig(hidden_size=64, num_layers=2),
-                                 TrainConfig(epochs=1, val_fraction=0.1), device, seed=0)
+forecaster = fit_fold(panel, names, slice(0, 100_000), 100_000,
+                      ModelConfig(hidden_size=64, num_layers=2),
+                      TrainConfig(epochs=1, val_fraction=0.1), device, seed=0).forecaster
 forecaster.forecast_rows(x)
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 gpu = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else 0.0

@@ -1,33 +1,52 @@
 """lstm-strategy: backtest LSTM forecasters inside backtrader, walk-forward, without lookahead.
 
-Public API (everything else is an implementation detail):
-    load_ohlcv, load_many, load_exogenous   validated bars and exogenous series
+The short public API; everything else is importable from its module or subpackage
+(models, backtest, evaluation). Importing the package starts nothing and draws nothing:
+matplotlib loads only when a report is written (`write_run`).
+
+    load_ohlcv, load_many, load_exogenous     validated bars and exogenous series
     build_features, make_target, FeatureConfig, warmup_bars
     ModelConfig, TrainConfig, walk_forward, fit_forecaster, Forecaster
-    LSTMStrategy, EquityRecorder, make_feed  the backtrader side
-    forecast_metrics, strategy_metrics
-    ExperimentConfig, load_config, run_experiment, backtest, write_run
+    LSTMStrategy, BuyAndHold, SmaCross, EquityRecorder, make_feed, backtest, make_cerebro
+    forecast_metrics, forecast_report, strategy_metrics
+    ExperimentConfig, load_config, run_experiment, write_run
 """
 
 __version__ = "0.1.0"
 
-from .config import ConfigError, ExperimentConfig, load_config
-from .data import DataError, load_exogenous, load_many, load_ohlcv
+from .backtest import (
+    BuyAndHold,
+    EquityRecorder,
+    LSTMStrategy,
+    SmaCross,
+    backtest,
+    make_cerebro,
+    make_feed,
+)
+from .config import ExperimentConfig, load_config
+from .data import load_exogenous, load_many, load_ohlcv
+from .errors import CheckpointError, ConfigError, DataError, DeviceError
+from .evaluation.metrics import forecast_metrics, forecast_report, strategy_metrics
+from .experiment import run_experiment
 from .features import FeatureConfig, build_features, make_target, warmup_bars
-from .feed import make_feed
-from .metrics import forecast_metrics, forecast_report, strategy_metrics
-from .model import ModelConfig
-from .predictor import CheckpointError, Forecaster, resolve_device
-from .report import write_run
-from .run import backtest, make_cerebro, run_experiment
-from .strategy import EquityRecorder, LSTMStrategy
-from .train import TrainConfig, WalkForwardResult, fit_forecaster, walk_forward
+from .forecaster import Forecaster, resolve_device
+from .models import ModelConfig
+from .training import TrainConfig, WalkForwardResult, fit_forecaster, walk_forward
+
+
+def write_run(*args: object, **kwargs: object) -> object:
+    """Write a run folder (see `evaluation.report.write_run`); loads matplotlib on first use."""
+    from .evaluation.report import write_run as _write_run
+
+    return _write_run(*args, **kwargs)
+
 
 __all__ = [
-    "CheckpointError", "ConfigError", "DataError", "EquityRecorder", "ExperimentConfig",
-    "FeatureConfig", "Forecaster", "LSTMStrategy", "ModelConfig", "TrainConfig",
-    "WalkForwardResult", "backtest", "build_features", "fit_forecaster", "forecast_metrics",
-    "forecast_report", "load_config", "load_exogenous", "load_many", "load_ohlcv",
-    "make_cerebro", "make_feed", "make_target", "resolve_device", "run_experiment",
-    "strategy_metrics", "walk_forward", "warmup_bars", "write_run",
+    "BuyAndHold", "CheckpointError", "ConfigError", "DataError", "DeviceError",
+    "EquityRecorder", "ExperimentConfig", "FeatureConfig", "Forecaster", "LSTMStrategy",
+    "ModelConfig", "SmaCross", "TrainConfig", "WalkForwardResult", "backtest",
+    "build_features", "fit_forecaster", "forecast_metrics", "forecast_report", "load_config",
+    "load_exogenous", "load_many", "load_ohlcv", "make_cerebro", "make_feed", "make_target",
+    "resolve_device", "run_experiment", "strategy_metrics", "walk_forward", "warmup_bars",
+    "write_run",
 ]

@@ -10,9 +10,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
-from .config import CONFIG_DIR, ConfigError, ExperimentConfig, load_config
-from .data import DataError, stamp
-from .predictor import CheckpointError, DeviceError
+from .config import CONFIG_DIR, ExperimentConfig, load_config
+from .data import stamp
+from .errors import BAD_INPUT
 
 EXIT_BAD_INPUT = 2
 
@@ -86,9 +86,9 @@ def _config(args: argparse.Namespace) -> ExperimentConfig:
 
 
 def _check(args: argparse.Namespace) -> int:
+    from .experiment import load_experiment_data
     from .features import warmup_bars
-    from .run import load_experiment_data
-    from .train import fold_schedule
+    from .training import fold_schedule
 
     config = _config(args)
     bars, features, notes = load_experiment_data(config)
@@ -105,8 +105,8 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .report import check_run_folder, write_run
-    from .run import run_experiment
+    from .evaluation.report import check_run_folder, write_run
+    from .experiment import run_experiment
 
     config = _config(args)
     out = Path(args.out) if args.out else Path("runs") / (
@@ -139,13 +139,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_BAD_INPUT
-    from .report import RunFolderExists
-
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             return _check(args) if args.command == "check" else _run(args)
-    except (ConfigError, DataError, CheckpointError, DeviceError, RunFolderExists) as exc:
+    except BAD_INPUT as exc:
         if args.debug:
             raise
         print(f"lstm-backtest: error: {exc}", file=sys.stderr)

@@ -10,23 +10,20 @@ from __future__ import annotations
 import datetime
 import types
 import typing
-from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass, make_dataclass
 from pathlib import Path
 
 import pandas as pd
 import yaml
 
-from .data import DataError
+from .backtest.decision import RULE_PARAMS, check_rules
+from .errors import ConfigError, DataError
 from .features import FeatureConfig, publication_lag
-from .model import ModelConfig
-from .train import TrainConfig
+from .models import ModelConfig
+from .training import TrainConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = PROJECT_ROOT / "strategies"
-
-
-class ConfigError(ValueError):
-    """A config that cannot run: the message names the key and the allowed values."""
 
 
 def _one_of(key: str, value: object, allowed: tuple) -> None:
@@ -68,46 +65,32 @@ class DataConfig:
             raise ConfigError(f"data.macro_lag={self.macro_lag!r}: {exc}") from None
 
 
-@dataclass(frozen=True)
-class StrategyConfig:
-    """LSTMStrategy's params (see strategy.py) plus the forecast mode."""
+def _strategy_post_init(self: StrategyConfig) -> None:
+    _one_of("strategy.mode", self.mode, ("batch", "stream"))
+    # "sizer" (the cerebro's own sizer) is for users' scripts: a run adds no sizer
+    _one_of("strategy.sizing", self.sizing, ("fixed", "vol_target", "confidence"))
+    check_rules(asdict(self), prefix="strategy.")
 
-    mode: str = "batch"  # batch: precomputed forecasts; stream: one LSTM step per bar
-    entry_threshold: float = 0.0
-    exit_threshold: float = 0.0
-    zscore_window: int = 0
-    allow_short: bool = False
-    sizing: str = "fixed"
-    fraction: float = 0.95
-    target_vol: float = 0.15
-    vol_window: int = 20
-    confidence_scale: float = 0.0
-    max_position: float = 1.0
-    stop_loss: float = 0.0
-    take_profit: float = 0.0
-    min_hold_bars: int = 0
-    rebalance_band: float = 0.05
 
-    def __post_init__(self) -> None:
-        _one_of("strategy.mode", self.mode, ("batch", "stream"))
-        # "sizer" (the cerebro's own sizer) is for users' scripts: a run adds no sizer
-        _one_of("strategy.sizing", self.sizing, ("fixed", "vol_target", "confidence"))
-        if not 0 < self.fraction <= self.max_position:
-            raise ConfigError(f"strategy.fraction={self.fraction} must be in (0, "
-                              f"max_position={self.max_position}].")
-        if self.exit_threshold > self.entry_threshold:
-            raise ConfigError("strategy.exit_threshold must be <= strategy.entry_threshold.")
-        if self.sizing == "confidence" and self.confidence_scale <= 0:
-            raise ConfigError("strategy.sizing=confidence needs strategy.confidence_scale > 0.")
-        for key in ("stop_loss", "take_profit", "min_hold_bars", "zscore_window"):
-            if getattr(self, key) < 0:
-                raise ConfigError(f"strategy.{key} must be >= 0.")
+def _strategy_params(self: StrategyConfig) -> dict:
+    """Keyword params for LSTMStrategy."""
+    out = asdict(self)
+    out.pop("mode")
+    return out
 
-    def params(self) -> dict:
-        """Keyword params for LSTMStrategy."""
-        out = asdict(self)
-        out.pop("mode")
-        return out
+
+# The strategy section is derived from the trading rules' one declaration
+# (backtest/decision.py RULE_PARAMS), plus how forecasts reach the strategy.
+StrategyConfig = make_dataclass(
+    "StrategyConfig",
+    [("mode", str, field(default="batch")),  # batch: precomputed; stream: one step a bar
+     *((p.name, p.type, field(default=p.default)) for p in RULE_PARAMS)],
+    namespace={"__post_init__": _strategy_post_init, "params": _strategy_params,
+               "__doc__": "LSTMStrategy's trading rules (see backtest/decision.py) and the "
+                          "forecast mode (batch | stream).",
+               "__module__": __name__},
+    frozen=True,
+)
 
 
 @dataclass(frozen=True)
@@ -121,8 +104,11 @@ class BrokerConfig:
 
     def __post_init__(self) -> None:
         _one_of("broker.fill", self.fill, ("next_open", "close"))
-        if self.cash <= 0 or self.commission_bps < 0 or self.slippage_bps < 0:
-            raise ConfigError("broker.cash must be > 0; commission_bps and slippage_bps >= 0.")
+        if self.cash <= 0:
+            raise ConfigError(f"broker.cash={self.cash} must be > 0.")
+        for key in ("commission_bps", "slippage_bps"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"broker.{key}={getattr(self, key)} must be >= 0.")
 
 
 @dataclass(frozen=True)
@@ -133,8 +119,11 @@ class BaselineConfig:
     sma_slow: int = 50
 
     def __post_init__(self) -> None:
-        if not 0 < self.sma_fast < self.sma_slow:
-            raise ConfigError("baselines need 0 < sma_fast < sma_slow.")
+        if self.sma_fast < 1:
+            raise ConfigError(f"baselines.sma_fast={self.sma_fast} must be >= 1 bar.")
+        if self.sma_slow <= self.sma_fast:
+            raise ConfigError(f"baselines.sma_slow={self.sma_slow} must be > "
+                              f"baselines.sma_fast={self.sma_fast}.")
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .errors import DataError, DataWarning
+
 OHLCV = ["Open", "High", "Low", "Close", "Volume"]
 
 _ALIASES = {
@@ -27,14 +29,6 @@ _ALIASES = {
 _DATE_NAMES = ("date", "datetime", "timestamp", "time", "dt", "day")
 # Relative slack for High/Low checks: adjusted prices are rounded to a few decimals.
 _PRICE_TOL = 1e-6
-
-
-class DataError(ValueError):
-    """Bad input data: the message names the source, the row or column, and the fix."""
-
-
-class DataWarning(UserWarning):
-    """The loader repaired or dropped something and says so."""
 
 
 def _norm(name: str) -> str:

@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 import ta
 
-from .data import DataError, gap_after
+from .data import gap_after
+from .errors import ConfigError, DataError
 
 NON_CAUSAL_TA = (
     "trend_kst", "trend_kst_diff", "trend_kst_sig",
@@ -59,13 +60,16 @@ class FeatureConfig:
         object.__setattr__(self, "names", tuple(self.names))
         unknown = [n for n in self.names if n not in FEATURES]
         if unknown:
-            raise DataError(f"unknown feature(s) {unknown}; choose from {sorted(FEATURES)}.")
+            raise ConfigError(f"features.names: unknown feature(s) {unknown}; choose from "
+                              f"{sorted(FEATURES)}.")
         if not self.names:
-            raise DataError("features.names is empty; name at least one feature.")
+            raise ConfigError("features.names is empty; name at least one feature.")
         for f in fields(self):
             value = getattr(self, f.name)
             if f.name.endswith(("_window", "_fast", "_slow", "_signal", "_smooth")) and value < 1:
-                raise DataError(f"features.{f.name} must be >= 1, got {value}.")
+                raise ConfigError(f"features.{f.name}={value} must be >= 1 bar.")
+        if self.bb_dev <= 0:
+            raise ConfigError(f"features.bb_dev={self.bb_dev} must be > 0.")
 
 
 def _log_ret(close: pd.Series, bars: int) -> pd.Series:

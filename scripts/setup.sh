@@ -23,7 +23,7 @@ if ! "$VENV/bin/python" -c "import torch" >/dev/null 2>&1; then
 fi
 stamp="$VENV/.lstm-strategy-setup"
 want=$(cat setup.cfg pyproject.toml | cksum)
-if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || ! "$VENV/bin/python" -c "import lstm_strategy, strategies" >/dev/null 2>&1; then
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || ! "$VENV/bin/python" -c "import lstm_strategy" >/dev/null 2>&1; then
   echo "[setup] installing lstm-strategy and its dependencies into $VENV" >&2
   "${PIP[@]}" install -e ".[dev]"
   echo "$want" > "$stamp"

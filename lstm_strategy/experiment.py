@@ -1,175 +1,24 @@
-"""Backtests and whole experiments: data -> features -> walk-forward -> strategies -> metrics."""
+"""A whole experiment: data -> features -> walk-forward forecasts -> strategy and baselines -> metrics."""
 
 from __future__ import annotations
 
-import math
 import random
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import backtrader as bt
 import numpy as np
 import pandas as pd
 import torch
 
-from strategies.baselines import BuyAndHold, SmaCross
-
-from .config import BrokerConfig, ExperimentConfig, resolve_path
-from .data import (
-    DataError,
-    describe_gaps,
-    gap_after,
-    load_exogenous,
-    load_many,
-    stamp,
-    ticker_from_path,
-)
+from .backtest import BacktestResult, BuyAndHold, LSTMStrategy, SmaCross, backtest
+from .config import ExperimentConfig, resolve_path
+from .data import describe_gaps, load_exogenous, load_many, stamp, ticker_from_path
+from .errors import DataError
+from .evaluation.metrics import forecast_report, infer_periods_per_year, naive_forecasts
 from .features import build_features, exog_staleness_warning, make_target, warmup_bars
-from .feed import make_feed
-from .metrics import (
-    forecast_report,
-    infer_periods_per_year,
-    naive_forecasts,
-    strategy_metrics,
-)
-from .predictor import torch_threads
-from .strategy import EquityRecorder, LSTMStrategy
-from .train import WalkForwardResult, walk_forward
-
-
-def make_cerebro(broker: BrokerConfig | None = None) -> bt.Cerebro:
-    """A Cerebro whose broker has the configured cash, commission, slippage and fill rule."""
-    broker = broker or BrokerConfig()
-    cerebro = bt.Cerebro(stdstats=False, maxcpus=1)
-    cerebro.broker.setcash(broker.cash)
-    cerebro.broker.setcommission(commission=broker.commission_bps / 1e4)
-    close_fill = broker.fill == "close"
-    if broker.slippage_bps:
-        # slip_match caps a slipped price at the executing bar's high/low. For a close fill
-        # that bar is the *next* one (backtrader executes cheat-on-close orders a bar
-        # later at the signal bar's close), so the cap would price the fill from the
-        # future: close fills take close x (1 +- slippage) as it is (slip_out).
-        cerebro.broker.set_slippage_perc(broker.slippage_bps / 1e4, slip_open=True,
-                                         slip_limit=True, slip_match=True,
-                                         slip_out=close_fill)
-    if close_fill:
-        cerebro.broker.set_coc(True)
-    return cerebro
-
-
-@dataclass
-class BacktestResult:
-    """One strategy's run: equity per bar, fills, closed trades, its metrics."""
-
-    name: str
-    equity: pd.DataFrame  # value, cash, gross_exposure per bar (from the start point)
-    fills: pd.DataFrame
-    trades: pd.DataFrame
-    metrics: dict
-    records: pd.DataFrame | None = None
-    nan_forecasts: int = 0
-    rejected_orders: int = 0
-    analyzers: dict = field(default_factory=dict)  # backtrader's analyzers, whole feed
-    strategy: bt.Strategy | None = field(default=None, repr=False)
-
-
-def backtest(
-    bars: Mapping[str, pd.DataFrame],
-    strategy: type[bt.Strategy],
-    *,
-    extra: Mapping[str, pd.DataFrame | pd.Series] | None = None,
-    broker: BrokerConfig | None = None,
-    trade_start: pd.Timestamp | None = None,
-    name: str | None = None,
-    setup: Callable[[bt.Cerebro], None] | None = None,
-    **params: object,
-) -> BacktestResult:
-    """Run `strategy` over `bars` (ticker -> OHLCV) in a fresh Cerebro and collect results.
-
-    `extra` adds lines to each ticker's feed (e.g. a `forecast` column). Metrics cover the
-    bars from `trade_start` on, starting from the value at the bar before it. `setup`
-    may add a user's own analyzers or sizers to the Cerebro.
-    """
-    cerebro = make_cerebro(broker)
-    for ticker, frame in bars.items():
-        cerebro.adddata(make_feed(frame, (extra or {}).get(ticker), name=ticker))
-    if trade_start is not None:
-        params["trade_start"] = trade_start
-    calendar = next(iter(bars.values())).index
-    periods_per_year = infer_periods_per_year(calendar)
-    cerebro.addstrategy(strategy, **params)
-    cerebro.addanalyzer(EquityRecorder, _name="equity")
-    cerebro.addanalyzer(bt.analyzers.Returns, _name="bt_returns")
-    cerebro.addanalyzer(bt.analyzers.DrawDown, _name="bt_drawdown")
-    cerebro.addanalyzer(bt.analyzers.TradeAnalyzer, _name="bt_trades")
-    timeframe, compression = backtrader_timeframe(calendar)
-    cerebro.addanalyzer(bt.analyzers.SharpeRatio, _name="bt_sharpe", timeframe=timeframe,
-                        compression=compression, factor=periods_per_year, riskfreerate=0.0,
-                        annualize=True, stddev_sample=True)
-    if setup is not None:
-        setup(cerebro)
-    strat = cerebro.run()[0]
-    equity = strat.analyzers.equity.get_analysis()
-    cash = cerebro.broker.startingcash
-    if trade_start is not None and (equity.index < pd.Timestamp(trade_start)).any():
-        equity = equity.loc[equity.index[equity.index < pd.Timestamp(trade_start)][-1]:]
-    else:
-        start = pd.DataFrame({"value": [cash], "cash": [cash], "gross_exposure": [0.0]},
-                             index=[equity.index[0] - _bar_spacing(calendar)])
-        equity = pd.concat([start, equity])
-    equity.index.name = "date"
-    fills = pd.DataFrame(strat.fills, columns=["date", "ticker", "side", "size", "price",
-                                               "value", "commission"])
-    trades = pd.DataFrame(strat.trades, columns=[
-        "ticker", "entry_date", "exit_date", "direction", "entry_price", "bars", "pnl",
-        "pnl_net", "status"])
-    metrics = strategy_metrics(equity["value"], trades=trades, fills=fills,
-                               exposure=equity["gross_exposure"],
-                               periods_per_year=periods_per_year,
-                               gaps=calendar[gap_after(calendar)])
-    metrics["rejected_orders"] = strat.rejected_orders
-    records = strat.record_frame() if hasattr(strat, "record_frame") else None
-    nan_count = getattr(strat, "nan_forecasts", 0)
-    if hasattr(strat, "nan_forecasts"):
-        metrics["nan_forecasts"] = nan_count
-    return BacktestResult(name or strategy.__name__, equity, fills, trades, metrics,
-                          records, nan_count, strat.rejected_orders, _analyzer_summary(strat),
-                          strat)
-
-
-def _bar_spacing(index: pd.DatetimeIndex) -> pd.Timedelta:
-    """The usual step between bars (median; one day for a single bar)."""
-    return pd.Series(index).diff().median() if len(index) > 1 else pd.Timedelta(days=1)
-
-
-def backtrader_timeframe(index: pd.DatetimeIndex) -> tuple[int, int]:
-    """backtrader's (timeframe, compression) for bars with this spacing (for its analyzers)."""
-    step = _bar_spacing(index)
-    if step >= pd.Timedelta(days=28):
-        return bt.TimeFrame.Months, 1
-    if step >= pd.Timedelta(days=5):
-        return bt.TimeFrame.Weeks, 1
-    if step >= pd.Timedelta(hours=20):
-        return bt.TimeFrame.Days, 1
-    return bt.TimeFrame.Minutes, max(1, round(step / pd.Timedelta(minutes=1)))
-
-
-def _analyzer_summary(strat: bt.Strategy) -> dict:
-    """backtrader's own analyzers over the whole feed, to cross-check our metrics."""
-    trades = strat.analyzers.bt_trades.get_analysis()
-    closed = trades.get("total", {}).get("closed", 0)
-    still_open = trades.get("total", {}).get("open", 0)
-    return {
-        "total_return": math.expm1(strat.analyzers.bt_returns.get_analysis()["rtot"]),
-        "max_drawdown": strat.analyzers.bt_drawdown.get_analysis()["max"]["drawdown"] / 100,
-        "sharpe": strat.analyzers.bt_sharpe.get_analysis()["sharperatio"],
-        "n_trades": closed + still_open,
-        "n_closed_trades": closed,
-        "win_rate_closed": trades["won"]["total"] / closed if closed else None,
-        "scope": "the whole feed: Sharpe includes the flat bars before trade_start and "
-                 "returns across holes in the data",
-    }
+from .forecaster import torch_threads
+from .training import WalkForwardResult, walk_forward
 
 
 @dataclass

@@ -23,7 +23,9 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
-from .config import dump_config
+from ..config import dump_config
+from ..errors import RunFolderExists
+from ..experiment import ExperimentResult
 from .metrics import (
     describe_span,
     drawdown_series,
@@ -32,14 +34,9 @@ from .metrics import (
     rolling_sharpe,
     rolling_window,
 )
-from .run import ExperimentResult
 
 CHARTS = ("equity", "drawdown", "trades", "forecast", "rolling_sharpe")
 _COLORS = {"lstm": "C0", "buy_and_hold": "C7", "sma_cross": "C2", "naive_forecast": "C1"}
-
-
-class RunFolderExists(FileExistsError):
-    """The output folder exists and overwriting was not asked for."""
 
 
 def _equity_curves(result: ExperimentResult) -> pd.DataFrame:

@@ -8,7 +8,7 @@ from functools import cache
 import backtrader as bt
 import pandas as pd
 
-from .data import DataError
+from ..errors import DataError
 
 _RESERVED = {"datetime", "open", "high", "low", "close", "volume", "openinterest"}
 

@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from .data import gap_after
+from ..data import gap_after
 
 
 def _clean(value: float) -> float | None:

@@ -12,31 +12,27 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import backtrader as bt
 import numpy as np
 import pandas as pd
 
-from .predictor import one_thread_per_worker
-
-SIZINGS = ("fixed", "vol_target", "confidence", "sizer")
+from ..errors import ConfigError
+from ..forecaster import one_thread_per_worker
+from .decision import RULE_PARAMS, Param, Position, Rules, check_rules, decide, params_doc
 
 
 @dataclass
 class _Book:
-    """Per-data trading state."""
+    """Per-data state: where the forecast comes from, the rules' state, the order in flight."""
 
     clock: object = None  # the feed's datetime line
     line: object = None  # the feed's forecast line, when it has one
     forecasts: dict | None = None
     stream: object | None = None
     feature_lines: list | None = None  # the feed's feature lines, in the model's order
-    direction: int = 0  # -1 short, 0 flat, +1 long (as decided; fills follow)
-    target: float = 0.0  # target fraction of equity
-    entry_bar: int = -1
-    entry_price: float = math.nan
-    blocked: int = 0  # direction stopped out; re-entry waits for the signal to reset
+    position: Position = field(default_factory=Position)
     pending: object | None = None
     history: deque | None = None
     nan_forecasts: int = 0
@@ -146,44 +142,38 @@ class RecordingStrategy(bt.Strategy):
         return bt.date2num(pd.Timestamp(start).to_pydatetime())
 
 
-class LSTMStrategy(RecordingStrategy):
-    """Trade each data feed on its forecast: thresholds -> direction, sizing -> target percent."""
+WIRING_PARAMS: tuple[Param, ...] = (
+    Param("forecasts", None, object,
+          "forecasts by date: a pandas Series, or {data name: Series}"),
+    Param("stream", None, object,
+          "an object with step(date, row) -> forecast, or {data name: object} (stream mode)"),
+    Param("feature_lines", (), tuple, "feed lines holding the raw features (stream mode)"),
+    Param("center", 0.0, float,
+          "the neutral forecast: 0 for returns, 0.5 for up-probabilities"),
+    Param("trade_start", None, object, "first date that may trade (earlier bars only warm up)"),
+    Param("periods_per_year", 252, float,
+          "bars per year, for the annualised volatility of vol_target sizing"),
+    Param("record", True, bool, "keep a per-bar log of forecasts, signals and targets"),
+)
 
-    params = (
-        ("forecasts", None),  # pd.Series by date, or {data name: Series}
-        ("stream", None),  # object with step(date, row) -> forecast, or {data name: object}
-        ("feature_lines", ()),  # feed lines holding the raw features (stream mode)
-        ("center", 0.0),  # neutral forecast: 0 for returns, 0.5 for up-probabilities
-        ("entry_threshold", 0.0),  # enter when signal > this (long) or < -this (short)
-        ("exit_threshold", 0.0),  # leave a long when signal <= this, a short when >= -this
-        ("zscore_window", 0),  # > 0: signal = z-score of the forecast over this many bars
-        ("allow_short", False),
-        ("sizing", "fixed"),  # fixed | vol_target | confidence | sizer (the cerebro's sizer)
-        ("fraction", 0.95),  # fraction of equity per position (split across datas)
-        ("target_vol", 0.15),  # annualised volatility target (vol_target sizing)
-        ("vol_window", 20),  # bars of returns for the volatility estimate
-        ("confidence_scale", 0.0),  # |signal| at which confidence sizing reaches full size
-        ("max_position", 1.0),  # cap on |target| as a fraction of equity
-        ("stop_loss", 0.0),  # exit when the close moves this fraction against the entry
-        ("take_profit", 0.0),  # exit when the close moves this fraction in favour
-        ("min_hold_bars", 0),  # bars a position is held before a signal may close it
-        ("rebalance_band", 0.05),  # re-size only when the target moves more than this
-        ("trade_start", None),  # first date that may trade (earlier bars only warm up)
-        ("periods_per_year", 252),
-        ("record", True),  # keep a per-bar log of forecasts and targets
-    )
+
+class LSTMStrategy(RecordingStrategy):
+    """Trade each data feed on its forecast: signal -> direction -> target fraction -> orders.
+
+    Each bar, for each data: the forecast (from a `forecast` line, `forecasts` or
+    `stream`) minus `center`, or its z-score, is the signal; `decision.decide` turns it
+    into a direction and a target fraction of equity; targets go to the broker as orders
+    (reductions first, purchases capped at the cash left after costs).
+    """
+
+    params = tuple((p.name, p.default) for p in (*WIRING_PARAMS, *RULE_PARAMS))
 
     def __init__(self) -> None:
         p = self.p
-        if p.sizing not in SIZINGS:
-            raise ValueError(f"sizing={p.sizing!r}; choose one of {SIZINGS}.")
-        if p.sizing == "confidence" and p.confidence_scale <= 0:
-            raise ValueError("sizing='confidence' needs confidence_scale > 0 (the |signal| "
-                             "that earns a full position).")
-        if not 0 < p.fraction <= p.max_position:
-            raise ValueError(f"fraction={p.fraction} must be in (0, max_position={p.max_position}].")
-        if p.exit_threshold > p.entry_threshold:
-            raise ValueError("exit_threshold must not exceed entry_threshold.")
+        try:
+            check_rules({q.name: getattr(p, q.name) for q in RULE_PARAMS})
+        except ConfigError as exc:
+            raise ConfigError(f"LSTMStrategy: {exc}") from None
         self._start_num = self.trade_start_num()
         one_thread_per_worker()  # a worker of optstrategy or a pool steps models on one core
         self._books: dict = {}
@@ -208,13 +198,12 @@ class LSTMStrategy(RecordingStrategy):
             if p.zscore_window > 0:
                 book.history = deque(maxlen=p.zscore_window)
             self._books[data] = book
-        self.per_data_fraction = p.fraction / len(self.datas)
+        self.rules = Rules.from_params(p, len(self.datas))
         self.records: list[tuple] = []
         # params read every bar, kept as plain attributes (backtrader's params are slow)
-        self._record, self._sizing, self._min_hold = p.record, p.sizing, p.min_hold_bars
-        self._band = p.rebalance_band * self.per_data_fraction
-        self._entry, self._exit, self._short = p.entry_threshold, p.exit_threshold, p.allow_short
-        self._center, self._stops = p.center, bool(p.stop_loss or p.take_profit)
+        self._record, self._center = p.record, p.center
+        self._vol_target = p.sizing == "vol_target"
+        self._vol_scale, self._vol_window = math.sqrt(p.periods_per_year), p.vol_window
 
     @staticmethod
     def _pick(value: object, data: bt.DataBase) -> object:
@@ -248,51 +237,17 @@ class LSTMStrategy(RecordingStrategy):
         std = values.std()
         return (forecast - values.mean()) / std if std > 0 else 0.0
 
-    # -- decisions -----------------------------------------------------------------
-    def _direction(self, signal: float, book: _Book, held_bars: int) -> int:
-        current = book.direction
-        if current != 0 and held_bars < self._min_hold:
-            return current
-        entry, exit_ = self._entry, self._exit
-        wants = 1 if signal > entry else (-1 if (self._short and signal < -entry) else 0)
-        if book.blocked == 1 and signal <= exit_:
-            book.blocked = 0
-        if book.blocked == -1 and signal >= -exit_:
-            book.blocked = 0
-        if wants == book.blocked:
-            wants = 0
-        if current == 1 and wants == 0 and signal > exit_:
-            return 1
-        if current == -1 and wants == 0 and signal < -exit_:
-            return -1
-        return wants
-
-    def _size(self, data: bt.DataBase, signal: float) -> float:
-        p = self.p
-        base = self.per_data_fraction
-        if p.sizing == "vol_target":
-            closes = np.asarray(data.close.get(size=p.vol_window + 1))
-            if len(closes) <= p.vol_window:
-                return 0.0
-            vol = np.diff(np.log(closes)).std(ddof=1) * math.sqrt(p.periods_per_year)
-            base = base * (p.target_vol / vol if vol > 0 else 1.0)
-        elif p.sizing == "confidence":
-            base = base * min(1.0, abs(signal) / p.confidence_scale)
-        return min(base, p.max_position / len(self.datas))
-
-    def _stopped(self, data: bt.DataBase, book: _Book) -> bool:
-        if book.direction == 0 or not self._stops:
-            return False
-        p = self.p
-        if math.isnan(book.entry_price):
-            return False
-        move = book.direction * (data.close[0] / book.entry_price - 1.0)
-        return bool((p.stop_loss and move <= -p.stop_loss) or
-                    (p.take_profit and move >= p.take_profit))
+    def _vol(self, data: bt.DataBase) -> float:
+        """Annualised volatility of the last `vol_window` returns (NaN while warming up)."""
+        window = self._vol_window
+        closes = np.asarray(data.close.get(size=window + 1))
+        if len(closes) <= window:
+            return math.nan
+        return float(np.diff(np.log(closes)).std(ddof=1) * self._vol_scale)
 
     def next(self) -> None:
         orders = []
-        record = self._record
+        record, rules = self._record, self.rules
         for data, book in self._books.items():
             now = book.clock[0]
             if now < self._start_num:
@@ -303,39 +258,20 @@ class LSTMStrategy(RecordingStrategy):
             if not math.isfinite(forecast):
                 book.nan_forecasts += 1
                 if record:
-                    self.records.append((data._name, now, forecast, math.nan, book.target))
+                    self.records.append((data._name, now, forecast, math.nan,
+                                         book.position.target))
                 continue
             signal = forecast - self._center if book.history is None else self._signal(
                 forecast, book)
-            if book.pending is not None:  # an order is still in flight: decide once it is done
-                if record:
-                    self.records.append((data._name, now, forecast, signal, book.target))
-                continue
-            held = len(data) - book.entry_bar if self._min_hold and book.entry_bar >= 0 else 0
-            if self._stops and self._stopped(data, book):
-                book.blocked = book.direction
-                direction = 0
-            elif signal != signal:  # NaN: the z-score is still warming up
-                direction = book.direction
-            else:
-                direction = self._direction(signal, book, held)
-            if direction == 0:
-                target = 0.0
-            elif direction == book.direction and self._sizing in ("fixed", "sizer"):
-                target = book.target
-            elif self._sizing == "sizer":
-                target = float(direction)  # the cerebro's sizer decides how much
-            else:
-                target = direction * self._size(data, signal)
-            if direction != book.direction:
-                book.entry_bar = len(data) if direction else -1
-                book.entry_price = math.nan
-            if direction != book.direction or abs(target - book.target) > self._band:
-                orders.append((data, target))
-                book.direction, book.target = direction, target
+            if book.pending is None:  # with an order in flight, decide once it is done
+                vol = self._vol(data) if self._vol_target else math.nan
+                book.position, target = decide(book.position, len(data), signal,
+                                               data.close[0], vol, rules)
+                if target is not None:
+                    orders.append((data, target))
             if record:
-                self.records.append((data._name, now, forecast, signal, book.target))
-        if orders and self._sizing == "sizer":
+                self.records.append((data._name, now, forecast, signal, book.position.target))
+        if orders and rules.sizing == "sizer":
             self._orders_by_sizer(orders)
         elif orders:
             for data, order in self.order_targets(orders).items():
@@ -363,15 +299,17 @@ class LSTMStrategy(RecordingStrategy):
             book.pending = None
         if book is None:
             return
+        position = book.position
         if order.status == order.Completed:
-            if math.isnan(book.entry_price) and book.direction != 0:
-                book.entry_price = order.executed.price
+            if math.isnan(position.entry_price) and position.direction != 0:
+                book.position = position._replace(entry_price=order.executed.price)
         elif order.status in (order.Margin, order.Rejected, order.Canceled, order.Expired):
             # fall back to the position actually held; the signal retries on the next bar
             size = self.getposition(order.data).size
-            book.direction = int(np.sign(size))
             value = self.broker.getvalue()
-            book.target = size * order.data.close[0] / value if value > 0 else 0.0
+            book.position = position._replace(
+                direction=int(np.sign(size)),
+                target=size * order.data.close[0] / value if value > 0 else 0.0)
 
     # -- results ---------------------------------------------------------------------
     @property
@@ -404,3 +342,6 @@ class EquityRecorder(bt.Analyzer):
         frame = pd.DataFrame(self.rows, columns=["date", "value", "cash", "gross_exposure"])
         frame["date"] = [bt.num2date(d) for d in frame["date"]]  # converted once, at the end
         return frame.set_index("date")
+
+
+LSTMStrategy.__doc__ = f"{LSTMStrategy.__doc__}\n{params_doc((*WIRING_PARAMS, *RULE_PARAMS))}\n"

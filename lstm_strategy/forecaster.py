@@ -1,9 +1,11 @@
-"""Device-resident forecasts from trained models: batch (one pass) or streaming (one step a bar).
+"""Device-resident forecasts from trained models: batch (a segment) or streaming (one step a bar).
 
 A `Forecaster` is one trained model with the constants that turn raw feature rows into
-its inputs (feature names and order, scaler) and its outputs back into forecasts. Model,
-scaler and recurrent state live on the chosen device; a whole segment goes over in one
-transfer each way, a streaming step moves one row in and one number out.
+its inputs (feature names and order, a `Scaler`) and its outputs back into forecasts.
+Model, scaler and recurrent state live on the chosen device; a whole segment goes over in
+one transfer each way, a streaming step moves one row in and one number out. A
+`WalkForwardStream` steps the models of every walk-forward fold, switching at each
+retrain date. Checkpoints hold tensors and plain values only.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import multiprocessing
 from collections import deque
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,18 +22,12 @@ import pandas as pd
 import torch
 
 from . import __version__
-from .model import ModelConfig, build_model
+from .errors import CheckpointError, DeviceError
+from .models import ForecastModel, ModelConfig, build_model
 
 CHECKPOINT_FORMAT = 1
 FORECAST_CHUNK_BARS = 256  # LSTM steps per batch-forecast call (the shape every call has)
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot serve this data or this version of the package."""
-
-
-class DeviceError(ValueError):
-    """A device that was asked for but is not there."""
+FORECAST_BATCH = 256  # windows per batch-forecast call (window models)
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -79,16 +75,30 @@ def one_thread_per_worker() -> None:
         torch.set_num_threads(1)
 
 
+@dataclass(frozen=True)
+class Scaler:
+    """Per-feature standardisation fitted on a training span (constant features keep std 1)."""
+
+    mean: np.ndarray
+    std: np.ndarray
+
+    @classmethod
+    def fit(cls, rows: np.ndarray) -> Scaler:
+        mean = rows.mean(axis=0)
+        std = rows.std(axis=0)
+        std[~(std > 1e-12)] = 1.0
+        return cls(mean, std)
+
+
 class Forecaster:
     """One trained model plus its scaler: raw feature rows in, forecasts out."""
 
     def __init__(
         self,
-        model: torch.nn.Module,
+        model: ForecastModel,
         model_config: ModelConfig,
         feature_names: Sequence[str],
-        mean: np.ndarray,
-        std: np.ndarray,
+        scaler: Scaler,
         target_std: float,
         horizon: int,
         device: str | torch.device = "cpu",
@@ -99,63 +109,35 @@ class Forecaster:
         self.feature_names = tuple(feature_names)
         self.horizon = int(horizon)
         self.target_std = float(target_std)
-        self._mean = torch.as_tensor(np.asarray(mean, dtype=np.float32), device=self.device)
-        self._std = torch.as_tensor(np.asarray(std, dtype=np.float32), device=self.device)
+        self.scaler = scaler
+        self._mean = torch.as_tensor(np.asarray(scaler.mean, dtype=np.float32), device=self.device)
+        self._std = torch.as_tensor(np.asarray(scaler.std, dtype=np.float32), device=self.device)
 
-    @property
-    def mean(self) -> np.ndarray:
-        return self._mean.cpu().numpy()
+    def scale(self, rows: np.ndarray) -> torch.Tensor:
+        """Raw feature rows [rows, features] as the model's inputs, on the device."""
+        x = torch.as_tensor(np.ascontiguousarray(rows, dtype=np.float32), device=self.device)
+        return (x - self._mean) / self._std
 
-    @property
-    def std(self) -> np.ndarray:
-        return self._std.cpu().numpy()
-
-    @property
-    def lookback(self) -> int:
-        """Rows a window model needs before its first forecast (1 for the sequence model)."""
-        return self.model_config.window if self.model_config.kind == "window" else 1
-
-    def _output(self, raw: torch.Tensor) -> torch.Tensor:
+    def output(self, raw: torch.Tensor) -> torch.Tensor:
+        """The model's raw outputs as forecasts: a log return, or P(up) for a direction head."""
         if self.model_config.head == "direction":
             return torch.sigmoid(raw)
         return raw * self.target_std
 
-    def _inputs(self, rows: np.ndarray) -> torch.Tensor:
-        x = torch.as_tensor(np.ascontiguousarray(rows, dtype=np.float32), device=self.device)
-        return (x - self._mean) / self._std
-
     @torch.no_grad()
-    def forecast_rows(self, rows: np.ndarray, batch_size: int = 256,
+    def forecast_rows(self, rows: np.ndarray, batch_size: int = FORECAST_BATCH,
                       chunk_bars: int = FORECAST_CHUNK_BARS) -> np.ndarray:
         """Forecasts for consecutive, complete raw rows [time, features] on the device.
 
-        The sequence model starts from a cold state at the first row; the window model
-        returns NaN until it has `window` rows. Every model call has one fixed shape
-        (`chunk_bars` steps, or `batch_size` windows; the last call is padded), so a
-        forecast never depends on how many rows follow it: a GEMM's float rounding can
-        depend on its row count (tail blocks), and that would break the truncation rule.
+        The model starts cold at the first row (NaN until it has the context it needs).
+        Every model call has one fixed shape (`chunk_bars` steps or `batch_size` windows;
+        the last call padded), so a forecast never depends on how many rows follow it.
         """
         if len(rows) == 0:
             return np.empty(0)
-        x = self._inputs(rows)
+        raw = self.model.forecast_segment(self.scale(rows), chunk_bars, batch_size)
         # float64 only on the host: some devices (MPS) have no float64
-        if self.model_config.kind == "sequence":
-            state = None
-            outs = []
-            for start in range(0, len(x), chunk_bars):
-                chunk = _pad_rows(x[start:start + chunk_bars], chunk_bars)
-                out, state = self.model(chunk.unsqueeze(0), state)
-                outs.append(out[0, :min(chunk_bars, len(x) - start)])
-            return self._output(torch.cat(outs)).cpu().double().numpy()
-        window = self.model_config.window
-        result = np.full(len(rows), np.nan)
-        if len(rows) >= window:
-            windows = x.unfold(0, window, 1).permute(0, 2, 1)  # [n, window, features]
-            outs = [self.model(_pad_rows(windows[i:i + batch_size], batch_size))
-                    [:min(batch_size, len(windows) - i)]
-                    for i in range(0, len(windows), batch_size)]
-            result[window - 1:] = self._output(torch.cat(outs)).cpu().double().numpy()
-        return result
+        return self.output(raw).cpu().double().numpy()
 
     def check_features(self, columns: Sequence[str]) -> None:
         """Raise unless `columns` are exactly the features this model was trained on, in order."""
@@ -202,8 +184,8 @@ class Forecaster:
         names = list(blob["feature_names"])
         model = build_model(len(names), config)
         model.load_state_dict(blob["state_dict"])
-        return cls(model, config, names, blob["mean"].numpy(), blob["std"].numpy(),
-                   blob["target_std"], blob["horizon"], device)
+        scaler = Scaler(blob["mean"].numpy(), blob["std"].numpy())
+        return cls(model, config, names, scaler, blob["target_std"], blob["horizon"], device)
 
     def save(self, path: str | Path, **meta: object) -> None:
         """Write a checkpoint (tensors and plain values only, safe to load)."""
@@ -220,69 +202,25 @@ class Forecaster:
         return forecaster
 
 
-def _pad_rows(x: torch.Tensor, rows: int) -> torch.Tensor:
-    """`x` with zero rows appended up to `rows` along the first dimension."""
-    if len(x) == rows:
-        return x
-    return torch.cat([x, x.new_zeros((rows - len(x), *x.shape[1:]))])
-
-
-class _NumpyLSTMStep:
-    """One step of a trained SequenceLSTM in NumPy, for streaming on the CPU.
-
-    Written by hand because a batch-1, one-step call through PyTorch costs about 40 us of
-    dispatch per layer on a small CPU (nn.LSTM about 300 us), against a few us for the
-    same arithmetic in NumPy. Same weights, same gate order (i, f, g, o) as nn.LSTM.
-    """
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        lstm = model.lstm
-        self.layers = []
-        for layer in range(lstm.num_layers):
-            weight = torch.cat([getattr(lstm, f"weight_ih_l{layer}"),
-                                getattr(lstm, f"weight_hh_l{layer}")], dim=1)
-            bias = getattr(lstm, f"bias_ih_l{layer}") + getattr(lstm, f"bias_hh_l{layer}")
-            self.layers.append((weight.detach().cpu().double().numpy(),
-                                bias.detach().cpu().double().numpy()))
-        self.head_w = model.head.weight.detach().cpu().double().numpy()[0]
-        self.head_b = float(model.head.bias.detach().cpu().double().numpy()[0])
-        self.hidden = lstm.hidden_size
-
-    def __call__(self, x: np.ndarray, state: list[tuple[np.ndarray, np.ndarray]]) -> float:
-        """Advance `state` (per layer (h, c), updated in place) by input `x`; returns the raw output."""
-        hidden = self.hidden
-        for layer, (weight, bias) in enumerate(self.layers):
-            h, c = state[layer]
-            gates = weight @ np.concatenate((x, h)) + bias
-            sig = 1.0 / (1.0 + np.exp(-gates))  # i, f, o use it; the g block is recomputed
-            c = sig[hidden:2 * hidden] * c + sig[:hidden] * np.tanh(gates[2 * hidden:3 * hidden])
-            h = sig[3 * hidden:] * np.tanh(c)
-            state[layer] = (h, c)
-            x = h
-        return float(self.head_w @ x + self.head_b)
-
-
 class ForecastStream:
-    """One LSTM step per bar with the state kept on the device (live feeds, streaming backtests).
+    """One model step per bar with the state kept on the device (live feeds, streaming backtests).
 
-    On the CPU the sequence model steps in NumPy (see `_NumpyLSTMStep`); elsewhere the
-    state stays on the device and each step moves one row in and one number out.
+    On the CPU a model that offers a NumPy stepper (the sequence LSTM) steps in NumPy;
+    elsewhere the state stays on the device and each step moves one row in and one
+    number out.
     """
 
     def __init__(self, forecaster: Forecaster) -> None:
         self.forecaster = forecaster
-        self._state = None
-        self._window: deque[torch.Tensor] = deque(maxlen=forecaster.model_config.window)
-        self._numpy = (forecaster.device.type == "cpu"
-                       and forecaster.model_config.kind == "sequence")
-        if self._numpy:
-            self._cell = _NumpyLSTMStep(forecaster.model)
-            self._mean = forecaster.mean.astype(np.float64)
-            self._std = forecaster.std.astype(np.float64)
+        model = forecaster.model
+        self._numpy = model.numpy_stepper() if forecaster.device.type == "cpu" else None
+        if self._numpy is not None:
+            self._mean = forecaster.scaler.mean.astype(np.float64)
+            self._std = forecaster.scaler.std.astype(np.float64)
+        self.reset()
 
     def reset(self) -> None:
-        self._state = None
-        self._window.clear()
+        self._state = None if self._numpy is not None else self.forecaster.model.stream_start()
 
     @torch.no_grad()
     def warm(self, rows: np.ndarray) -> None:
@@ -290,19 +228,11 @@ class ForecastStream:
         if len(rows) == 0:
             return
         f = self.forecaster
-        x = f._inputs(rows)
-        if f.model_config.kind != "sequence":
-            self._window.extend(x)
+        if self._numpy is None:
+            self._state = f.model.stream_warm(f.scale(rows), self._state)
             return
-        state = self._state
-        if self._numpy and state is not None:
-            state = tuple(torch.as_tensor(np.stack([s[k] for s in state])[:, None, :],
-                                          dtype=torch.float32) for k in (0, 1))
-        _, state = f.model(x.unsqueeze(0), state)
-        if self._numpy:
-            h, c = (s[:, 0, :].double().numpy() for s in state)
-            state = [(h[layer], c[layer]) for layer in range(len(h))]
-        self._state = state
+        state = f.model.stream_warm(f.scale(rows), self._numpy.to_torch(self._state))
+        self._state = self._numpy.from_torch(state)
 
     @torch.no_grad()
     def step(self, row: np.ndarray | Sequence[float]) -> float:
@@ -311,23 +241,53 @@ class ForecastStream:
         if not np.isfinite(row).all():
             return float("nan")
         f = self.forecaster
-        if self._numpy:
+        if self._numpy is not None:
             if self._state is None:
-                zeros = np.zeros(self._cell.hidden)
-                self._state = [(zeros, zeros) for _ in self._cell.layers]
-            raw = self._cell((row - self._mean) / self._std, self._state)
+                self._state = self._numpy.start()
+            raw = self._numpy((row - self._mean) / self._std, self._state)
             if f.model_config.head == "direction":
                 return 1.0 / (1.0 + np.exp(-raw))
             return raw * f.target_std
-        x = f._inputs(row[None, :])
-        if f.model_config.kind == "sequence":
-            out, self._state = f.model(x.unsqueeze(0), self._state)
-            return float(f._output(out[0, -1]).item())
-        self._window.append(x[0])
-        if len(self._window) < f.model_config.window:
-            return float("nan")
-        out = f.model(torch.stack(tuple(self._window)).unsqueeze(0))
-        return float(f._output(out[0]).item())
+        raw, self._state = f.model.stream_step(f.scale(row[None, :])[0], self._state)
+        if isinstance(raw, float):
+            return raw
+        return float(f.output(raw).item())
+
+
+class WalkForwardStream:
+    """Bar-by-bar forecasts from walk-forward models, for live feeds and streaming backtests.
+
+    `switches` are (retrain date, forecaster) in date order. Call `step(date, row)` once
+    per bar in date order. At each retrain date the next model takes over, its state
+    warmed on the complete rows before it (kept in a buffer), exactly as the batch
+    forecasts are made.
+    """
+
+    def __init__(self, switches: Sequence[tuple[pd.Timestamp, Forecaster]],
+                 context_bars: int) -> None:
+        self._switches = list(switches)
+        self._context = context_bars
+        longest = max((f.model.context_rows(context_bars) for _, f in self._switches),
+                      default=1)
+        self._buffer: deque[np.ndarray] = deque(maxlen=max(1, longest))
+        self._next = 0
+        self._stream: ForecastStream | None = None
+
+    def step(self, date: pd.Timestamp, row: np.ndarray) -> float:
+        """Forecast for the bar at `date` from its raw feature row (NaN before the first model)."""
+        row = np.asarray(row, dtype=np.float64)
+        while self._next < len(self._switches) and date >= self._switches[self._next][0]:
+            forecaster = self._switches[self._next][1]
+            self._stream = forecaster.stream()
+            rows = np.array(self._buffer) if self._buffer else np.empty((0, len(row)))
+            context = forecaster.model.context_rows(self._context)
+            self._stream.warm(rows[len(rows) - min(len(rows), context):])
+            self._next += 1
+        complete = bool(np.isfinite(row).all())
+        forecast = self._stream.step(row) if self._stream is not None else float("nan")
+        if complete:
+            self._buffer.append(row)
+        return forecast
 
 
 def save_checkpoint(path: str | Path, payload: dict) -> None:

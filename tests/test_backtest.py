@@ -17,9 +17,9 @@ from lstm_strategy import (
     make_target,
     walk_forward,
 )
+from lstm_strategy.backtest import BuyAndHold, SmaCross
 from lstm_strategy.config import BrokerConfig
-from lstm_strategy.metrics import infer_periods_per_year
-from strategies.baselines import BuyAndHold, SmaCross
+from lstm_strategy.evaluation.metrics import infer_periods_per_year
 
 from .conftest import TINY_MODEL, TINY_TRAIN, hourly_bars
 
@@ -207,7 +207,7 @@ def test_confidence_sizing_scales_with_the_signal(bars: pd.DataFrame) -> None:
 
 
 def test_bad_params_are_refused(bars: pd.DataFrame) -> None:
-    with pytest.raises(ValueError, match="sizing='confidence' needs confidence_scale"):
+    with pytest.raises(ValueError, match=r"confidence_scale=0\.0 must be > 0 with sizing=confidence"):
         backtest({"AAPL": bars}, LSTMStrategy, forecasts=forecast_series(bars, [0.01]),
                  sizing="confidence")
     with pytest.raises(ValueError, match="no forecast source"):
@@ -364,7 +364,7 @@ def _monthly(aapl: pd.DataFrame) -> pd.DataFrame:
 @pytest.mark.parametrize("spacing", ["monthly", "hourly"])
 def test_annualisation_follows_the_bar_spacing(aapl: pd.DataFrame, spacing: str) -> None:
     """Sharpe, volatility, backtrader's cross-check and the rolling chart, for any spacing."""
-    from lstm_strategy.metrics import rolling_sharpe
+    from lstm_strategy.evaluation.metrics import rolling_sharpe
 
     bars = _monthly(aapl) if spacing == "monthly" else hourly_bars(
         pd.bdate_range("2019-01-01", "2019-12-31"))

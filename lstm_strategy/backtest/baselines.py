@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import backtrader as bt
 
-from lstm_strategy.strategy import RecordingStrategy
+from .strategies import RecordingStrategy
 
 
 class BuyAndHold(RecordingStrategy):

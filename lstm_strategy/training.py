@@ -11,7 +11,6 @@ data after R_k + step, so appending newer bars never changes an older forecast.
 from __future__ import annotations
 
 import copy
-from collections import deque
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,9 +21,18 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .data import DataError, stamp
-from .model import ModelConfig, build_model
-from .predictor import Forecaster, load_checkpoint, resolve_device, save_checkpoint
+from .data import stamp
+from .errors import ConfigError, DataError
+from .forecaster import (
+    Forecaster,
+    Scaler,
+    WalkForwardStream,
+    load_checkpoint,
+    resolve_device,
+    save_checkpoint,
+)
+from .models import ForecastModel, ModelConfig, build_model
+from .models.sequence import masked_mean
 
 
 @dataclass(frozen=True)
@@ -49,20 +57,26 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        checks = {
-            "horizon": self.horizon >= 1, "min_train_bars": self.min_train_bars >= 20,
-            "step": self.step >= 1, "epochs": self.epochs >= 1, "lr": self.lr > 0,
-            "batch_streams": self.batch_streams >= 1, "bptt": self.bptt >= 2,
-            "burn_in": self.burn_in >= 0, "context_bars": self.context_bars >= 0,
-            "batch_size": self.batch_size >= 1, "val_fraction": 0 <= self.val_fraction < 0.5,
-            "patience": self.patience >= 1,
-            "train_window": self.train_window is None or self.train_window >= 20,
+        rules = {
+            "horizon": (self.horizon >= 1, ">= 1 bar"),
+            "min_train_bars": (self.min_train_bars >= 20, ">= 20 bars"),
+            "step": (self.step >= 1, ">= 1 bar"),
+            "epochs": (self.epochs >= 1, ">= 1"),
+            "lr": (self.lr > 0, "> 0"),
+            "weight_decay": (self.weight_decay >= 0, ">= 0"),
+            "batch_streams": (self.batch_streams >= 1, ">= 1"),
+            "bptt": (self.bptt >= 2, ">= 2 steps"),
+            "burn_in": (self.burn_in >= 0, ">= 0 steps"),
+            "context_bars": (self.context_bars >= 0, ">= 0 bars"),
+            "batch_size": (self.batch_size >= 1, ">= 1"),
+            "val_fraction": (0 <= self.val_fraction < 0.5, "in [0, 0.5)"),
+            "patience": (self.patience >= 1, ">= 1 epoch"),
+            "train_window": (self.train_window is None or self.train_window >= 20,
+                             "null (expanding) or >= 20 bars"),
         }
-        bad = [k for k, ok in checks.items() if not ok]
-        if bad:
-            raise ValueError(f"train.{bad[0]}={getattr(self, bad[0])!r} is out of range "
-                             f"(horizon, step, epochs >= 1; min_train_bars >= 20; "
-                             f"0 <= val_fraction < 0.5; lr > 0).")
+        for key, (ok, rule) in rules.items():
+            if not ok:
+                raise ConfigError(f"train.{key}={getattr(self, key)!r} must be {rule}.")
 
 
 MIN_TRAIN_SAMPLES = 20  # fewer labels than this in a fold's loss is not a model worth trading
@@ -97,22 +111,23 @@ class Fold:
 
 
 @dataclass
-class _Panel:
+class Panel:
     """Complete feature rows of one series, compressed, with their positions in the data."""
 
     x: np.ndarray  # [rows, features]
-    y: np.ndarray  # [rows]
-    pos: np.ndarray  # [rows] position in the full index
+    y: np.ndarray  # [rows] labels (NaN where unknown)
+    pos: np.ndarray  # [rows] position of each row in the full index
 
-
-def _panel(features: pd.DataFrame, target: pd.Series) -> _Panel:
-    if not features.index.equals(target.index):
-        raise ValueError("features and target must share one index; build both from the "
-                         "same bars.")
-    values = features.to_numpy(dtype=np.float64)
-    complete = np.isfinite(values).all(axis=1)
-    pos = np.flatnonzero(complete)
-    return _Panel(values[complete], target.to_numpy(dtype=np.float64)[complete], pos)
+    @classmethod
+    def from_frames(cls, features: pd.DataFrame, target: pd.Series) -> Panel:
+        """Keep the rows whose features are all finite; labels may be NaN."""
+        if not features.index.equals(target.index):
+            raise ValueError("features and target must share one index; build both from the "
+                             "same bars.")
+        values = features.to_numpy(dtype=np.float64)
+        complete = np.isfinite(values).all(axis=1)
+        return cls(values[complete], target.to_numpy(dtype=np.float64)[complete],
+                   np.flatnonzero(complete))
 
 
 def fold_schedule(n_bars: int, first_complete: int, config: TrainConfig) -> list[int]:
@@ -121,8 +136,8 @@ def fold_schedule(n_bars: int, first_complete: int, config: TrainConfig) -> list
     return list(range(first, n_bars, config.step))
 
 
-def _label_masks(panel: _Panel, rows: slice, retrain_pos: int, config: TrainConfig
-                 ) -> tuple[np.ndarray, np.ndarray]:
+def label_masks(panel: Panel, rows: slice, retrain_pos: int, config: TrainConfig
+                ) -> tuple[np.ndarray, np.ndarray]:
     """Train and validation label masks over `rows`, each purged by the horizon."""
     pos = panel.pos[rows]
     y = panel.y[rows]
@@ -145,106 +160,56 @@ def _labels(y_scaled: torch.Tensor, head: str) -> torch.Tensor:
     return (y_scaled > 0).float() if head == "direction" else y_scaled
 
 
-def _masked_mean(loss: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    return (loss * mask).sum() / mask.sum().clamp_min(1.0)
+def train_epochs(model: ForecastModel, x: torch.Tensor, labels: torch.Tensor,
+                 train: torch.Tensor, val: torch.Tensor, config: TrainConfig,
+                 loss_fn: nn.Module, rng: np.random.Generator, used: torch.Tensor
+                 ) -> Iterator[float]:
+    """Train `model` on the span x for `config.epochs` epochs; yields the validation loss.
 
-
-def _epochs_sequence(model: nn.Module, x: torch.Tensor, y: torch.Tensor, train: torch.Tensor,
-                     val: torch.Tensor, config: TrainConfig, head: str,
-                     rng: np.random.Generator, used: torch.Tensor) -> Iterator[float]:
-    """Train a sequence model; yields the validation loss after each epoch.
-
-    The training span is cut into `batch_streams` contiguous streams run side by side,
-    each carrying its state across `bptt`-long chunks; the first `burn_in` steps of each
-    stream (cold state) carry no loss. `used` marks every row whose label entered a loss.
+    The model cuts each epoch into chunks (`training_chunks`); state carries between
+    chunks that ask for it, detached (truncated back-propagation). `used` marks every row
+    whose label entered a loss.
     """
-    loss_fn = _loss_fn(head)
-    labels = _labels(y, head)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr,
                                  weight_decay=config.weight_decay)
-    span = int(train.nonzero().max().item()) + 1 if train.any() else 0
-    streams = max(1, min(config.batch_streams, span // max(config.bptt + config.burn_in, 1)))
     for _ in range(config.epochs):
         model.train()
-        offset = int(rng.integers(0, max(1, min(config.bptt, span // (4 * streams) + 1))))
-        length = (span - offset) // streams
-        if length > config.burn_in:
-            cut = slice(offset, offset + streams * length)
-            xs = x[cut].reshape(streams, length, -1)
-            ls = labels[cut].reshape(streams, length)
-            ms = train[cut].reshape(streams, length).float()
-            ms[:, :config.burn_in] = 0.0
-            used[cut] |= ms.reshape(-1) > 0
-            state = None
-            starts = range(0, length, config.bptt)
-            # which chunks carry any loss, fetched once (no device sync per chunk)
-            active = torch.stack([ms[:, i:i + config.bptt].sum() for i in starts]).gt(0).tolist()
-            for start, has_loss in zip(starts, active, strict=True):
-                chunk = slice(start, start + config.bptt)
-                mask = ms[:, chunk]
-                out, state = model(xs[:, chunk], state)
+        state = None
+        for chunk in model.training_chunks(x, labels, train, config, rng):
+            out, state = model(chunk.inputs, state if chunk.carry else None)
+            if state is not None:
                 state = tuple(s.detach() for s in state)
-                if not has_loss:
-                    continue
-                loss = _masked_mean(loss_fn(out, ls[:, chunk]), mask)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                optimizer.step()
-        yield _val_loss_sequence(model, x, labels, val, loss_fn)
-
-
-@torch.no_grad()
-def _val_loss_sequence(model: nn.Module, x: torch.Tensor, labels: torch.Tensor,
-                       val: torch.Tensor, loss_fn: nn.Module) -> float:
-    if not val.any():
-        return float("nan")
-    model.eval()
-    out, _ = model(x.unsqueeze(0))
-    return float(_masked_mean(loss_fn(out[0], labels), val.float()).item())
-
-
-def _epochs_window(model: nn.Module, x: torch.Tensor, y: torch.Tensor, train: torch.Tensor,
-                   val: torch.Tensor, config: TrainConfig, head: str, window: int,
-                   rng: np.random.Generator, used: torch.Tensor) -> Iterator[float]:
-    """Train a window model on shuffled mini-batches; yields the validation loss per epoch.
-
-    Only labels with a full window of rows behind them train; `used` marks those rows.
-    """
-    loss_fn = _loss_fn(head)
-    labels = _labels(y, head)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr,
-                                 weight_decay=config.weight_decay)
-    if len(x) < window:
-        return
-    windows = x.unfold(0, window, 1).permute(0, 2, 1)  # window i ends at row i + window - 1
-    ends = torch.arange(window - 1, len(x), device=x.device)
-    train_idx = (ends[train[window - 1:]] - (window - 1)).cpu().numpy()
-    val_idx = (ends[val[window - 1:]] - (window - 1))
-    used[window - 1:] |= train[window - 1:]
-    for _ in range(config.epochs):
-        model.train()
-        order = rng.permutation(train_idx)
-        for start in range(0, len(order), config.batch_size):
-            batch = torch.as_tensor(order[start:start + config.batch_size], device=x.device)
-            out = model(windows[batch])
-            loss = loss_fn(out, labels[batch + window - 1]).mean()
+            if chunk.mask is None:
+                used[chunk.rows] = True
+            else:
+                used[chunk.rows[chunk.mask > 0]] = True
+            if not chunk.has_loss:
+                continue
+            loss = loss_fn(out, chunk.labels)
+            loss = loss.mean() if chunk.mask is None else masked_mean(loss, chunk.mask)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
-        if len(val_idx) == 0:
-            yield float("nan")
-            continue
         model.eval()
-        with torch.no_grad():
-            out = torch.cat([model(windows[val_idx[i:i + 1024]])
-                             for i in range(0, len(val_idx), 1024)])
-            yield float(loss_fn(out, labels[val_idx + window - 1]).mean().item())
+        yield model.validation_loss(x, labels, val, loss_fn)
 
 
-def train_forecaster(
-    panel: _Panel,
+@dataclass
+class FoldFit:
+    """A model fitted on one fold's training span, and what it was fitted on."""
+
+    forecaster: Forecaster
+    n_train: int  # labels that entered a loss
+    n_val: int
+    epochs_run: int
+    best_val_loss: float
+    train_start_pos: int  # position in the full index of the first training row
+    last_label_pos: int  # position of the latest labelled row used (-1 if none)
+
+
+def fit_fold(
+    panel: Panel,
     feature_names: list[str],
     rows: slice,
     retrain_pos: int,
@@ -253,34 +218,31 @@ def train_forecaster(
     device: torch.device,
     seed: int,
     init_state: dict | None = None,
-) -> tuple[Forecaster, dict]:
-    """Fit scaler and model on the panel rows `rows`, using only labels known before `retrain_pos`."""
+) -> FoldFit:
+    """Fit scaler and model on the panel rows `rows`, using only labels known before `retrain_pos`.
+
+    Early stopping on the purged validation tail keeps the best epoch's weights. Raises
+    `TooFewSamples` when fewer than MIN_TRAIN_SAMPLES labels could enter a loss.
+    """
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     x_raw = panel.x[rows]
-    train, val = _label_masks(panel, rows, retrain_pos, config)
-    mean = x_raw.mean(axis=0)
-    std = x_raw.std(axis=0)
-    std[~(std > 1e-12)] = 1.0
+    train, val = label_masks(panel, rows, retrain_pos, config)
     y_known = panel.y[rows][train]
     target_std = float(y_known.std()) if len(y_known) > 1 and y_known.std() > 0 else 1.0
     model = build_model(len(feature_names), model_config)
     if init_state is not None:
         model.load_state_dict(init_state)
-    forecaster = Forecaster(model, model_config, feature_names, mean, std, target_std,
+    forecaster = Forecaster(model, model_config, feature_names, Scaler.fit(x_raw), target_std,
                             config.horizon, device)
-    x = forecaster._inputs(x_raw)
+    x = forecaster.scale(x_raw)
     y = torch.as_tensor(np.nan_to_num(panel.y[rows] / target_std), dtype=torch.float32,
                         device=device)
     train_t = torch.as_tensor(train, device=device)
-    val_t = torch.as_tensor(val, device=device)
     used = torch.zeros_like(train_t)
-    if model_config.kind == "sequence":
-        epochs = _epochs_sequence(model, x, y, train_t, val_t, config, model_config.head, rng,
-                                  used)
-    else:
-        epochs = _epochs_window(model, x, y, train_t, val_t, config, model_config.head,
-                                model_config.window, rng, used)
+    epochs = train_epochs(model, x, _labels(y, model_config.head), train_t,
+                          torch.as_tensor(val, device=device), config,
+                          _loss_fn(model_config.head), rng, used)
     best_loss, best_state, since_best, epochs_run = float("inf"), None, 0, 0
     for val_loss in epochs:
         epochs_run += 1
@@ -300,13 +262,9 @@ def train_forecaster(
     model.eval()
     pos = panel.pos[rows]
     labelled = pos[train | val]
-    info = {
-        "n_train": n_trained, "n_val": int(val.sum()), "epochs_run": epochs_run,
-        "best_val_loss": best_loss if best_state is not None else float("nan"),
-        "train_start_pos": int(pos[0]),
-        "last_label_pos": int(labelled.max()) if len(labelled) else -1,
-    }
-    return forecaster, info
+    return FoldFit(forecaster, n_trained, int(val.sum()), epochs_run,
+                   best_loss if best_state is not None else float("nan"), int(pos[0]),
+                   int(labelled.max()) if len(labelled) else -1)
 
 
 class WalkForwardResult:
@@ -335,7 +293,8 @@ class WalkForwardResult:
 
     def stream(self) -> WalkForwardStream:
         """Streaming forecasts with the same fold models, switched at each retrain date."""
-        return WalkForwardStream(self)
+        return WalkForwardStream([(f.retrain_date, f.forecaster) for f in self.folds],
+                                 self.train_config.context_bars)
 
     def save(self, path: str | Path, **meta: object) -> None:
         """Checkpoint every fold's model with its scaler, dates and the configs."""
@@ -372,43 +331,6 @@ class WalkForwardResult:
                    TrainConfig(**blob["train_config"]))
 
 
-class WalkForwardStream:
-    """Bar-by-bar forecasts from the walk-forward models, for live feeds and streaming backtests.
-
-    Call `step(date, row)` once per bar in date order. At each retrain date the next
-    fold's model takes over, its state warmed on the last `context_bars` complete rows
-    (kept in a buffer), exactly as the batch forecasts are made.
-    """
-
-    def __init__(self, result: WalkForwardResult) -> None:
-        self.result = result
-        context = max(result.train_config.context_bars, result.model_config.window)
-        self._buffer: deque[np.ndarray] = deque(maxlen=context)
-        self._next_fold = 0
-        self._stream = None
-        self._context = result.train_config.context_bars
-
-    def step(self, date: pd.Timestamp, row: np.ndarray) -> float:
-        """Forecast for the bar at `date` from its raw feature row (NaN before the first fold)."""
-        row = np.asarray(row, dtype=np.float64)
-        folds = self.result.folds
-        while self._next_fold < len(folds) and date >= folds[self._next_fold].retrain_date:
-            forecaster = folds[self._next_fold].forecaster
-            self._stream = forecaster.stream()
-            rows = np.array(self._buffer) if self._buffer else np.empty((0, len(row)))
-            if forecaster.model_config.kind == "sequence":
-                rows = rows[len(rows) - min(len(rows), self._context):]
-            else:
-                rows = rows[len(rows) - min(len(rows), forecaster.model_config.window - 1):]
-            self._stream.warm(rows)
-            self._next_fold += 1
-        complete = bool(np.isfinite(row).all())
-        forecast = self._stream.step(row) if self._stream is not None else float("nan")
-        if complete:
-            self._buffer.append(row)
-        return forecast
-
-
 def walk_forward(
     features: pd.DataFrame,
     target: pd.Series,
@@ -426,7 +348,7 @@ def walk_forward(
     model_config = model_config or ModelConfig()
     config = train_config or TrainConfig()
     device = resolve_device(device)
-    panel = _panel(features, target)
+    panel = Panel.from_frames(features, target)
     names = [str(c) for c in features.columns]
     predictions = np.full(len(features), np.nan)
     if len(panel.pos) == 0:
@@ -438,7 +360,7 @@ def walk_forward(
                          f"bars (train.min_train_bars); supply more history or lower it.")
     folds: list[Fold] = []
     init_state = None
-    lookback = config.context_bars if model_config.kind == "sequence" else model_config.window - 1
+    index = features.index
     bar = tqdm(retrains, desc="walk-forward folds", unit="fold", leave=False,
                disable=None if progress is None else not progress)
     for k, retrain_pos in enumerate(bar):
@@ -449,36 +371,35 @@ def walk_forward(
         train_rows = slice(int(np.searchsorted(panel.pos, start_pos)), first_row)
         if train_rows.stop - train_rows.start < config.min_train_bars // 2:
             raise DataError(
-                f"fold {k} (retrain {stamp(features.index[retrain_pos])}) has only "
+                f"fold {k} (retrain {stamp(index[retrain_pos])}) has only "
                 f"{train_rows.stop - train_rows.start} complete feature rows to train on; "
                 f"rows with NaN features are skipped. Fill the gaps in the data or widen "
                 f"train.train_window.")
         try:
-            forecaster, info = train_forecaster(
-                panel, names, train_rows, retrain_pos, model_config, config, device,
-                seed=config.seed + k, init_state=init_state if config.warm_start else None)
+            fit = fit_fold(panel, names, train_rows, retrain_pos, model_config, config, device,
+                           seed=config.seed + k,
+                           init_state=init_state if config.warm_start else None)
         except TooFewSamples as exc:
             raise DataError(
-                f"fold {k} (retrain {stamp(features.index[retrain_pos])}): {exc}. Raise "
+                f"fold {k} (retrain {stamp(index[retrain_pos])}): {exc}. Raise "
                 f"train.min_train_bars (or train.train_window), or lower model.window / "
                 f"train.burn_in; no untrained model is traded.") from None
+        forecaster = fit.forecaster
         if config.warm_start:
             init_state = copy.deepcopy(forecaster.model.state_dict())
-        context_row = max(0, first_row - lookback)
+        context_row = max(0, first_row - forecaster.model.context_rows(config.context_bars))
         if stop_row > first_row:
             out = forecaster.forecast_rows(panel.x[context_row:stop_row])
             predictions[panel.pos[first_row:stop_row]] = out[first_row - context_row:]
-        index = features.index
+        last_label = max(fit.last_label_pos, 0)
         folds.append(Fold(
             index=k, retrain_date=index[retrain_pos], end_date=index[end_pos - 1],
-            train_start=index[info["train_start_pos"]],
-            last_label_date=index[max(info["last_label_pos"], 0)],
-            label_end_date=index[max(info["last_label_pos"], 0) + config.horizon],
-            n_train=info["n_train"], n_val=info["n_val"], epochs_run=info["epochs_run"],
-            best_val_loss=info["best_val_loss"], forecaster=forecaster))
-        bar.set_postfix(epochs=info["epochs_run"], val=f"{info['best_val_loss']:.3g}")
-    return WalkForwardResult(features.index, folds,
-                             pd.Series(predictions, index=features.index, name="forecast"),
+            train_start=index[fit.train_start_pos], last_label_date=index[last_label],
+            label_end_date=index[last_label + config.horizon], n_train=fit.n_train,
+            n_val=fit.n_val, epochs_run=fit.epochs_run, best_val_loss=fit.best_val_loss,
+            forecaster=forecaster))
+        bar.set_postfix(epochs=fit.epochs_run, val=f"{fit.best_val_loss:.3g}")
+    return WalkForwardResult(index, folds, pd.Series(predictions, index=index, name="forecast"),
                              model_config, config)
 
 
@@ -493,10 +414,8 @@ def fit_forecaster(
     """One model on every label known by the last bar (for live use after a backtest)."""
     model_config = model_config or ModelConfig()
     config = train_config or TrainConfig()
-    panel = _panel(features, target)
+    panel = Panel.from_frames(features, target)
     start = 0 if config.train_window is None else len(features) - config.train_window
     rows = slice(int(np.searchsorted(panel.pos, start)), len(panel.pos))
-    forecaster, _ = train_forecaster(panel, [str(c) for c in features.columns], rows,
-                                     len(features), model_config, config,
-                                     resolve_device(device), seed=config.seed)
-    return forecaster
+    return fit_fold(panel, [str(c) for c in features.columns], rows, len(features),
+                    model_config, config, resolve_device(device), seed=config.seed).forecaster

@@ -25,10 +25,10 @@ from lstm_strategy import (
     resolve_device,
     walk_forward,
 )
-from lstm_strategy.metrics import forecast_report, naive_forecasts
-from lstm_strategy.model import build_model
-from lstm_strategy.predictor import load_checkpoint, save_checkpoint
-from lstm_strategy.train import _label_masks, _panel, fold_schedule
+from lstm_strategy.evaluation.metrics import forecast_report, naive_forecasts
+from lstm_strategy.forecaster import Scaler, load_checkpoint, save_checkpoint
+from lstm_strategy.models import build_model
+from lstm_strategy.training import Panel, fold_schedule, label_masks
 
 from .conftest import DATA, TINY_MODEL, TINY_TRAIN, hourly_bars
 
@@ -80,10 +80,10 @@ def test_labels_are_purged_before_each_retrain_date(aapl_small: pd.DataFrame,
     result = walk_forward(features, target5, TINY_MODEL, config, device="cpu", progress=False)
     for fold in result.folds:
         assert fold.label_end_date < fold.retrain_date
-    panel = _panel(features, target5)
+    panel = Panel.from_frames(features, target5)
     for retrain in fold_schedule(len(features), int(panel.pos[0]), config):
         rows = slice(0, int(np.searchsorted(panel.pos, retrain)))
-        train, val = _label_masks(panel, rows, retrain, config)
+        train, val = label_masks(panel, rows, retrain, config)
         pos = panel.pos[rows]
         assert (pos[train] + 5 < retrain).all() and (pos[val] + 5 < retrain).all()
         assert val.any() and (pos[train].max() + 5 < pos[val].min())  # purged before validation
@@ -282,7 +282,7 @@ def test_a_forecast_never_depends_on_how_many_rows_follow_it(inputs: tuple, kind
     torch.manual_seed(3)
     config = replace(ModelConfig(hidden_size=32, num_layers=2), kind=kind, window=20)
     forecaster = Forecaster(build_model(rows.shape[1], config), config, list(features.columns),
-                            rows.mean(axis=0), rows.std(axis=0), 0.02, 1, "cpu")
+                            Scaler.fit(rows), 0.02, 1, "cpu")
     for kwargs in ({}, {"chunk_bars": 16, "batch_size": 8}):
         full = forecaster.forecast_rows(rows, **kwargs)
         assert np.isfinite(full[30:]).all()
@@ -325,11 +325,11 @@ def test_fold_table_counts_the_labels_really_trained_on(inputs: tuple, kind: str
     model = replace(TINY_MODEL, kind=kind, window=20)
     config = replace(TINY_TRAIN, epochs=1)
     result = walk_forward(features, target, model, config, device="cpu", progress=False)
-    panel = _panel(features, target)
+    panel = Panel.from_frames(features, target)
     for fold in result.folds:
         retrain = features.index.get_loc(fold.retrain_date)
         rows = slice(0, int(np.searchsorted(panel.pos, retrain)))
-        train, _ = _label_masks(panel, rows, retrain, config)
+        train, _ = label_masks(panel, rows, retrain, config)
         known = int(train.sum())
         if kind == "window":  # labels with a full window of rows behind them
             assert fold.n_train == int(train[model.window - 1:].sum())

@@ -1,0 +1,197 @@
+"""The trading rules, once: forecast signal in, direction and target fraction of equity out.
+
+`RULE_PARAMS` declares every trading knob once (name, default, type, meaning). From it
+come `LSTMStrategy.params` and its docstring's Params block, and the `strategy` section
+of a config file; `check_rules` is the one set of checks both use. `decide` is a pure
+function of the decision state and what is known at a bar's close; `LSTMStrategy.next`
+calls it, and any other engine (a compiled one for sweeps) must agree with it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import NamedTuple
+
+from ..errors import ConfigError
+
+SIZINGS = ("fixed", "vol_target", "confidence", "sizer")
+
+
+class Param(NamedTuple):
+    """One strategy knob: its name, default, type and what it does."""
+
+    name: str
+    default: object
+    type: type
+    doc: str
+
+
+RULE_PARAMS: tuple[Param, ...] = (
+    Param("entry_threshold", 0.0, float,
+          "enter long when signal > this, short when signal < -this"),
+    Param("exit_threshold", 0.0, float,
+          "leave a long when signal <= this, a short when signal >= -this (<= entry)"),
+    Param("zscore_window", 0, int,
+          "> 0: the signal is the forecast's z-score over this many bars; 0: the forecast"),
+    Param("allow_short", False, bool, "take short positions on negative signals"),
+    Param("sizing", "fixed", str,
+          "fixed | vol_target | confidence | sizer (leave sizes to the cerebro's sizer)"),
+    Param("fraction", 0.95, float, "fraction of equity per position, split across datas"),
+    Param("target_vol", 0.15, float, "annualised volatility target (vol_target sizing)"),
+    Param("vol_window", 20, int, "bars of returns for the volatility estimate"),
+    Param("confidence_scale", 0.0, float,
+          "|signal| at which confidence sizing reaches the full fraction"),
+    Param("max_position", 1.0, float, "cap on |target| as a fraction of equity"),
+    Param("stop_loss", 0.0, float,
+          "exit when the close moves this fraction against the entry fill (0: off)"),
+    Param("take_profit", 0.0, float,
+          "exit when the close moves this fraction in favour of the entry fill (0: off)"),
+    Param("min_hold_bars", 0, int, "bars a position is held before a signal may close it"),
+    Param("rebalance_band", 0.05, float,
+          "re-size only when the target moves by more than this share of the position"),
+)
+
+
+def check_rules(values: Mapping[str, object], prefix: str = "") -> None:
+    """Raise ConfigError naming the first knob that breaks its rule (`prefix` + its name)."""
+    def fail(key: str, rule: str) -> None:
+        raise ConfigError(f"{prefix}{key}={values[key]!r} {rule}.")
+
+    if values["sizing"] not in SIZINGS:
+        fail("sizing", f"is not allowed; use one of {list(SIZINGS)}")
+    if not 0 < values["fraction"] <= values["max_position"]:
+        fail("fraction", f"must be in (0, {prefix}max_position={values['max_position']}]")
+    if values["exit_threshold"] > values["entry_threshold"]:
+        fail("exit_threshold", f"must be <= {prefix}entry_threshold="
+                               f"{values['entry_threshold']!r}")
+    if values["sizing"] == "confidence" and values["confidence_scale"] <= 0:
+        fail("confidence_scale", "must be > 0 with sizing=confidence (the |signal| that "
+                                 "earns a full position)")
+    for key in ("stop_loss", "take_profit", "min_hold_bars", "zscore_window", "target_vol",
+                "rebalance_band"):
+        if values[key] < 0:
+            fail(key, "must be >= 0")
+    if values["vol_window"] < 2:
+        fail("vol_window", "must be >= 2 bars")
+
+
+def params_doc(params: tuple[Param, ...]) -> str:
+    """A backtrader-style `Params:` block for a class docstring (what help() shows)."""
+    lines = ["Params:"]
+    for p in params:
+        lines.append(f"  - ``{p.name}`` (default: {p.default!r}): {p.doc}")
+    return "\n".join(lines)
+
+
+class Rules(NamedTuple):
+    """The trading knobs as one decision needs them (per data, already split)."""
+
+    entry: float
+    exit: float
+    allow_short: bool
+    min_hold: int
+    stop_loss: float
+    take_profit: float
+    sizing: str
+    fraction: float  # per data
+    target_vol: float
+    confidence_scale: float
+    max_position: float  # per data
+    band: float  # per data, as a fraction of equity
+
+    @classmethod
+    def from_params(cls, p: object, n_datas: int) -> Rules:
+        """From a params object (LSTMStrategy's `self.p`) for `n_datas` data feeds."""
+        fraction = p.fraction / n_datas
+        return cls(p.entry_threshold, p.exit_threshold, bool(p.allow_short), p.min_hold_bars,
+                   p.stop_loss, p.take_profit, p.sizing, fraction, p.target_vol,
+                   p.confidence_scale, p.max_position / n_datas, p.rebalance_band * fraction)
+
+
+class Position(NamedTuple):
+    """What the rules remember about one data between bars."""
+
+    direction: int = 0  # -1 short, 0 flat, +1 long (as decided; fills follow)
+    target: float = 0.0  # target fraction of equity
+    entry_bar: int = -1  # bar at which the current direction was decided
+    entry_price: float = math.nan  # the entry's fill price (set by the broker's fill)
+    blocked: int = 0  # direction stopped out; re-entry waits for the signal to reset
+
+
+def _direction(state: Position, signal: float, held_bars: int, rules: Rules
+               ) -> tuple[int, int]:
+    """The wanted direction and the (possibly reset) stop-out block."""
+    current, blocked = state.direction, state.blocked
+    if current != 0 and held_bars < rules.min_hold:
+        return current, blocked
+    entry, exit_ = rules.entry, rules.exit
+    wants = 1 if signal > entry else (-1 if (rules.allow_short and signal < -entry) else 0)
+    if blocked == 1 and signal <= exit_:
+        blocked = 0
+    if blocked == -1 and signal >= -exit_:
+        blocked = 0
+    if wants == blocked:
+        wants = 0
+    if current == 1 and wants == 0 and signal > exit_:
+        return 1, blocked
+    if current == -1 and wants == 0 and signal < -exit_:
+        return -1, blocked
+    return wants, blocked
+
+
+def _stopped(state: Position, close: float, rules: Rules) -> bool:
+    if state.direction == 0 or math.isnan(state.entry_price):
+        return False
+    move = state.direction * (close / state.entry_price - 1.0)
+    return bool((rules.stop_loss and move <= -rules.stop_loss) or
+                (rules.take_profit and move >= rules.take_profit))
+
+
+def position_size(signal: float, vol: float, rules: Rules) -> float:
+    """|target| for a new or held position: the fraction, scaled by the sizing rule, capped.
+
+    `vol` is the annualised volatility estimate (NaN while it is warming up: size 0).
+    """
+    base = rules.fraction
+    if rules.sizing == "vol_target":
+        if math.isnan(vol):
+            return 0.0
+        base = base * (rules.target_vol / vol if vol > 0 else 1.0)
+    elif rules.sizing == "confidence":
+        base = base * min(1.0, abs(signal) / rules.confidence_scale)
+    return min(base, rules.max_position)
+
+
+def decide(state: Position, bar: int, signal: float, close: float, vol: float, rules: Rules
+           ) -> tuple[Position, float | None]:
+    """One bar's decision at its close: the new state, and the target to order (None: none).
+
+    `bar` counts bars (backtrader's len(data)), `signal` is the forecast's signal (NaN
+    while a z-score warms up: hold), `close` the bar's close (for stops), `vol` the
+    annualised volatility estimate (vol_target sizing). With sizing="sizer" the target
+    is the direction alone (+-1, 0): the cerebro's sizer decides how much.
+    """
+    held = bar - state.entry_bar if rules.min_hold and state.entry_bar >= 0 else 0
+    blocked = state.blocked
+    if (rules.stop_loss or rules.take_profit) and _stopped(state, close, rules):
+        blocked, direction = state.direction, 0
+    elif signal != signal:  # NaN: the z-score is still warming up
+        direction = state.direction
+    else:
+        direction, blocked = _direction(state, signal, held, rules)
+    if direction == 0:
+        target = 0.0
+    elif direction == state.direction and rules.sizing in ("fixed", "sizer"):
+        target = state.target
+    elif rules.sizing == "sizer":
+        target = float(direction)
+    else:
+        target = direction * position_size(signal, vol, rules)
+    entry_bar, entry_price = state.entry_bar, state.entry_price
+    if direction != state.direction:
+        entry_bar = bar if direction else -1
+        entry_price = math.nan
+    if direction != state.direction or abs(target - state.target) > rules.band:
+        return Position(direction, target, entry_bar, entry_price, blocked), target
+    return Position(state.direction, state.target, entry_bar, entry_price, blocked), None

@@ -1,0 +1,138 @@
+"""What every forecasting model offers the rest of the package, and the registry of kinds.
+
+A model is a plain PyTorch module plus a few methods that say how it reads a span of
+feature rows: how many rows of context it needs before its first forecast, how a
+training span is cut into batches, how it forecasts a whole segment in fixed-shape calls
+(so no forecast depends on how many rows follow it), and how it steps one row at a time.
+Training loops (training.py) and inference (forecaster.py) use only these methods, so
+no code outside models/ asks which kind of model it has.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar, NamedTuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+
+HEADS = ("regression", "direction")
+MODELS: dict[str, type[ForecastModel]] = {}
+
+State = Any  # whatever a model carries from one call to the next (None = cold)
+
+
+def register(cls: type[ForecastModel]) -> type[ForecastModel]:
+    """Class decorator: make a model available as `ModelConfig(kind=cls.kind)`."""
+    MODELS[cls.kind] = cls
+    return cls
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of one forecaster (model.* in a config file)."""
+
+    kind: str = "sequence"  # a registered model kind: sequence | window
+    hidden_size: int = 64
+    num_layers: int = 2
+    dropout: float = 0.0
+    head: str = "regression"  # regression (forward log return) | direction (P(up))
+    window: int = 60  # bars per input window (window model only)
+
+    def __post_init__(self) -> None:
+        if self.kind not in MODELS:
+            raise ConfigError(f"model.kind={self.kind!r}; choose one of {sorted(MODELS)}.")
+        if self.head not in HEADS:
+            raise ConfigError(f"model.head={self.head!r}; choose one of {list(HEADS)}.")
+        for key in ("hidden_size", "num_layers"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"model.{key}={getattr(self, key)} must be >= 1.")
+        if self.window < 2:
+            raise ConfigError(f"model.window={self.window} must be >= 2 bars.")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"model.dropout={self.dropout} must be in [0, 1).")
+
+
+class TrainingChunk(NamedTuple):
+    """One optimisation step's worth of a training span."""
+
+    inputs: torch.Tensor  # [batch, steps, features]
+    labels: torch.Tensor  # [batch, outputs]
+    mask: torch.Tensor | None  # [batch, outputs] weights of each label, None = all count
+    rows: torch.Tensor  # [batch, outputs] row of the span each label belongs to
+    carry: bool  # continue from the previous chunk's state
+    has_loss: bool  # False: the chunk only advances the state
+
+
+class ForecastModel(nn.Module):
+    """An nn.LSTM (batch first) and a linear head from its hidden state to one number.
+
+    Subclasses set `kind` and implement the methods below; `forward(x, state)` maps
+    inputs [batch, steps, features] to (outputs [batch, outputs], state).
+    """
+
+    kind: ClassVar[str]
+
+    def __init__(self, n_features: int, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.lstm = nn.LSTM(
+            n_features, config.hidden_size, config.num_layers, batch_first=True,
+            dropout=config.dropout if config.num_layers > 1 else 0.0,
+        )
+        self.head = nn.Linear(config.hidden_size, 1)
+
+    def context_rows(self, context_bars: int) -> int:
+        """Rows before a segment's first forecast that a forecast needs (warm-up or window)."""
+        raise NotImplementedError
+
+    def training_chunks(self, x: torch.Tensor, labels: torch.Tensor, train: torch.Tensor,
+                        config: Any, rng: np.random.Generator) -> Iterator[TrainingChunk]:
+        """One epoch over a training span x [rows, features]; `train` marks usable labels."""
+        raise NotImplementedError
+
+    def validation_loss(self, x: torch.Tensor, labels: torch.Tensor, val: torch.Tensor,
+                        loss_fn: nn.Module) -> float:
+        """Mean loss over the rows marked by `val` (NaN when none)."""
+        raise NotImplementedError
+
+    def forecast_segment(self, x: torch.Tensor, chunk_bars: int, batch_size: int
+                         ) -> torch.Tensor:
+        """Raw outputs [rows] for consecutive rows from a cold start (NaN until ready).
+
+        Every call has one fixed shape (the last one padded), so an output never depends
+        on how many rows follow it: a GEMM's float rounding can depend on its row count.
+        """
+        raise NotImplementedError
+
+    def stream_start(self) -> State:
+        """A cold streaming state."""
+        return None
+
+    def stream_warm(self, x: torch.Tensor, state: State) -> State:
+        """Advance the state over rows x [rows, features] without forecasting."""
+        raise NotImplementedError
+
+    def stream_step(self, x: torch.Tensor, state: State) -> tuple[float, State]:
+        """The raw output for one row x [features] (NaN until ready) and the new state."""
+        raise NotImplementedError
+
+    def numpy_stepper(self) -> Any | None:
+        """A NumPy copy of `stream_step` for the CPU, where torch's per-call cost dominates."""
+        return None
+
+
+def pad_rows(x: torch.Tensor, rows: int) -> torch.Tensor:
+    """`x` with zero rows appended up to `rows` along the first dimension."""
+    if len(x) == rows:
+        return x
+    return torch.cat([x, x.new_zeros((rows - len(x), *x.shape[1:]))])
+
+
+def build_model(n_features: int, config: ModelConfig) -> ForecastModel:
+    """A fresh, untrained model of the configured kind for `n_features` inputs."""
+    return MODELS[config.kind](n_features, config)
