@@ -43,6 +43,9 @@ class DataConfig:
     macro_lag: str | int = "0D"  # publication lag after a value's date ends: "0D", "45D", "1B"
     macro_transform: str = "diff"  # diff (bar-to-bar change; stationary) | level
     gaps: str = "exclude"  # holes in the data: exclude (labels/returns across them) | refuse
+    date_format: str | None = None  # e.g. "%d.%m.%Y"; None: ISO, or a d/m order settled by the data
+    dayfirst: bool | None = None  # for d/m/y vs m/d/y dates when no date_format is given
+    tz: str | None = None  # convert intraday timestamps with UTC offsets to this zone
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "paths", tuple(self.paths))

@@ -7,6 +7,8 @@ warning, never done silently.
 
 from __future__ import annotations
 
+import csv
+import re
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -35,18 +37,60 @@ def _norm(name: str) -> str:
     return "".join(ch for ch in str(name).lower() if ch.isalnum())
 
 
-def _line(position: int) -> int:
-    """File line of a data row (header is line 1)."""
-    return int(position) + 2
+class _Label(str):
+    """A source's name in messages, and the file line of its first data row."""
+
+    first_line: int = 2
+
+    def __new__(cls, text: str, first_line: int = 2) -> _Label:
+        label = super().__new__(cls, text)
+        label.first_line = first_line
+        return label
 
 
-def _rows_text(positions: Sequence[int], limit: int = 5) -> str:
-    lines = ", ".join(str(_line(p)) for p in positions[:limit])
+def _rows_text(positions: Sequence[int], label: str = "", limit: int = 5) -> str:
+    """"line 7" or "lines 7, 9 and 3 more": file lines of data rows (header lines counted)."""
+    first = getattr(label, "first_line", 2)
+    lines = ", ".join(str(int(p) + first) for p in positions[:limit])
     more = f" and {len(positions) - limit} more" if len(positions) > limit else ""
     return f"line {lines}{more}" if len(positions) == 1 else f"lines {lines}{more}"
 
 
-def _read_table(path: Path) -> pd.DataFrame:
+_DELIMITERS = ",;\t|"
+
+
+def _sniff_csv(path: Path) -> tuple[str, str, int, str]:
+    """(delimiter, decimal mark, header rows to skip after the first, what the file looks like).
+
+    Recognises semicolon, tab and pipe delimited files (with a decimal comma when
+    semicolons separate the fields) and the multi-row header that yfinance writes
+    (Price / Ticker / Date rows above the data).
+    """
+    with path.open(newline="", encoding="utf-8-sig", errors="replace") as handle:
+        sample = handle.read(64 * 1024)
+    lines = sample.splitlines()
+    try:
+        delimiter = csv.Sniffer().sniff("\n".join(lines[:20]), delimiters=_DELIMITERS).delimiter
+    except csv.Error:
+        delimiter = ","
+    decimal = "."
+    described = {",": "comma-separated", ";": "semicolon-separated", "\t": "tab-separated",
+                 "|": "pipe-separated"}[delimiter]
+    if delimiter == ";" and re.search(r";-?\d+,\d+", sample):
+        decimal = ","
+        described += " with decimal commas"
+    cells = [line.split(delimiter) for line in lines[:3]]
+    skip = 0
+    if (len(cells) >= 2 and _norm(cells[0][0]) == "price" and _norm(cells[1][0]) == "ticker"):
+        skip = 1
+        described += ", yfinance multi-row header (Price / Ticker rows)"
+        if len(cells) >= 3 and _norm(cells[2][0]) in _DATE_NAMES and not any(
+                c.strip() for c in cells[2][1:]):
+            skip = 2
+    return delimiter, decimal, skip, described
+
+
+def _read_table(path: Path) -> tuple[pd.DataFrame, _Label]:
     if not path.exists():
         raise DataError(f"{path}: no such file. Check the path (it is read relative to "
                         f"the current directory, {Path.cwd()}).")
@@ -56,19 +100,26 @@ def _read_table(path: Path) -> pd.DataFrame:
         raise DataError(f"{path}: the file is empty. Expected a header such as "
                         f"'Date,Open,High,Low,Close,Volume' and one row per bar.")
     suffix = path.suffix.lower()
+    described = "parquet"
     try:
         if suffix in (".parquet", ".pq"):
-            return pd.read_parquet(path)
-        return pd.read_csv(path)
+            return pd.read_parquet(path), _Label(str(path))
+        delimiter, decimal, skip, described = _sniff_csv(path)
+        frame = pd.read_csv(path, sep=delimiter, decimal=decimal,
+                            skiprows=range(1, 1 + skip) if skip else None)
+        if skip:  # yfinance: the first header cell says "Price"; the first column holds dates
+            frame = frame.rename(columns={frame.columns[0]: "Date"})
+        label = _Label(str(path), first_line=2 + skip)
+        frame.attrs["format"] = described
+        return frame, label
     except pd.errors.EmptyDataError as exc:
         raise DataError(f"{path}: the file has no columns. Expected a header such as "
                         f"'Date,Open,High,Low,Close,Volume'.") from exc
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        kind = "parquet" if suffix in (".parquet", ".pq") else "CSV"
-        raise DataError(f"{path}: cannot be parsed as {kind} "
-                        f"({first}). Check that it is a comma-separated text file with one "
-                        f"header line.") from exc
+        raise DataError(f"{path}: cannot be parsed as {described} "
+                        f"({first}). Check that it is a text table with one header line "
+                        f"(comma, semicolon or tab separated) or a parquet file.") from exc
 
 
 def _date_column(frame: pd.DataFrame) -> str | None:
@@ -78,19 +129,104 @@ def _date_column(frame: pd.DataFrame) -> str | None:
     return None
 
 
-def _parse_dates(values: pd.Series | pd.Index, source: str, column: str) -> pd.DatetimeIndex:
-    raw = pd.Series(values)
-    parsed = pd.to_datetime(raw, errors="coerce", format="mixed")
+_NUMERIC_DATE = re.compile(r"^\s*(\d{1,2})[./-](\d{1,2})[./-](\d{2,4})\b")
+
+
+def _day_month_order(raw: pd.Series, label: str, column: str) -> bool | None:
+    """For dates written d/m/y or m/d/y: True if day first, False if month first, None if not such dates.
+
+    A field above 12 settles the order; when no row settles it the dates read both ways
+    and the file is refused rather than guessed (pandas would guess row by row).
+    """
+    text = raw.astype(str)
+    fields = text.str.extract(_NUMERIC_DATE)
+    matched = fields[0].notna()
+    if not matched.any():
+        return None
+    first = fields.loc[matched, 0].astype(int)
+    second = fields.loc[matched, 1].astype(int)
+    day_first = bool((first > 12).any())
+    month_first = bool((second > 12).any())
+    if day_first and month_first:
+        row = int(np.flatnonzero(matched.to_numpy())[0])
+        raise DataError(f"{label}: column '{column}' mixes day-first and month-first dates "
+                        f"(e.g. {text.iloc[row]!r} at {_rows_text([row], label)}). Write one "
+                        f"order throughout, or ISO dates (2013-03-01).")
+    if day_first or month_first:
+        return day_first
+    sample = text[matched].iloc[0]
+    raise DataError(f"{label}: column '{column}' has dates such as {sample!r} that read both "
+                    f"day-first and month-first, and no row tells which. Say which: "
+                    f"data.date_format: '%d.%m.%Y' (or data.dayfirst: true / false; "
+                    f"load_ohlcv(..., date_format=..., dayfirst=...)), or write ISO dates.")
+
+
+def _parse_dates(values: pd.Series | pd.Index, source: str, column: str, *,
+                 date_format: str | None = None, dayfirst: bool | None = None,
+                 tz: str | None = None) -> pd.DatetimeIndex:
+    """Parse a date column strictly: one format for the whole column, never a per-row guess.
+
+    ISO dates parse as they are. Numeric day/month dates need an order: given
+    (`date_format` or `dayfirst`) or settled by a field above 12 (said in a warning).
+    Timestamps with a UTC offset keep their local wall clock (an exchange's daily bar
+    stays on its date) unless `tz` names the zone to convert them to.
+    """
+    raw = pd.Series(values).reset_index(drop=True)
+    how = {"format": date_format} if date_format else None
+    if how is None and not pd.api.types.is_datetime64_any_dtype(raw):
+        if pd.to_datetime(raw, errors="coerce", format="ISO8601", utc=True).notna().all():
+            how = {"format": "ISO8601"}
+        else:
+            order = dayfirst
+            if order is None:
+                order = _day_month_order(raw, source, column)
+                if order is not None:
+                    warnings.warn(f"{source}: column '{column}' read as "
+                                  f"{'day' if order else 'month'}-first dates (a field above "
+                                  f"12 settles it); set data.dayfirst to make it explicit.",
+                                  DataWarning, stacklevel=3)
+            how = {"format": "mixed", "dayfirst": bool(order)}
+    how = how or {}
+    try:
+        parsed = pd.to_datetime(raw, errors="coerce", **how)
+    except ValueError as exc:
+        if "timezone" not in str(exc).lower() and "offset" not in str(exc).lower():
+            raise DataError(f"{source}: data.date_format={date_format!r} cannot parse column "
+                            f"'{column}' ({exc}).") from exc
+        parsed = None  # UTC offsets that differ by row (daylight saving)
+    offsets = parsed is None or parsed.dtype == object or getattr(parsed.dt, "tz", None)
+    if offsets:
+        instants = pd.to_datetime(raw, errors="coerce", utc=True, **how)
+        wall = pd.Series([pd.Timestamp(v).tz_localize(None) if isinstance(v, str) else
+                          (v.tz_localize(None) if isinstance(v, pd.Timestamp) and v.tz
+                           else v) for v in raw], dtype="datetime64[ns]") \
+            if parsed is None or parsed.dtype == object else parsed.dt.tz_localize(None)
+        wall = wall.astype(f"datetime64[{instants.dt.unit}]")
+        daily = bool((wall.dropna() == wall.dropna().dt.normalize()).all())
+        if not tz and wall.duplicated().any() and not instants.duplicated().any():
+            row = int(np.flatnonzero(wall.duplicated().to_numpy())[0])
+            raise DataError(f"{source}: column '{column}' repeats the local time "
+                            f"{raw.iloc[row]!r} at {_rows_text([row], source)} (clocks went "
+                            f"back for daylight saving). Set data.tz (e.g. UTC or "
+                            f"America/New_York) to put the bars on one clock.")
+        if tz and not daily:
+            parsed = instants.dt.tz_convert(tz).dt.tz_localize(None)
+            note = f"converted to {tz} (data.tz)"
+        else:
+            parsed = wall
+            note = ("kept each bar's local wall clock, so a daily bar stays on its exchange "
+                    "date" + ("; data.tz applies to intraday bars only" if tz else
+                              "; set data.tz to convert intraday bars to one zone"))
+        warnings.warn(f"{source}: column '{column}' has UTC offsets: {note}.", DataWarning,
+                      stacklevel=3)
     bad = np.flatnonzero(parsed.isna().to_numpy())
     if len(bad):
         sample = raw.iloc[bad[0]]
         raise DataError(f"{source}: column '{column}' has {len(bad)} unparsable date(s) at "
-                        f"{_rows_text(bad)} (first: {sample!r}). Use ISO dates such as "
-                        f"2013-03-01 or 2013-03-01 15:30:00, or remove those rows.")
-    index = pd.DatetimeIndex(parsed)
-    if index.tz is not None:
-        index = index.tz_convert("UTC").tz_localize(None)
-    return index
+                        f"{_rows_text(bad, source)} (first: {sample!r}). Use ISO dates such "
+                        f"as 2013-03-01 or 2013-03-01 15:30:00, give data.date_format, or "
+                        f"remove those rows.")
+    return pd.DatetimeIndex(parsed)
 
 
 def load_ohlcv(
@@ -100,6 +236,9 @@ def load_ohlcv(
     min_rows: int = 1,
     adjust: bool = True,
     sort: bool = True,
+    date_format: str | None = None,
+    dayfirst: bool | None = None,
+    tz: str | None = None,
 ) -> pd.DataFrame:
     """Read and validate one ticker's bars; returns Open/High/Low/Close/Volume on a DatetimeIndex.
 
@@ -109,9 +248,14 @@ def load_ohlcv(
     scaled by the inverse (split/dividend adjustment). `min_rows` is the fewest bars the
     caller can use (lookback + training window). Unsorted dates are sorted with a warning
     (or rejected with `sort=False`); every other problem raises `DataError`.
+
+    CSV files may be comma, semicolon (decimal comma too), tab or pipe separated, or
+    carry yfinance's multi-row header. Dates are never guessed row by row: d/m/y vs m/d/y
+    needs `date_format` or `dayfirst` unless a field above 12 settles it. Timestamps with
+    UTC offsets keep their local wall clock; `tz` converts intraday ones to a zone.
     """
     if isinstance(source, pd.DataFrame):
-        label = name or "input frame"
+        label = _Label(name or "input frame")
         frame = source.copy()
         if _date_column(frame) is None:
             if not isinstance(frame.index, pd.DatetimeIndex) and frame.index.name is None:
@@ -119,8 +263,7 @@ def load_ohlcv(
             frame = frame.reset_index()
     else:
         path = Path(source)
-        label = str(path)
-        frame = _read_table(path)
+        frame, label = _read_table(path)
         if _date_column(frame) is None and isinstance(frame.index, pd.DatetimeIndex):
             frame = frame.reset_index()  # parquet written with the dates as index
     if frame.empty:
@@ -128,9 +271,10 @@ def load_ohlcv(
 
     date_col = _date_column(frame)
     if date_col is None:
-        raise DataError(f"{label}: no date column. Name one of the columns 'Date' (or "
-                        f"Datetime/Timestamp), or pass a frame with a DatetimeIndex. "
-                        f"Columns found: {list(frame.columns)}.")
+        seen = frame.attrs.get("format")
+        raise DataError(f"{label}: no date column{f' (read as {seen})' if seen else ''}. "
+                        f"Name one of the columns 'Date' (or Datetime/Timestamp), or pass a "
+                        f"frame with a DatetimeIndex. Columns found: {list(frame.columns)}.")
     found = [str(c) for c in frame.columns if c != date_col]
     rename: dict[str, str] = {}
     for col in frame.columns:
@@ -144,7 +288,8 @@ def load_ohlcv(
                         f"Low, Close, Volume (any case; 'Adj Close' optional). Columns found: "
                         f"{found}.")
 
-    index = _parse_dates(frame[date_col], label, str(date_col))
+    index = _parse_dates(frame[date_col], label, str(date_col), date_format=date_format,
+                         dayfirst=dayfirst, tz=tz)
     keep = [*OHLCV, "Adj Close"] if "Adj Close" in frame.columns else OHLCV
     values = frame[keep].reset_index(drop=True)
     for col in keep:
@@ -192,7 +337,7 @@ def _numeric(column: pd.Series, label: str, fix: str) -> pd.Series:
     bad = np.flatnonzero(converted.isna().to_numpy() & column.notna().to_numpy())
     if len(bad):
         raise DataError(f"{label}: column '{column.name}' has non-numeric value "
-                        f"{column.iloc[bad[0]]!r} at {_rows_text(bad)}. {fix}")
+                        f"{column.iloc[bad[0]]!r} at {_rows_text(bad, label)}. {fix}")
     return converted
 
 
@@ -204,7 +349,7 @@ def _check_finite(values: pd.DataFrame, label: str) -> None:
         col = values.columns[cols[0]]
         kind = "NaN (empty)" if np.isnan(arr[rows[0], cols[0]]) else "infinite"
         raise DataError(f"{label}: {bad.sum()} missing or infinite value(s); first is "
-                        f"{kind} in column '{col}' at {_rows_text(rows[:1])}. Fill them "
+                        f"{kind} in column '{col}' at {_rows_text(rows[:1], label)}. Fill them "
                         f"(e.g. forward-fill from the previous bar) or remove those rows.")
 
 
@@ -213,19 +358,19 @@ def _check_dates(index: pd.DatetimeIndex, label: str, sort: bool) -> None:
     if dup.any():
         positions = np.flatnonzero(dup)
         raise DataError(f"{label}: duplicate date {index[positions[0]]} at "
-                        f"{_rows_text(positions)}. Keep one row per bar (e.g. "
+                        f"{_rows_text(positions, label)}. Keep one row per bar (e.g. "
                         f"df[~df.index.duplicated(keep='last')]).")
     if not sort and not index.is_monotonic_increasing:
         back = int(np.flatnonzero(np.diff(index.asi8) < 0)[0]) + 1
         raise DataError(f"{label}: dates are not in ascending order ({index[back]} at "
-                        f"{_rows_text([back])} comes after {index[back - 1]}). Sort the "
+                        f"{_rows_text([back], label)} comes after {index[back - 1]}). Sort the "
                         f"file by date, or load with sort=True.")
 
 
 def _check_prices(values: pd.DataFrame, label: str, positions: np.ndarray) -> None:
     def fail(mask: np.ndarray, what: str, fix: str) -> None:
         rows = np.sort(positions[np.flatnonzero(mask)])
-        raise DataError(f"{label}: {what} at {_rows_text(rows)}. {fix}")
+        raise DataError(f"{label}: {what} at {_rows_text(rows, label)}. {fix}")
 
     prices = values[["Open", "High", "Low", "Close"]]
     nonpos = (prices <= 0).any(axis=1).to_numpy()
@@ -299,6 +444,9 @@ def load_many(
     align: str = "inner",
     min_rows: int = 1,
     adjust: bool = True,
+    date_format: str | None = None,
+    dayfirst: bool | None = None,
+    tz: str | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Load several tickers and put them on one calendar.
 
@@ -315,7 +463,8 @@ def load_many(
     if not sources:
         raise DataError("no data files given. Pass at least one CSV or parquet path.")
     frames = {t: load_ohlcv(s, name=None if not isinstance(s, pd.DataFrame) else t,
-                            adjust=adjust) for t, s in sources.items()}
+                            adjust=adjust, date_format=date_format, dayfirst=dayfirst, tz=tz)
+              for t, s in sources.items()}
     if len(frames) == 1:
         (ticker, frame), = frames.items()
         if len(frame) < min_rows:
@@ -375,7 +524,9 @@ def load_many(
     return spans
 
 
-def load_exogenous(source: str | Path | pd.DataFrame, *, name: str | None = None) -> pd.DataFrame:
+def load_exogenous(source: str | Path | pd.DataFrame, *, name: str | None = None,
+                   date_format: str | None = None, dayfirst: bool | None = None
+                   ) -> pd.DataFrame:
     """Read a table of numeric series by date (e.g. macro data); empty cells stay NaN.
 
     Dates must parse, be unique and ascending (sorted with a warning); every other column
@@ -383,20 +534,20 @@ def load_exogenous(source: str | Path | pd.DataFrame, *, name: str | None = None
     only forward, at join time.
     """
     if isinstance(source, pd.DataFrame):
-        label = name or "exogenous frame"
+        label = _Label(name or "exogenous frame")
         frame = source.copy()
         if _date_column(frame) is None:
             frame.index.name = frame.index.name or "Date"
             frame = frame.reset_index()
     else:
-        label = str(source)
-        frame = _read_table(Path(source))
+        frame, label = _read_table(Path(source))
     if frame.empty:
         raise DataError(f"{label}: no data rows.")
     date_col = _date_column(frame)
     if date_col is None:
         raise DataError(f"{label}: no date column. Name the first column 'Date'.")
-    index = _parse_dates(frame[date_col], label, str(date_col))
+    index = _parse_dates(frame[date_col], label, str(date_col), date_format=date_format,
+                         dayfirst=dayfirst)
     _check_dates(index, label, sort=True)
     values = frame.drop(columns=[date_col])
     if values.shape[1] == 0:
@@ -405,7 +556,7 @@ def load_exogenous(source: str | Path | pd.DataFrame, *, name: str | None = None
         converted = _numeric(values[col], label, "Leave missing values empty.")
         inf = np.flatnonzero(np.isinf(converted.to_numpy(dtype=float)))
         if len(inf):
-            raise DataError(f"{label}: column '{col}' is infinite at {_rows_text(inf)}.")
+            raise DataError(f"{label}: column '{col}' is infinite at {_rows_text(inf, label)}.")
         values[col] = converted.astype("float64")
     values.index = index
     values.index.name = "Date"

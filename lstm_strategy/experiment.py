@@ -71,7 +71,8 @@ def load_experiment_data(config: ExperimentConfig) -> tuple[dict[str, pd.DataFra
         raise DataError(f"data.paths names a ticker twice: {list(config.data.paths)}.")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        bars = load_many(paths, align=config.data.align)
+        bars = load_many(paths, align=config.data.align, date_format=config.data.date_format,
+                         dayfirst=config.data.dayfirst, tz=config.data.tz)
     notes += [str(w.message) for w in caught]
     if config.data.start or config.data.end:
         bars = {t: f.loc[config.data.start:config.data.end] for t, f in bars.items()}

@@ -234,3 +234,91 @@ def test_macro_file_with_text_value(tmp_path: Path) -> None:
     path.write_text("Date,rate\n2020-01-02,1.5\n2020-01-03,n/a?\n")
     with pytest.raises(DataError, match=r"column 'rate'.*'n/a\?'.*line 3"):
         load_exogenous(path)
+
+
+@pytest.fixture(scope="module")
+def aapl_head() -> pd.DataFrame:
+    return load_ohlcv(DATA / "AAPL.csv").iloc[:60]
+
+
+def _rewrite_dates(bars: pd.DataFrame, path: Path, fmt: str) -> Path:
+    out = bars.copy()
+    out.index = out.index.strftime(fmt)
+    out.to_csv(path, index_label="Date")
+    return path
+
+
+@pytest.mark.parametrize("fmt,dayfirst", [("%d.%m.%Y", True), ("%m/%d/%Y", False)])
+def test_day_month_dates_that_read_both_ways_are_refused_then_accepted(
+        tmp_path: Path, aapl_head: pd.DataFrame, fmt: str, dayfirst: bool) -> None:
+    """Never a silent guess: dates <= 12 in both fields need to be told their order."""
+    ambiguous = aapl_head.loc["2000-03-01":"2000-03-10"]  # every field <= 12
+    path = _rewrite_dates(ambiguous, tmp_path / "AMB.csv", fmt)
+    with pytest.raises(DataError, match=r"AMB\.csv: column 'Date' has dates such as .* read "
+                                        r"both day-first and month-first.*data\.date_format"):
+        load_ohlcv(path)
+    for told in ({"dayfirst": dayfirst}, {"date_format": fmt}):
+        assert load_ohlcv(path, **told).index.equals(ambiguous.index)
+    # a whole month settles the order by itself (a field above 12), said in a warning
+    path = _rewrite_dates(aapl_head, tmp_path / "MONTH.csv", fmt)
+    with pytest.warns(DataWarning, match=f"read as {'day' if dayfirst else 'month'}-first"):
+        assert load_ohlcv(path).index.equals(aapl_head.index)
+
+
+def test_mixed_day_and_month_first_dates_are_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, ["13.01.2020,10,11,9,10.5,1000", "01.14.2020,10,11,9,10.5,1000"])
+    with pytest.raises(DataError, match="mixes day-first and month-first"):
+        load_ohlcv(path)
+
+
+def test_a_tokyo_daily_file_keeps_its_dates(tmp_path: Path, aapl_head: pd.DataFrame) -> None:
+    path = _rewrite_dates(aapl_head, tmp_path / "TOKYO.csv", "%Y-%m-%dT00:00:00+09:00")
+    with pytest.warns(DataWarning, match="kept each bar's local wall clock"):
+        bars = load_ohlcv(path)
+    assert bars.index.equals(aapl_head.index)  # not moved to the previous day (UTC)
+
+
+def test_intraday_offsets_keep_wall_clock_or_convert_to_a_zone(tmp_path: Path) -> None:
+    stamps = pd.date_range("2021-03-12 09:00", periods=6, freq="h", tz="America/New_York")
+    frame = pd.DataFrame({"Open": 1.0, "High": 1.0, "Low": 1.0, "Close": 1.0, "Volume": 1.0},
+                         index=[t.isoformat() for t in stamps])
+    frame.to_csv(tmp_path / "NY.csv", index_label="Date")
+    with pytest.warns(DataWarning):
+        local = load_ohlcv(tmp_path / "NY.csv")
+        utc = load_ohlcv(tmp_path / "NY.csv", tz="UTC")
+    assert local.index[0] == pd.Timestamp("2021-03-12 09:00")
+    assert utc.index[0] == pd.Timestamp("2021-03-12 14:00")
+    autumn = pd.date_range("2021-11-07 00:00", periods=4, freq="h", tz="America/New_York")
+    frame.iloc[:4].set_axis([t.isoformat() for t in autumn]).to_csv(tmp_path / "FALL.csv",
+                                                                     index_label="Date")
+    with pytest.raises(DataError, match="clocks went back.*data.tz"):
+        load_ohlcv(tmp_path / "FALL.csv")
+
+
+def test_yfinance_multi_row_header_loads(tmp_path: Path, aapl_head: pd.DataFrame) -> None:
+    """The CSV today's yfinance writes: Price / Ticker / Date rows above the data."""
+    lines = ["Price,Close,High,Low,Open,Volume", "Ticker,AAPL,AAPL,AAPL,AAPL,AAPL", "Date,,,,,"]
+    lines += [f"{d.date()},{r.Close},{r.High},{r.Low},{r.Open},{r.Volume}"
+              for d, r in aapl_head.iterrows()]
+    (tmp_path / "YF.csv").write_text("\n".join(lines) + "\n")
+    bars = load_ohlcv(tmp_path / "YF.csv")
+    pd.testing.assert_frame_equal(bars, aapl_head, check_freq=False)
+    # errors still point at the file's own lines (three header rows)
+    lines[3 + 5] = lines[3 + 5].replace(f",{aapl_head.Volume.iloc[5]}", ",-1")
+    (tmp_path / "YF.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match="negative value in column 'Volume' at line 9"):
+        load_ohlcv(tmp_path / "YF.csv")
+
+
+def test_semicolon_csv_with_decimal_commas_loads(tmp_path: Path, aapl_head: pd.DataFrame
+                                                 ) -> None:
+    lines = ["Date;Open;High;Low;Close;Volume"]
+    for d, r in aapl_head.iterrows():
+        cells = [repr(float(v)).replace(".", ",") for v in (r.Open, r.High, r.Low, r.Close)]
+        lines.append(";".join([str(d.date()), *cells, str(int(r.Volume))]))
+    (tmp_path / "SEMI.csv").write_text("\n".join(lines) + "\n")
+    bars = load_ohlcv(tmp_path / "SEMI.csv")
+    np.testing.assert_allclose(bars.to_numpy(), aapl_head.to_numpy(), rtol=1e-12)
+    (tmp_path / "NODATE.csv").write_text("When;Open;High;Low;Close;Volume\nx;1;1;1;1;1\n")
+    with pytest.raises(DataError, match=r"no date column \(read as semicolon-separated\)"):
+        load_ohlcv(tmp_path / "NODATE.csv")
