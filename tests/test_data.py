@@ -291,7 +291,7 @@ def test_intraday_offsets_keep_wall_clock_or_convert_to_a_zone(tmp_path: Path) -
     autumn = pd.date_range("2021-11-07 00:00", periods=4, freq="h", tz="America/New_York")
     frame.iloc[:4].set_axis([t.isoformat() for t in autumn]).to_csv(tmp_path / "FALL.csv",
                                                                      index_label="Date")
-    with pytest.raises(DataError, match="clocks went back.*data.tz"):
+    with pytest.raises(DataError, match=r"clocks went back.*data\.tz"):
         load_ohlcv(tmp_path / "FALL.csv")
 
 
