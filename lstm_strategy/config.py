@@ -31,6 +31,9 @@ def _one_of(key: str, value: object, allowed: tuple) -> None:
         raise ConfigError(f"{key}={value!r} is not allowed; use one of {list(allowed)}.")
 
 
+DEFAULT_MACRO = "data/macro_us_daily.csv"  # left out, with a note, where it does not cover
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """Where the bars and exogenous series come from and how tickers are aligned."""
@@ -39,7 +42,7 @@ class DataConfig:
     align: str = "inner"  # inner | ffill | strict (see load_many)
     start: str | None = None  # first date used (ISO), None = all
     end: str | None = None  # last date used (ISO), None = all
-    macro: str | None = "data/macro_us_daily.csv"  # None = no exogenous series
+    macro: str | None = DEFAULT_MACRO  # None = no exogenous series
     macro_lag: str | int = "0D"  # publication lag after a value's date ends: "0D", "45D", "1B"
     macro_transform: str = "diff"  # diff (bar-to-bar change; stationary) | level
     gaps: str = "exclude"  # holes in the data: exclude (labels/returns across them) | refuse

@@ -12,11 +12,11 @@ import pandas as pd
 import torch
 
 from .backtest import BacktestResult, BuyAndHold, LSTMStrategy, SmaCross, backtest
-from .config import ExperimentConfig, resolve_path
+from .config import DEFAULT_MACRO, ExperimentConfig, resolve_path
 from .data import describe_gaps, load_exogenous, load_many, stamp, ticker_from_path
 from .errors import DataError
 from .evaluation.metrics import forecast_report, infer_periods_per_year, naive_forecasts
-from .features import build_features, exog_staleness_warning, make_target, warmup_bars
+from .features import build_features, exog_coverage_problem, make_target, warmup_bars
 from .forecaster import torch_threads
 from .training import WalkForwardResult, walk_forward
 
@@ -88,6 +88,19 @@ def load_experiment_data(config: ExperimentConfig) -> tuple[dict[str, pd.DataFra
     exog = None
     if config.data.macro:
         exog = load_exogenous(resolve_path(config.data.macro))
+        calendar = next(iter(bars.values())).index
+        problem = exog_coverage_problem(calendar, exog)
+        fix = ("Give exogenous data that covers the bars (data.macro: FILE) or leave it out "
+               "(data.macro: null)")
+        if problem and config.data.macro == DEFAULT_MACRO:
+            notes.append(f"macro features left out: the default {DEFAULT_MACRO} (US yields "
+                         f"and oil, {exog.index[0].date()}..{exog.index[-1].date()}) does not "
+                         f"cover these bars ({problem}). {fix}.")
+            warnings.warn(notes[-1], stacklevel=2)
+            exog = None
+        elif problem:
+            raise DataError(f"{exog.attrs.get('source', config.data.macro)} does not cover the "
+                            f"bars: {problem}. {fix}.")
     features = {}
     for ticker, frame in bars.items():
         feats = build_features(frame, config.features, exogenous=exog,
@@ -103,11 +116,6 @@ def load_experiment_data(config: ExperimentConfig) -> tuple[dict[str, pd.DataFra
                             f"{config.train.step} train.step). Supply more history or "
                             f"lower train.min_train_bars.")
         notes.append(f"{ticker}: {warm} warm-up bar(s) before every feature is defined.")
-    if exog is not None:
-        stale = exog_staleness_warning(next(iter(bars.values())).index, exog, config.data.macro)
-        if stale:
-            warnings.warn(stale, stacklevel=2)
-            notes.append(stale)
     return bars, features, notes
 
 

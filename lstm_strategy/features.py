@@ -251,22 +251,24 @@ def make_target(close: pd.Series, horizon: int = 1, *, skip_gaps: bool = True) -
     return target
 
 
-def exog_staleness_warning(index: pd.DatetimeIndex, exogenous: pd.DataFrame,
-                           label: str, max_gap_days: int = 120) -> str | None:
-    """A message when an exogenous series stops long before the bars do (its value goes stale).
+def exog_coverage_problem(index: pd.DatetimeIndex, exogenous: pd.DataFrame,
+                          max_gap_days: int = 120) -> str | None:
+    """What is wrong when exogenous series do not cover the bars, or None when they do.
 
-    Measured per column, from each column's last value (not the file's last row) to the
-    last bar.
+    Measured per column, from each column's first and last value (not the file's rows):
+    a series that starts more than `max_gap_days` after the first bar leaves the early
+    bars without it; one that stops that long before the last bar is carried forward,
+    stale, to the end.
     """
-    last_values = exogenous.apply(lambda column: column.last_valid_index())
-    stale = {str(name): last for name, last in last_values.items()
-             if last is None or (index[-1] - last).days > max_gap_days}
-    if not stale:
-        return None
-    oldest = min((last for last in stale.values() if last is not None), default=None)
-    since = f"its last value is {oldest.date()}, {(index[-1] - oldest).days} days before" \
-        if oldest is not None else "it has no value before"
-    return (f"{label}: {', '.join(stale)} stop(s) long before the bars end "
-            f"({index[-1].date()}): {since} the last bar, carried forward all that time. "
-            f"Give exogenous data that covers the bars (data.macro: FILE), or leave it out "
-            f"(data.macro: null).")
+    problems = []
+    for name, column in exogenous.items():
+        first, last = column.first_valid_index(), column.last_valid_index()
+        if first is None:
+            problems.append(f"{name} has no value")
+        elif (first - index[0]).days > max_gap_days:
+            problems.append(f"{name} starts {first.date()}, {(first - index[0]).days} days "
+                            f"after the first bar ({index[0].date()})")
+        elif (index[-1] - last).days > max_gap_days:
+            problems.append(f"{name} stops {last.date()}, {(index[-1] - last).days} days "
+                            f"before the last bar ({index[-1].date()})")
+    return "; ".join(problems) or None

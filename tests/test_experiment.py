@@ -350,3 +350,27 @@ def test_parallel_workers_step_models_on_one_thread_each() -> None:
     import multiprocessing
     with multiprocessing.get_context("fork").Pool(2) as pool:
         assert pool.map(_threads_in_a_worker, [0, 1]) == [1, 1]
+
+
+def test_default_macro_is_left_out_with_a_note_where_it_does_not_cover(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Bars after 2017 (AAPL's prices, dated 20 years later): no stale US macro carried on."""
+    from lstm_strategy import load_ohlcv
+    bars = load_ohlcv(ROOT / "data" / "AAPL.csv").loc["2008-01-01":"2011-12-31"]
+    later = bars.set_axis(bars.index + pd.Timedelta(days=7305))
+    later.to_csv(tmp_path / "LATER.csv", index_label="Date")
+    overrides = [o for o in tiny_overrides() if not o.startswith(("data.start", "data.end"))]
+    config = load_config(None, overrides, device="cpu",
+                         **{"data.paths": [str(tmp_path / "LATER.csv")]})
+    with pytest.warns(UserWarning, match="macro features left out"):
+        result = run_experiment(config, progress=False)
+    assert not [c for c in result.features["LATER"].columns if c.startswith("macro_")]
+    note = next(n for n in result.notes if "macro features left out" in n)
+    assert "data.macro: FILE" in note and "stops 2017-03-29" in note
+    # a file the user named that does not cover the bars is an error naming the dates
+    args = ["--data", str(tmp_path / "LATER.csv"), "--set",
+            f"data.macro={ROOT / 'data' / 'macro_us_quarterly.csv'}", "--out",
+            str(tmp_path / "r")]
+    code, err = run_cli(capsys, *args)
+    assert code == 2 and "macro_us_quarterly.csv does not cover the bars" in err
+    assert "stops 2009-09-30" in err and not (tmp_path / "r").exists()

@@ -16,7 +16,7 @@ from lstm_strategy.features import (
     FEATURES,
     NON_CAUSAL_TA,
     FeatureConfig,
-    exog_staleness_warning,
+    exog_coverage_problem,
     join_exogenous,
 )
 
@@ -162,17 +162,19 @@ def test_exogenous_join_is_causal_by_truncation(aapl: pd.DataFrame, lag: object,
         pd.testing.assert_frame_equal(short, full.loc[:cut], check_exact=True, check_freq=False)
 
 
-def test_stale_exogenous_series_is_reported(aapl: pd.DataFrame) -> None:
+def test_exogenous_coverage_is_measured_per_series(aapl: pd.DataFrame) -> None:
     quarterly = load_exogenous(DATA / "macro_us_quarterly.csv")
-    message = exog_staleness_warning(aapl.index, quarterly, "macro_us_quarterly.csv")
-    assert message is not None and "2009-09-30" in message and "data.macro" in message
-    assert "macro_us_daily" not in message  # no file is recommended blindly
+    problem = exog_coverage_problem(aapl.index, quarterly)
+    assert problem is not None and "realgdp stops 2009-09-30" in problem
     daily = load_exogenous(DATA / "macro_us_daily.csv")
-    assert exog_staleness_warning(aapl.index, daily, "daily") is None
+    assert exog_coverage_problem(aapl.index, daily) is None
     # one series that stops early is stale although the file's rows go on
     daily.loc["2011-01-01":, "wti_usd"] = np.nan
-    message = exog_staleness_warning(aapl.index, daily, "daily")
-    assert message is not None and "wti_usd" in message and "ust_10y" not in message
+    problem = exog_coverage_problem(aapl.index, daily)
+    assert problem is not None and "wti_usd stops" in problem and "ust_10y" not in problem
+    late = aapl.index.shift(1, freq="3650D")  # bars 2010-2023: the file starts long before
+    assert "stops 2017-03-29" in exog_coverage_problem(late, load_exogenous(
+        DATA / "macro_us_daily.csv"))
 
 
 def test_unknown_feature_name_is_an_error() -> None:
