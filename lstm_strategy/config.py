@@ -8,9 +8,10 @@ the allowed set are errors that name the key and what is allowed.
 from __future__ import annotations
 
 import datetime
+import re
 import types
 import typing
-from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass, make_dataclass
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, make_dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -20,10 +21,10 @@ from .backtest.decision import RULE_PARAMS, check_rules
 from .errors import ConfigError, DataError
 from .features import FeatureConfig, publication_lag
 from .models import ModelConfig
+from .resources import configs_dir, shipped
 from .training import TrainConfig
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-CONFIG_DIR = PROJECT_ROOT / "strategies"
+CONFIG_DIR = configs_dir()
 
 
 def _one_of(key: str, value: object, allowed: tuple) -> None:
@@ -222,31 +223,54 @@ def _coerce(value: object, annotation: object, key: str) -> object:
 
 
 def _build(cls: type, values: object, prefix: str) -> object:
+    """The dataclass `cls` from a mapping; every problem in it is found before one is raised.
+
+    Unknown keys, wrong types and each section's own rules are collected across all
+    sections and reported together, so a config with three mistakes is fixed in one go.
+    """
     if not isinstance(values, dict):
         raise ConfigError(f"{prefix or 'config'} must be a mapping of keys to values, got "
                           f"{values!r}.")
     hints = typing.get_type_hints(cls)
     names = [f.name for f in fields(cls)]
-    unknown = [k for k in values if k not in names]
-    if unknown:
-        where = f"{prefix}." if prefix else ""
-        raise ConfigError(f"unknown key {where}{unknown[0]}; allowed keys "
-                          f"{'in ' + prefix if prefix else 'at the top level'}: {names}.")
+    where = f"{prefix}." if prefix else ""
+    problems = [f"unknown key {where}{k}; allowed keys "
+                f"{'in ' + prefix if prefix else 'at the top level'}: {names}."
+                for k in values if k not in names]
     kwargs = {}
     for f in fields(cls):
         if f.name in values:
-            key = f"{prefix}.{f.name}" if prefix else f.name
-            kwargs[f.name] = _coerce(values[f.name], hints[f.name], key)
-        elif f.default is MISSING and f.default_factory is MISSING:  # pragma: no cover
-            raise ConfigError(f"{prefix}.{f.name} is required.")
-    try:
-        return cls(**kwargs)
-    except ConfigError:
-        raise
-    except ValueError as exc:  # a section's own range checks
-        message = str(exc)
-        raise ConfigError(message if prefix and message.startswith(prefix)
-                          else f"{prefix or 'config'}: {message}") from exc
+            try:
+                kwargs[f.name] = _coerce(values[f.name], hints[f.name], f"{where}{f.name}")
+            except ConfigError as exc:
+                problems += getattr(exc, "problems", [str(exc)])
+    if not problems:
+        try:
+            return cls(**kwargs)
+        except ValueError as exc:  # a section's own rules (ConfigError names the key)
+            message = str(exc)
+            problems.append(message if isinstance(exc, ConfigError) or (
+                prefix and message.startswith(prefix)) else f"{prefix or 'config'}: {message}")
+    error = ConfigError(problems[0] if len(problems) == 1 else
+                        f"{len(problems)} problems: " + " ".join(
+                            f"({i}) {p}" for i, p in enumerate(problems, 1)))
+    error.problems = problems
+    raise error
+
+
+def _yaml_problem(text: str, exc: Exception) -> str:
+    """A YAML error with its line: the parser's mark, or the line of an impossible date."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    first = str(exc).splitlines()[0]
+    if mark is not None:
+        return f"line {mark.line + 1}, column {mark.column + 1}: {getattr(exc, 'problem', first)}"
+    for number, line in enumerate(text.splitlines(), 1):
+        for match in re.finditer(r"\b(\d{4})-(\d{1,2})-(\d{1,2})\b", line):
+            try:
+                datetime.date(*map(int, match.groups()))
+            except ValueError:
+                return f"line {number}: {match.group(0)} is not a date ({first})"
+    return first
 
 
 def _set_dotted(tree: dict, dotted: str, value: object) -> None:
@@ -271,24 +295,58 @@ def parse_override(text: str) -> tuple[str, object]:
         raise ConfigError(f"--set {text!r}: the value is not valid YAML ({exc}).") from exc
 
 
+def _config_file(path: str | Path) -> Path:
+    """The config file at `path`, or the ready config of that name shipped with the package."""
+    path = Path(path)
+    if path.exists():
+        return path
+    for candidate in (path, Path("strategies") / path.name,
+                      Path("strategies") / f"{path.name}.yaml"):
+        ready = shipped(candidate)
+        if ready is not None:
+            return ready
+    raise ConfigError(f"{path}: no such config file. Ready configs are in {CONFIG_DIR} "
+                      f"(name one, e.g. --config lstm_long_short).")
+
+
+def _paths_from(tree: dict, folder: Path) -> None:
+    """Make a config file's relative data paths absolute when they exist beside the file."""
+    data = tree.get("data")
+    if not isinstance(data, dict):
+        return
+
+    def near(value: object) -> object:
+        if isinstance(value, str) and not Path(value).is_absolute() and (folder / value).exists():
+            return str((folder / value).resolve())
+        return value
+
+    if isinstance(data.get("paths"), list):
+        data["paths"] = [near(p) for p in data["paths"]]
+    if "macro" in data:
+        data["macro"] = near(data["macro"])
+
+
 def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] = (),
                 **top: object) -> ExperimentConfig:
-    """The experiment from a YAML file (or the defaults), with `key=value` overrides applied."""
+    """The experiment from a YAML file (or the defaults), with `key=value` overrides applied.
+
+    `path` may also name a ready config ("lstm_long_short"). Data paths in the file are
+    read relative to the file first (see `resolve_path` for the rest).
+    """
     tree: dict = {}
     if path is not None:
-        path = Path(path)
-        if not path.exists():
-            raise ConfigError(f"{path}: no such config file. Ready configs are in "
-                              f"{CONFIG_DIR}.")
+        path = _config_file(path)
+        text = path.read_text()
         try:
-            loaded = yaml.safe_load(path.read_text())
+            loaded = yaml.safe_load(text)
         except (yaml.YAMLError, ValueError) as exc:  # ValueError: e.g. a date like 2008-02-31
-            raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]}).") from exc
+            raise ConfigError(f"{path}: not valid YAML ({_yaml_problem(text, exc)}).") from exc
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: the top level must be a mapping (key: value).")
         tree = loaded
+        _paths_from(tree, path.parent)
     for item in overrides:
         key, value = parse_override(item)
         _set_dotted(tree, key, value)
@@ -307,9 +365,9 @@ def dump_config(config: ExperimentConfig) -> str:
 
 
 def resolve_path(path: str | Path) -> Path:
-    """A data path as given if it exists from here, else under the project root."""
+    """A data path: as given if it exists from here, else the file shipped with the package
+    ("data/AAPL.csv"), else as given (the loader then names it in its error)."""
     path = Path(path)
     if path.is_absolute() or path.exists():
         return path
-    candidate = PROJECT_ROOT / path
-    return candidate if candidate.exists() else path
+    return shipped(path) or path

@@ -175,9 +175,13 @@ def test_ready_long_short_config_runs(tmp_path: Path) -> None:
     ("data:\n  macro_lag: 1\n", "data.macro_lag=1: publication lag 1: give a calendar offset"),
     ("features:\n  names: [rsi, foo]\n", "unknown feature(s) ['foo']"),
     ("data:\n  start: '2008-13-45'\n", "data.start='2008-13-45' is not a date"),
-    ("data:\n  start: 2008-02-31\n", "not valid YAML (day is out of range"),
+    ("data:\n  start: 2008-02-31\n", "not valid YAML (line 2: 2008-02-31 is not a date"),
+    ("model:\n  kind: [\n", "not valid YAML (line 3, column 1"),
+    ("strategy:\n  sizzing: fixed\nbroker:\n  fill: tomorrow\ntrain:\n  epochs: many\n",
+     "3 problems: (1) train.epochs='many' must be a whole number. (2) unknown key "
+     "strategy.sizzing;"),
     ("- a\n- b\n", "the top level must be a mapping"),
-    ("a: [\n", "not valid YAML"),
+    ("a: [\n", "not valid YAML (line 2, column 1"),
 ])
 def test_config_errors_name_the_key(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "bad.yaml"
