@@ -257,6 +257,47 @@ def test_user_analyzers_and_optstrategy(bars: pd.DataFrame) -> None:
     assert first_fill == [bars.index[1].date(), bars.index[11].date(), None]
 
 
+@pytest.mark.parametrize("source", ["line", "forecasts"])
+def test_optstrategy_with_backtraders_default_processes(aapl: pd.DataFrame, source: str) -> None:
+    """bt.Cerebro() uses every core: feeds and params must pickle to its worker processes."""
+    window = aapl.iloc[:400]
+    naive = np.log(window["Close"]).diff()
+
+    def sweep(maxcpus: int | None) -> list[tuple]:
+        cerebro = bt.Cerebro() if maxcpus is None else bt.Cerebro(maxcpus=maxcpus)
+        if source == "line":
+            cerebro.adddata(make_feed(window, naive.rename("forecast"), name="AAPL"))
+            cerebro.optstrategy(LSTMStrategy, entry_threshold=[0.0, 0.005, 0.01])
+        else:
+            cerebro.adddata(make_feed(window, name="AAPL"))
+            cerebro.optstrategy(LSTMStrategy, forecasts=[naive],
+                                entry_threshold=[0.0, 0.005, 0.01])
+        cerebro.addanalyzer(bt.analyzers.Returns, _name="returns")
+        cerebro.addanalyzer(bt.analyzers.TradeAnalyzer, _name="trades")
+        return [(run[0].p.entry_threshold, run[0].analyzers.returns.get_analysis()["rtot"],
+                 run[0].analyzers.trades.get_analysis()["total"]["total"]) for run in
+                cerebro.run()]
+
+    parallel = sweep(None if source == "line" else 2)
+    assert parallel == sweep(1)
+    assert len({rtot for _, rtot, _ in parallel}) == 3  # three different backtests
+
+
+def test_feed_classes_unpickle_in_a_fresh_process() -> None:
+    """A spawned worker (macOS, Windows) rebuilds a feed class from its pickled name."""
+    import pickle
+    import subprocess
+    import sys
+
+    from lstm_strategy.backtest.feed import feed_class
+    blob = pickle.dumps(feed_class(("forecast", "log_ret_1", "rsi__14")))
+    code = ("import pickle, sys; cls = pickle.loads(sys.stdin.buffer.read()); "
+            "print(cls.__name__, cls.lines.getlinealiases()[-3:])")
+    out = subprocess.run([sys.executable, "-c", code], input=blob, capture_output=True,
+                         check=True).stdout.decode()
+    assert "('forecast', 'log_ret_1', 'rsi__14')" in out
+
+
 def test_baselines(aapl: pd.DataFrame) -> None:
     window = aapl.iloc[:300]
     hold = backtest({"AAPL": window}, BuyAndHold, broker=NO_COSTS, trade_start=window.index[100],

@@ -48,18 +48,45 @@ class FastPandasData(bt.feeds.PandasData):
         return True
 
 
+def _class_name(extra_lines: tuple[str, ...]) -> str:
+    """A class name that spells out the extra lines losslessly ("_" -> "_0", "_1" between)."""
+    return "Feed" + "".join("_1" + line.replace("_", "_0") for line in extra_lines)
+
+
+def _lines_from_name(name: str) -> tuple[str, ...]:
+    return tuple(part.replace("_0", "_") for part in name[len("Feed_1"):].split("_1"))
+
+
 @cache
 def feed_class(extra_lines: tuple[str, ...]) -> type[FastPandasData]:
-    """A PandasData subclass with one line per extra column, matched by name."""
+    """A PandasData subclass with one line per extra column, matched by name.
+
+    The class lives in this module under a name that spells out its lines, so it pickles
+    by reference: backtrader's optstrategy with several processes (fork or spawn) sends
+    feeds to its workers that way.
+    """
     for line in extra_lines:
         if not line.isidentifier() or keyword.iskeyword(line) or line.lower() in _RESERVED:
             raise DataError(f"column {line!r} cannot be a backtrader line: use a Python "
                             f"identifier that is not one of {sorted(_RESERVED)}.")
-    name = "PandasFeed_" + "_".join(extra_lines)[:60] if extra_lines else "PandasFeed"
-    return type(name, (FastPandasData,), {
+    name = _class_name(extra_lines)
+    cls = type(name, (FastPandasData,), {
         "lines": extra_lines,
         "params": tuple((line, -1) for line in extra_lines),
+        "__module__": __name__,
+        "__qualname__": name,
     })
+    globals()[name] = cls
+    return cls
+
+
+def __getattr__(name: str) -> type[FastPandasData]:
+    """Rebuild a feed class by its name (a spawned worker unpickling a feed)."""
+    if name == "Feed":
+        return feed_class(())
+    if name.startswith("Feed_1"):
+        return feed_class(_lines_from_name(name))
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def make_feed(
