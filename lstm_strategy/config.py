@@ -108,6 +108,7 @@ class BrokerConfig:
     commission_bps: float = 5.0  # per side, on traded value
     slippage_bps: float = 2.0  # price moved against each fill
     fill: str = "next_open"  # next_open | close (cheat-on-close: fill at the signal bar's close)
+    fractional: bool = False  # trade fractional units (crypto, FX); False: whole units
 
     def __post_init__(self) -> None:
         _one_of("broker.fill", self.fill, ("next_open", "close"))

@@ -18,7 +18,7 @@ from lstm_strategy import (
     walk_forward,
 )
 from lstm_strategy.backtest import BuyAndHold, SmaCross
-from lstm_strategy.config import BrokerConfig
+from lstm_strategy.config import BrokerConfig, load_config
 from lstm_strategy.evaluation.metrics import infer_periods_per_year
 
 from .conftest import TINY_MODEL, TINY_TRAIN, hourly_bars
@@ -436,3 +436,30 @@ def test_users_own_sizer(bars: pd.DataFrame) -> None:
     # long 100 on bar 0's signal; on bar 5 close it and go short 100: two fills at bar 6
     assert list(fills["size"]) == [100, -100, -100, 100, 100, -100, -100]
     assert list(fills["date"].dt.date) == [bars.index[i].date() for i in (1, 6, 6, 11, 11, 17, 17)]
+
+
+def test_a_sizer_added_but_not_used_is_warned_about(bars: pd.DataFrame) -> None:
+    cerebro = bt.Cerebro(stdstats=False)
+    cerebro.adddata(make_feed(bars, forecast_series(bars, PATTERN).rename("forecast"), name="A"))
+    cerebro.addstrategy(LSTMStrategy)
+    cerebro.addsizer(bt.sizers.FixedSize, stake=100)
+    with pytest.warns(UserWarning, match="ignores it; pass sizing='sizer'"):
+        cerebro.run()
+
+
+def test_fractional_units_fill_the_target(aapl: pd.DataFrame) -> None:
+    """A 'bitcoin' at tens of thousands: whole units leave a 95% target far under-invested."""
+    coin = aapl.iloc[:40].copy()
+    coin[["Open", "High", "Low", "Close"]] *= 10_000  # AAPL's moves at a crypto price level
+    forecasts = pd.Series(0.01, index=coin.index)
+    invested = {}
+    for fractional in (False, True):
+        broker = BrokerConfig(commission_bps=5.0, slippage_bps=2.0, fractional=fractional)
+        result = backtest({"BTC": coin}, LSTMStrategy, broker=broker, forecasts=forecasts,
+                          fraction=0.95)
+        fill = result.fills.iloc[0]  # sized at the signal bar's close, filled at the next open
+        invested[fractional] = fill["size"] * coin["Close"].iloc[0] / 100_000
+        assert result.rejected_orders == 0
+    assert invested[False] < 0.85  # whole coins only
+    assert invested[True] == pytest.approx(0.95, rel=1e-9)
+    assert load_config(None, ["broker.fractional=true"]).broker.fractional

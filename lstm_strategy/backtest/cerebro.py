@@ -24,6 +24,18 @@ from .strategies import EquityRecorder
 if TYPE_CHECKING:
     from ..config import BrokerConfig
 
+class FractionalCommInfo(bt.CommInfoBase):
+    """Stock-like percentage commission that lets orders trade fractional units.
+
+    backtrader sizes orders in whole units (`getsize` truncates), so one bitcoin at
+    40,000 leaves a 95% target of 100,000 only 80% invested; crypto and FX trade
+    fractions. Selected by `broker.fractional`.
+    """
+
+    def getsize(self, price: float, cash: float) -> float:
+        return self.p.leverage * (cash / price)
+
+
 def make_cerebro(broker: BrokerConfig | None = None) -> bt.Cerebro:
     """A Cerebro whose broker has the configured cash, commission, slippage and fill rule."""
     if broker is None:
@@ -31,7 +43,11 @@ def make_cerebro(broker: BrokerConfig | None = None) -> bt.Cerebro:
         broker = BrokerConfig()
     cerebro = bt.Cerebro(stdstats=False, maxcpus=1)
     cerebro.broker.setcash(broker.cash)
-    cerebro.broker.setcommission(commission=broker.commission_bps / 1e4)
+    if broker.fractional:
+        cerebro.broker.addcommissioninfo(FractionalCommInfo(
+            commission=broker.commission_bps / 1e4, percabs=True))
+    else:
+        cerebro.broker.setcommission(commission=broker.commission_bps / 1e4)
     close_fill = broker.fill == "close"
     if broker.slippage_bps:
         # slip_match caps a slipped price at the executing bar's high/low. For a close fill

@@ -10,6 +10,7 @@ made at t's close; the order it causes fills by the broker's rule (next open by 
 from __future__ import annotations
 
 import math
+import warnings
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -199,6 +200,11 @@ class LSTMStrategy(RecordingStrategy):
                 book.history = deque(maxlen=p.zscore_window)
             self._books[data] = book
         self.rules = Rules.from_params(p, len(self.datas))
+        if p.sizing != "sizer" and getattr(self.env, "sizers", None):
+            warnings.warn(f"a sizer was added with cerebro.addsizer, but LSTMStrategy sizes "
+                          f"its own orders (sizing={p.sizing!r}) and ignores it; pass "
+                          f"sizing='sizer' to let the sizer decide how much to trade.",
+                          UserWarning, stacklevel=2)
         self.records: list[tuple] = []
         # params read every bar, kept as plain attributes (backtrader's params are slow)
         self._record, self._center = p.record, p.center
