@@ -13,6 +13,7 @@ from . import __version__
 from .config import CONFIG_DIR, ExperimentConfig, load_config
 from .data import stamp
 from .errors import BAD_INPUT
+from .evaluation.metrics import format_metric
 
 EXIT_BAD_INPUT = 2
 
@@ -119,15 +120,18 @@ def _run(args: argparse.Namespace) -> int:
     say(f"writing {out}")
     write_run(result, out, overwrite=args.overwrite)
     table = result.summary_table()
+    shown = table.astype(object).apply(lambda column: column.map(
+        lambda value: format_metric(column.name, value)))
     print(f"\n{config.name}: {', '.join(result.bars)} from {stamp(result.trade_start)}, "
           f"{time.perf_counter() - started:.1f}s")
-    print(table.to_string(float_format=lambda v: f"{v:,.3f}"))
+    print(shown.to_string())
     forecast = result.forecast_metrics
-    if "model" in forecast:
-        print(f"forecast directional accuracy {forecast['model']['directional_accuracy']:.3f} "
-              f"(naive: last return {forecast['naive_last']['directional_accuracy']:.3f}, "
-              f"drift {forecast['naive_drift']['directional_accuracy']:.3f}), "
-              f"IC {forecast['model']['ic'] or float('nan'):.3f}")
+    for ticker, report in ({"": forecast} if "model" in forecast else forecast).items():
+        accuracy = {k: format_metric("directional_accuracy", report[k]["directional_accuracy"])
+                    for k in ("model", "naive_last", "naive_drift")}
+        print(f"forecast{' ' + ticker if ticker else ''}: directional accuracy "
+              f"{accuracy['model']} (naive: last return {accuracy['naive_last']}, drift "
+              f"{accuracy['naive_drift']}), IC {format_metric('ic', report['model']['ic'])}")
     print(f"report: {out / 'report.html'}")
     return 0
 

@@ -378,3 +378,30 @@ def test_default_macro_is_left_out_with_a_note_where_it_does_not_cover(
     code, err = run_cli(capsys, *args)
     assert code == 2 and "macro_us_quarterly.csv does not cover the bars" in err
     assert "stops 2009-09-30" in err and not (tmp_path / "r").exists()
+
+
+def test_metrics_read_as_percentages_and_counts() -> None:
+    from lstm_strategy.evaluation.metrics import format_metric
+    assert format_metric("total_return", 15.5207) == "+1,552.1%"
+    assert format_metric("max_drawdown", 0.4334) == "43.3%"
+    assert format_metric("n_trades", 42.0) == "42"
+    assert format_metric("sharpe", 1.14146) == "1.141"
+    assert format_metric("win_rate", None) == "–"
+
+
+def test_multi_asset_report_shows_every_ticker(tmp_path: Path, capsys: pytest.CaptureFixture
+                                               ) -> None:
+    from PIL import Image
+    args = ["run", "--out", str(tmp_path / "multi"), "--device", "cpu", "--data",
+            str(ROOT / "data" / "AAPL.csv"), str(ROOT / "data" / "MSFT.csv")]
+    for item in tiny_overrides():
+        args += ["--set", item]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    lstm_row = next(line for line in out.splitlines() if line.startswith("lstm "))
+    assert "%" in lstm_row and ".000" not in lstm_row  # percentages and whole trade counts
+    assert "forecast AAPL:" in out and "forecast MSFT:" in out
+    height = Image.open(tmp_path / "multi" / "trades.png").size[1]
+    assert height >= 2 * 400  # one panel per ticker
+    html = (tmp_path / "multi" / "report.html").read_text()
+    assert re.search(r"<td>[+-][\d,]+\.\d%</td>", html)

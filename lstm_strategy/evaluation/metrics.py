@@ -201,3 +201,30 @@ def rolling_sharpe(equity: pd.Series, periods_per_year: float, window: int | Non
     mean = returns.rolling(window).mean()
     std = returns.rolling(window).std()
     return mean / std.replace(0.0, np.nan) * math.sqrt(periods_per_year)
+
+
+PERCENT_METRICS = {"total_return", "cagr", "volatility", "max_drawdown", "win_rate",
+                   "exposure", "directional_accuracy"}
+COUNT_METRICS = {"n_trades", "n_open_trades", "n", "n_bars", "rejected_orders",
+                 "nan_forecasts"}
+
+
+def format_metric(key: str, value: object) -> str:
+    """A metric as a person reads it: 15.52 -> "+1,552.1%" for returns, 42.0 -> "42" trades."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    if key in COUNT_METRICS:
+        return f"{round(value):,d}"
+    if key in ("total_return", "cagr"):
+        return f"{value:+,.1%}"
+    if key in PERCENT_METRICS:
+        return f"{value:.1%}"
+    if key == "turnover":
+        return f"{value:,.1f}x / yr"
+    if key in ("rmse", "mae"):
+        return f"{value:.5f}"
+    if key == "final_value":
+        return f"{value:,.0f}"
+    return f"{value:,.3f}" if abs(value) < 1000 else f"{value:,.0f}"

@@ -29,6 +29,7 @@ from ..experiment import ExperimentResult
 from .metrics import (
     describe_span,
     drawdown_series,
+    format_metric,
     infer_periods_per_year,
     naive_forecasts,
     rolling_sharpe,
@@ -66,46 +67,65 @@ def _chart_drawdown(result: ExperimentResult, ax: plt.Axes) -> None:
     ax.legend(loc="lower left")
 
 
-def _chart_trades(result: ExperimentResult, ax: plt.Axes) -> None:
-    ticker = next(iter(result.bars))
-    close = result.bars[ticker]["Close"].loc[result.trade_start:]
-    ax.plot(close.index, close, color="0.3", lw=0.8, label=f"{ticker} close")
+MAX_TRADE_PANELS = 6  # tickers drawn in the trades chart (the first ones, said in the title)
+
+
+def _chart_trades(result: ExperimentResult, axes: list[plt.Axes]) -> None:
+    """Each ticker's price with the LSTM strategy's fills, one panel per ticker."""
     fills = result.backtests["lstm"].fills
-    fills = fills[fills["ticker"] == ticker]
-    for side, marker, color in (("buy", "^", "g"), ("sell", "v", "r")):
-        rows = fills[fills["side"] == side]
-        ax.scatter(rows["date"], rows["price"], marker=marker, color=color, s=18, zorder=3,
-                   label=f"{side} fills ({len(rows)})")
-    ax.set_yscale("log")
-    ax.set_title(f"{ticker}: price with the LSTM strategy's fills")
-    ax.legend(loc="upper left")
+    tickers = list(result.bars)
+    for ax, ticker in zip(axes, tickers, strict=False):
+        close = result.bars[ticker]["Close"].loc[result.trade_start:]
+        ax.plot(close.index, close, color="0.3", lw=0.8, label=f"{ticker} close")
+        mine = fills[fills["ticker"] == ticker]
+        for side, marker, color in (("buy", "^", "g"), ("sell", "v", "r")):
+            rows = mine[mine["side"] == side]
+            ax.scatter(rows["date"], rows["price"], marker=marker, color=color, s=18,
+                       zorder=3, label=f"{side} fills ({len(rows)})")
+        ax.set_yscale("log")
+        ax.set_title(f"{ticker}: price with the LSTM strategy's fills")
+        ax.legend(loc="upper left")
+        ax.grid(alpha=0.3)
+    if len(tickers) > len(axes):
+        axes[0].set_title(f"{tickers[0]}: price with the LSTM strategy's fills (first "
+                          f"{len(axes)} of {len(tickers)} tickers; all fills in orders.csv)")
 
 
 def _chart_forecast(result: ExperimentResult, axes: tuple[plt.Axes, plt.Axes]) -> None:
+    """Forecast vs realised (every ticker, by colour) and rolling directional accuracy."""
     preds = result.predictions.dropna()
-    ticker = next(iter(result.bars))
-    one = preds[preds["ticker"] == ticker].set_index("date")
     scatter, rolling = axes
-    scatter.scatter(one["prediction"], one["target"], s=4, alpha=0.4)
+    center = 0.5 if result.config.model.head == "direction" else 0.0
+    horizon = result.config.train.horizon
+    window, label = _rolling_window(result)
+    tickers = list(result.bars)
+    for k, ticker in enumerate(tickers):
+        one = preds[preds["ticker"] == ticker].set_index("date")
+        scatter.scatter(one["prediction"], one["target"], s=4, alpha=0.4, color=f"C{k % 10}",
+                        label=ticker if len(tickers) > 1 else None)
+        hit = ((one["prediction"] > center) == (one["target"] > 0)).astype(float)
+        last = naive_forecasts(result.bars[ticker]["Close"], horizon)["naive_last"]
+        naive_hit = ((last.reindex(one.index) > 0) == (one["target"] > 0)).astype(float)
+        name = f" {ticker}" if len(tickers) > 1 else ""
+        rolling.plot(hit.rolling(window).mean(), label=f"model{name}", color=f"C{k % 10}",
+                     lw=1.2)
+        rolling.plot(naive_hit.rolling(window).mean(), label=f"naive (last return){name}",
+                     color=f"C{k % 10}" if len(tickers) > 1 else "C1", lw=0.8, ls=":")
     scatter.axhline(0, color="0.6", lw=0.6)
-    scatter.axvline(0.5 if result.config.model.head == "direction" else 0, color="0.6", lw=0.6)
+    scatter.axvline(center, color="0.6", lw=0.6)
     scatter.xaxis.set_major_locator(MaxNLocator(5))
     scatter.set_xlabel("forecast")
-    scatter.set_ylabel(f"realised {result.config.train.horizon}-bar log return")
-    scatter.set_title(f"{ticker}: forecast vs realised")
-    center = 0.5 if result.config.model.head == "direction" else 0.0
-    hit = ((one["prediction"] > center) == (one["target"] > 0)).astype(float)
-    last = naive_forecasts(result.bars[ticker]["Close"], result.config.train.horizon)["naive_last"]
-    naive_hit = ((last.reindex(one.index) > 0) == (one["target"] > 0)).astype(float)
-    window, label = _rolling_window(result)
-    rolling.plot(hit.rolling(window).mean(), label="model", color="C0")
-    rolling.plot(naive_hit.rolling(window).mean(), label="naive (last return)", color="C1",
-                 lw=0.9)
+    scatter.set_ylabel(f"realised {horizon}-bar log return")
+    scatter.set_title(f"{', '.join(tickers[:4])}{' ...' if len(tickers) > 4 else ''}: "
+                      f"forecast vs realised")
+    if len(tickers) > 1:
+        scatter.legend(loc="lower right", fontsize=8, markerscale=3)
     rolling.axhline(0.5, color="0.5", lw=0.6, ls="--")
     rolling.set_ylabel(f"directional accuracy, trailing {label}", fontsize=9)
     rolling.xaxis.set_major_formatter(mdates.ConciseDateFormatter(rolling.xaxis.get_major_locator()))
-    rolling.set_title("Rolling directional accuracy")
-    rolling.legend(loc="lower left")
+    rolling.set_title("Rolling directional accuracy (dotted: naive last return)")
+    rolling.legend(loc="lower left", fontsize=8 if len(tickers) > 1 else None,
+                   ncol=2 if len(tickers) > 1 else 1)
 
 
 def _periods_per_year(result: ExperimentResult) -> float:
@@ -137,9 +157,13 @@ def write_charts(result: ExperimentResult, folder: Path) -> list[Path]:
         if name == "forecast":
             fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
             _chart_forecast(result, tuple(axes))
+        elif name == "trades":
+            panels = min(len(result.bars), MAX_TRADE_PANELS)
+            fig, axes = plt.subplots(panels, 1, figsize=(12, 4.5 * panels), squeeze=False)
+            _chart_trades(result, list(axes[:, 0]))
         else:
             fig, ax = plt.subplots(figsize=(12, 4.5))
-            {"equity": _chart_equity, "drawdown": _chart_drawdown, "trades": _chart_trades,
+            {"equity": _chart_equity, "drawdown": _chart_drawdown,
              "rolling_sharpe": _chart_rolling_sharpe}[name](result, ax)
             ax.grid(alpha=0.3)
         fig.tight_layout()
@@ -150,20 +174,12 @@ def write_charts(result: ExperimentResult, folder: Path) -> list[Path]:
     return paths
 
 
-def _fmt(value: object) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        return f"{value:,.4f}" if abs(value) < 1000 else f"{value:,.0f}"
-    return html.escape(str(value))
-
-
 def _table(rows: dict[str, dict], keys: list[str]) -> str:
     head = "".join(f"<th>{html.escape(k)}</th>" for k in ["", *keys])
     body = "".join(
         "<tr><th>" + html.escape(name) + "</th>"
-        + "".join(f"<td>{_fmt(values.get(k))}</td>" for k in keys) + "</tr>"
-        for name, values in rows.items())
+        + "".join(f"<td>{html.escape(format_metric(k, values.get(k)))}</td>" for k in keys)
+        + "</tr>" for name, values in rows.items())
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
