@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Sequence
@@ -89,9 +91,11 @@ def _config(args: argparse.Namespace) -> ExperimentConfig:
 def _check(args: argparse.Namespace) -> int:
     from .experiment import load_experiment_data
     from .features import warmup_bars
+    from .forecaster import resolve_device
     from .training import fold_schedule
 
     config = _config(args)
+    resolve_device(config.device)  # a missing GPU is bad input here as it is for run
     bars, features, notes = load_experiment_data(config)
     for ticker, frame in bars.items():
         feats = features[ticker]
@@ -136,6 +140,14 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the run is so that it unwinds (and cleans up) like Ctrl-C."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status."""
     parser = build_parser()
@@ -143,6 +155,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_BAD_INPUT
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None  # like Ctrl-C
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
@@ -152,9 +166,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"lstm-backtest: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except Terminated:
+        print("lstm-backtest: terminated (SIGTERM); no run folder was written.", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("lstm-backtest: interrupted; no run folder was written.", file=sys.stderr)
         return 130
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -119,15 +119,20 @@ def load_experiment_data(config: ExperimentConfig) -> tuple[dict[str, pd.DataFra
     return bars, features, notes
 
 
-def run_experiment(config: ExperimentConfig | None = None, *, progress: bool | None = None,
+def run_experiment(config: ExperimentConfig | None = None, *,
+                   progress: bool | Callable[[str], None] | None = None,
                    log: Callable[[str], None] | None = None) -> ExperimentResult:
-    """The whole experiment: walk-forward forecasts, LSTMStrategy and baselines, metrics."""
+    """The whole experiment: walk-forward forecasts, LSTMStrategy and baselines, metrics.
+
+    `progress`: None = a bar on a terminal, a line per fold otherwise; False = silent;
+    a callable receives the lines. `log` receives one line per stage.
+    """
     config = config or ExperimentConfig()
     with torch_threads(config.threads):
         return _run_experiment(config, progress, log or (lambda message: None))
 
 
-def _run_experiment(config: ExperimentConfig, progress: bool | None,
+def _run_experiment(config: ExperimentConfig, progress: bool | Callable[[str], None] | None,
                     say: Callable[[str], None]) -> ExperimentResult:
     seed_everything(config.train.seed)
     bars, features, notes = load_experiment_data(config)
@@ -138,7 +143,8 @@ def _run_experiment(config: ExperimentConfig, progress: bool | None,
         targets[ticker] = make_target(bars[ticker]["Close"], config.train.horizon)
         say(f"walk-forward training for {ticker} ({config.model.kind} model)")
         results[ticker] = walk_forward(features[ticker], targets[ticker], config.model,
-                                       config.train, device=config.device, progress=progress)
+                                       config.train, device=config.device, progress=progress,
+                                       label=ticker)
     trade_start = max(r.first_forecast_date for r in results.values())
     center = 0.5 if config.model.head == "direction" else 0.0
     history = next(iter(bars.values())).index

@@ -11,7 +11,9 @@ data after R_k + step, so appending newer bars never changes an older forecast.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+import sys
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -331,6 +333,41 @@ class WalkForwardResult:
                    TrainConfig(**blob["train_config"]))
 
 
+class FoldProgress:
+    """Progress of a walk-forward run: a bar on a terminal, a line per fold elsewhere.
+
+    `progress`: None picks by where stderr goes (a bar on a TTY; lines in logs, under
+    nohup, in notebooks' captured output), True forces the bar, False is silent, and a
+    callable receives each line instead of stderr.
+    """
+
+    def __init__(self, total: int, label: str, progress: bool | Callable[[str], None] | None
+                 ) -> None:
+        self.total, self.label = total, label
+        self.started = time.perf_counter()
+        self.say = progress if callable(progress) else None
+        interactive = progress is True or (progress is None and sys.stderr.isatty())
+        self.bar = tqdm(total=total, desc=f"walk-forward {label}".strip(), unit="fold",
+                        leave=False) if interactive else None
+        if progress is None and not interactive:
+            self.say = lambda line: print(line, file=sys.stderr, flush=True)
+
+    def fold_done(self, k: int, retrain: pd.Timestamp, fit: FoldFit) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(epochs=fit.epochs_run, val=f"{fit.best_val_loss:.3g}")
+        if self.say is not None:
+            elapsed = time.perf_counter() - self.started
+            eta = elapsed / (k + 1) * (self.total - k - 1)
+            self.say(f"walk-forward {self.label + ': ' if self.label else ''}fold {k + 1}/"
+                     f"{self.total} (retrain {stamp(retrain)}) {fit.epochs_run} epochs, val "
+                     f"{fit.best_val_loss:.3g}; {elapsed:.0f}s elapsed, ETA {eta:.0f}s")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 def walk_forward(
     features: pd.DataFrame,
     target: pd.Series,
@@ -338,12 +375,14 @@ def walk_forward(
     train_config: TrainConfig | None = None,
     *,
     device: str | torch.device = "auto",
-    progress: bool | None = None,
+    progress: bool | Callable[[str], None] | None = None,
+    label: str = "",
 ) -> WalkForwardResult:
     """Train fold by fold and return out-of-sample forecasts on the features' index.
 
     `target` is the label series from `make_target` (forward log return over
     `train_config.horizon` bars). Forecasts before the first retrain date are NaN.
+    `progress` (see `FoldProgress`) reports each fold, `label` names the series in it.
     """
     model_config = model_config or ModelConfig()
     config = train_config or TrainConfig()
@@ -361,9 +400,8 @@ def walk_forward(
     folds: list[Fold] = []
     init_state = None
     index = features.index
-    bar = tqdm(retrains, desc="walk-forward folds", unit="fold", leave=False,
-               disable=None if progress is None else not progress)
-    for k, retrain_pos in enumerate(bar):
+    report = FoldProgress(len(retrains), label, progress)
+    for k, retrain_pos in enumerate(retrains):
         end_pos = min(retrain_pos + config.step, len(features))
         first_row = int(np.searchsorted(panel.pos, retrain_pos))
         stop_row = int(np.searchsorted(panel.pos, end_pos))
@@ -398,7 +436,8 @@ def walk_forward(
             label_end_date=index[last_label + config.horizon], n_train=fit.n_train,
             n_val=fit.n_val, epochs_run=fit.epochs_run, best_val_loss=fit.best_val_loss,
             forecaster=forecaster))
-        bar.set_postfix(epochs=fit.epochs_run, val=f"{fit.best_val_loss:.3g}")
+        report.fold_done(k, index[retrain_pos], fit)
+    report.close()
     return WalkForwardResult(index, folds, pd.Series(predictions, index=index, name="forecast"),
                              model_config, config)
 

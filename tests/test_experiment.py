@@ -405,3 +405,52 @@ def test_multi_asset_report_shows_every_ticker(tmp_path: Path, capsys: pytest.Ca
     assert height >= 2 * 400  # one panel per ticker
     html = (tmp_path / "multi" / "report.html").read_text()
     assert re.search(r"<td>[+-][\d,]+\.\d%</td>", html)
+
+
+def test_sigterm_while_writing_leaves_nothing(tmp_path: Path) -> None:
+    """Killed like a batch scheduler kills: SIGTERM mid-write removes the temporary folder."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "lstm_strategy", "run", "--quiet", "--device", "cpu",
+            "--out", str(out)]
+    for item in tiny_overrides(**{"report.save_models": "true"}):
+        args += ["--set", item]
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".run.*.tmp")) and proc.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.002)
+    assert proc.poll() is None, "the run ended before its folder was being written"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err.decode()[-1000:]
+    assert "terminated (SIGTERM); no run folder was written" in err.decode()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_stale_temp_folders_of_killed_runs_are_removed(tmp_path: Path, capsys: pytest.CaptureFixture
+                                                       ) -> None:
+    out = tmp_path / "run"
+    dead = tmp_path / ".run.99999999.abcd.tmp"  # a SIGKILLed run's leftovers (no such pid)
+    (dead / "models_AAPL.pt.tmp").parent.mkdir()
+    (dead / "models_AAPL.pt.tmp").write_bytes(b"x" * 1000)
+    old = tmp_path / ".run.old-99999999"
+    old.mkdir()
+    live = tmp_path / f".run.{os.getpid()}.live.tmp"  # a run still going: left alone
+    live.mkdir()
+    args = ["run", "--quiet", "--device", "cpu", "--out", str(out)]
+    for item in tiny_overrides():
+        args += ["--set", item]
+    assert main(args) == 0
+    assert not dead.exists() and not old.exists() and live.exists()
+    assert (out / "report.html").exists()
+
+
+def test_check_validates_the_device_as_run_does(capsys: pytest.CaptureFixture) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    assert main(["check", "--device", "cuda"]) == 2
+    assert "no CUDA GPU" in capsys.readouterr().err

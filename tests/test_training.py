@@ -336,3 +336,19 @@ def test_fold_table_counts_the_labels_really_trained_on(inputs: tuple, kind: str
         else:  # burn-in steps of each stream and the epoch's offset carry no loss
             assert known - config.batch_streams * config.burn_in - config.bptt <= fold.n_train
         assert fold.n_train < known
+
+
+def test_progress_without_a_terminal_is_a_line_per_fold(inputs: tuple,
+                                                         capsys: pytest.CaptureFixture) -> None:
+    features, target = inputs
+    walk_forward(features, target, TINY_MODEL, TINY_TRAIN, device="cpu", label="AAPL")
+    err = capsys.readouterr().err  # pytest's capture is not a terminal, like nohup or a log
+    lines = [line for line in err.splitlines() if line.startswith("walk-forward AAPL: fold")]
+    n_folds = len(fold_schedule(len(features), 49, TINY_TRAIN))
+    assert len(lines) == n_folds and f"fold {n_folds}/{n_folds}" in lines[-1]
+    assert "ETA" in lines[0] and "epochs" in lines[0]
+    seen: list[str] = []
+    walk_forward(features, target, TINY_MODEL, TINY_TRAIN, device="cpu", progress=seen.append)
+    assert len(seen) == n_folds and capsys.readouterr().err == ""
+    walk_forward(features, target, TINY_MODEL, TINY_TRAIN, device="cpu", progress=False)
+    assert capsys.readouterr().err == ""

@@ -11,6 +11,7 @@ import base64
 import html
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -268,12 +269,40 @@ def check_run_folder(out: Path, *, overwrite: bool = False) -> None:
                               f"the new run has been written).")
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return pid < 2**22  # exists but is someone else's (or not a pid at all)
+    return True
+
+
+def remove_stale_temp_folders(out: Path) -> list[Path]:
+    """Remove what killed runs left beside `out` (their process is gone); returns them.
+
+    A run writes into `.NAME.PID.*.tmp` and moves an old folder aside as
+    `.NAME.old-PID`; SIGKILL or a power cut can leave either behind.
+    """
+    removed = []
+    for path in out.parent.glob(f".{out.name}.*"):
+        match = re.fullmatch(rf"\.{re.escape(out.name)}\.(?:(\d+)\..*\.tmp|old-(\d+))",
+                             path.name)
+        if match and path.is_dir() and not _alive(int(match.group(1) or match.group(2))):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
 def write_run(result: ExperimentResult, out: str | Path, *, overwrite: bool = False) -> Path:
     """Write the run folder atomically; an existing `out` is kept unless `overwrite`."""
     out = Path(out)
     check_run_folder(out, overwrite=overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    remove_stale_temp_folders(out)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.{os.getpid()}.", suffix=".tmp",
+                                dir=out.parent))
     try:
         _write_contents(result, tmp)
         os.chmod(tmp, 0o755)
