@@ -454,3 +454,22 @@ def test_check_validates_the_device_as_run_does(capsys: pytest.CaptureFixture) -
         pytest.skip("this machine has a CUDA GPU")
     assert main(["check", "--device", "cuda"]) == 2
     assert "no CUDA GPU" in capsys.readouterr().err
+
+
+def test_config_data_paths_are_read_relative_to_the_config_file(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch
+                                                                  ) -> None:
+    project = tmp_path / "project"
+    (project / "bars").mkdir(parents=True)
+    (project / "bars" / "MINE.csv").write_text((ROOT / "data" / "MSFT.csv").read_text())
+    (project / "exp.yaml").write_text("data:\n  paths: [bars/MINE.csv]\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    config = load_config(project / "exp.yaml")
+    assert config.data.paths == (str((project / "bars" / "MINE.csv").resolve()),)
+    # a path that is not beside the file is left for the current folder, then shipped data
+    assert load_config(project / "exp.yaml", ["data.paths=[data/AAPL.csv]"]).data.paths == (
+        "data/AAPL.csv",)
+    from lstm_strategy.config import resolve_path
+    assert resolve_path("data/AAPL.csv").is_file()  # the shipped sample, from anywhere
