@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--overwrite", action="store_true",
                      help="replace --out if it exists (whole, after the new run is written)")
     run.add_argument("--quiet", action="store_true", help="no progress output")
+    run.add_argument("--no-cache", action="store_true",
+                     help="retrain even when the forecast cache holds these inputs' results")
     check = sub.add_parser(
         "check", help="validate a config and its data without training",
         description="Load and validate the config and every data file, build the "
@@ -120,7 +122,8 @@ def _run(args: argparse.Namespace) -> int:
     say = (lambda message: None) if args.quiet else (
         lambda message: print(f"[lstm-backtest] {message}", file=sys.stderr, flush=True))
     started = time.perf_counter()
-    result = run_experiment(config, progress=None if not args.quiet else False, log=say)
+    result = run_experiment(config, progress=None if not args.quiet else False, log=say,
+                            use_cache=not args.no_cache)
     say(f"writing {out}")
     write_run(result, out, overwrite=args.overwrite)
     table = result.summary_table()

@@ -12,13 +12,14 @@ import pandas as pd
 import torch
 
 from .backtest import BacktestResult, BuyAndHold, LSTMStrategy, SmaCross, backtest
+from .cache import cached_walk_forward
 from .config import DEFAULT_MACRO, ExperimentConfig, resolve_path
 from .data import describe_gaps, load_exogenous, load_many, stamp, ticker_from_path
 from .errors import DataError
 from .evaluation.metrics import forecast_report, infer_periods_per_year, naive_forecasts
 from .features import build_features, exog_coverage_problem, make_target, warmup_bars
 from .forecaster import torch_threads
-from .training import WalkForwardResult, walk_forward
+from .training import WalkForwardResult
 
 
 @dataclass
@@ -121,19 +122,21 @@ def load_experiment_data(config: ExperimentConfig) -> tuple[dict[str, pd.DataFra
 
 def run_experiment(config: ExperimentConfig | None = None, *,
                    progress: bool | Callable[[str], None] | None = None,
-                   log: Callable[[str], None] | None = None) -> ExperimentResult:
+                   log: Callable[[str], None] | None = None,
+                   use_cache: bool = True) -> ExperimentResult:
     """The whole experiment: walk-forward forecasts, LSTMStrategy and baselines, metrics.
 
     `progress`: None = a bar on a terminal, a line per fold otherwise; False = silent;
-    a callable receives the lines. `log` receives one line per stage.
+    a callable receives the lines. `log` receives one line per stage. Walk-forward
+    results come from the forecast cache when their inputs are identical (`use_cache`).
     """
     config = config or ExperimentConfig()
     with torch_threads(config.threads):
-        return _run_experiment(config, progress, log or (lambda message: None))
+        return _run_experiment(config, progress, log or (lambda message: None), use_cache)
 
 
 def _run_experiment(config: ExperimentConfig, progress: bool | Callable[[str], None] | None,
-                    say: Callable[[str], None]) -> ExperimentResult:
+                    say: Callable[[str], None], use_cache: bool) -> ExperimentResult:
     seed_everything(config.train.seed)
     bars, features, notes = load_experiment_data(config)
     say(f"data: {', '.join(f'{t} {len(f)} bars' for t, f in bars.items())}")
@@ -142,9 +145,12 @@ def _run_experiment(config: ExperimentConfig, progress: bool | Callable[[str], N
     for ticker in bars:
         targets[ticker] = make_target(bars[ticker]["Close"], config.train.horizon)
         say(f"walk-forward training for {ticker} ({config.model.kind} model)")
-        results[ticker] = walk_forward(features[ticker], targets[ticker], config.model,
-                                       config.train, device=config.device, progress=progress,
-                                       label=ticker)
+        results[ticker], trained = cached_walk_forward(
+            features[ticker], targets[ticker], config.model, config.train,
+            device=config.device, use_cache=use_cache, progress=progress, label=ticker)
+        if not trained:
+            say(f"{ticker}: forecasts from the cache (same data, features, model and "
+                f"training settings); --no-cache retrains")
     trade_start = max(r.first_forecast_date for r in results.values())
     center = 0.5 if config.model.head == "direction" else 0.0
     history = next(iter(bars.values())).index

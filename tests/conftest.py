@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +16,7 @@ from lstm_strategy import ModelConfig, TrainConfig, load_ohlcv
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data"
 
+os.environ.setdefault("LSTM_STRATEGY_CACHE", tempfile.mkdtemp(prefix="lstm-strategy-cache-"))
 torch.set_num_threads(1)  # the project's setting (ExperimentConfig.threads)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -352,3 +353,32 @@ def test_progress_without_a_terminal_is_a_line_per_fold(inputs: tuple,
     assert len(seen) == n_folds and capsys.readouterr().err == ""
     walk_forward(features, target, TINY_MODEL, TINY_TRAIN, device="cpu", progress=False)
     assert capsys.readouterr().err == ""
+
+
+def test_the_forecast_cache_serves_only_identical_inputs(aapl_small: pd.DataFrame,
+                                                         tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from lstm_strategy.cache import cached_walk_forward
+    monkeypatch.setenv("LSTM_STRATEGY_CACHE", str(tmp_path / "cache"))
+
+    def run(bars: pd.DataFrame, **kwargs: object) -> tuple[WalkForwardResult, bool]:
+        return cached_walk_forward(build_features(bars), make_target(bars["Close"], 1),
+                                   TINY_MODEL, TINY_TRAIN, device="cpu", progress=False,
+                                   **kwargs)
+
+    first, trained = run(aapl_small)
+    assert trained and len(list((tmp_path / "cache").glob("*.pt"))) == 1
+    again, trained = run(aapl_small)
+    assert not trained
+    np.testing.assert_array_equal(again.predictions.to_numpy(), first.predictions.to_numpy())
+    assert again.predictions.index.equals(first.predictions.index)
+    # a one-byte change to the data (one close, last digit) is another key: trained again
+    changed = aapl_small.copy()
+    changed.iloc[500, changed.columns.get_loc("Close")] += 1e-4
+    _, trained = run(changed)
+    assert trained
+    _, trained = run(aapl_small, use_cache=False)
+    assert trained
+    shutil.rmtree(tmp_path / "cache")  # safe to delete at any time
+    _, trained = run(aapl_small)
+    assert trained

@@ -1,0 +1,75 @@
+"""Walk-forward results cached on disk under a hash of everything they depend on.
+
+The key covers the feature matrix and the labels (so the data's content, the feature
+settings and the exogenous series), the model and training configs (seed included),
+the device kind, and the versions of this package and of torch. A one-byte change to
+any input is a different key; nothing is ever served for other inputs. The folder
+(`LSTM_STRATEGY_CACHE`, else $XDG_CACHE_HOME/lstm-strategy, else ~/.cache/lstm-strategy)
+is safe to delete at any time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import __version__
+from .forecaster import resolve_device
+from .models import ModelConfig
+from .training import TrainConfig, WalkForwardResult, walk_forward
+
+
+def cache_dir() -> Path:
+    """The forecast cache folder (created on first write)."""
+    if os.environ.get("LSTM_STRATEGY_CACHE"):
+        return Path(os.environ["LSTM_STRATEGY_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "lstm-strategy"
+
+
+def forecast_key(features: pd.DataFrame, target: pd.Series, model_config: ModelConfig,
+                 train_config: TrainConfig, device: str | torch.device) -> str:
+    """A hash of everything a walk-forward result depends on."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps({
+        "package": __version__, "torch": torch.__version__,
+        "device": resolve_device(device).type, "model": asdict(model_config),
+        "train": asdict(train_config), "columns": [str(c) for c in features.columns],
+    }, sort_keys=True, default=str).encode())
+    digest.update(np.ascontiguousarray(features.index.as_unit("ns").asi8).tobytes())
+    digest.update(np.ascontiguousarray(features.to_numpy(dtype=np.float64)).tobytes())
+    digest.update(np.ascontiguousarray(target.to_numpy(dtype=np.float64)).tobytes())
+    return digest.hexdigest()[:32]
+
+
+def cached_walk_forward(features: pd.DataFrame, target: pd.Series, model_config: ModelConfig,
+                        train_config: TrainConfig, *, device: str | torch.device = "auto",
+                        use_cache: bool = True, **kwargs: object
+                        ) -> tuple[WalkForwardResult, bool]:
+    """`walk_forward`, or its stored result for the same inputs; returns (result, trained)."""
+    key = forecast_key(features, target, model_config, train_config, device)
+    path = cache_dir() / f"{key}.pt"
+    if use_cache and path.is_file():
+        try:
+            return WalkForwardResult.load(path, device=device), False
+        except Exception:  # a corrupt or foreign file: train again and overwrite it
+            path.unlink(missing_ok=True)
+    result = walk_forward(features, target, model_config, train_config, device=device, **kwargs)
+    if use_cache:
+        result.save(path, cache_key=key)
+    return result, True
+
+
+def cached_predictions(key_or_path: str | Path) -> pd.Series:
+    """The forecasts of a cached walk-forward result (without building its models)."""
+    path = Path(key_or_path)
+    if path.suffix != ".pt":
+        path = cache_dir() / f"{key_or_path}.pt"
+    return WalkForwardResult.load(path).predictions
