@@ -51,12 +51,15 @@ def forecast_key(features: pd.DataFrame, target: pd.Series, model_config: ModelC
 
 def cached_walk_forward(features: pd.DataFrame, target: pd.Series, model_config: ModelConfig,
                         train_config: TrainConfig, *, device: str | torch.device = "auto",
-                        use_cache: bool = True, **kwargs: object
+                        use_cache: bool = True, refresh: bool = False, **kwargs: object
                         ) -> tuple[WalkForwardResult, bool]:
-    """`walk_forward`, or its stored result for the same inputs; returns (result, trained)."""
+    """`walk_forward`, or its stored result for the same inputs; returns (result, trained).
+
+    `use_cache=False` neither reads nor writes the cache; `refresh` retrains and rewrites.
+    """
     key = forecast_key(features, target, model_config, train_config, device)
     path = cache_dir() / f"{key}.pt"
-    if use_cache and path.is_file():
+    if use_cache and not refresh and path.is_file():
         try:
             return WalkForwardResult.load(path, device=device), False
         except Exception:  # a corrupt or foreign file: train again and overwrite it

@@ -75,6 +75,25 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no progress output")
     run.add_argument("--no-cache", action="store_true",
                      help="retrain even when the forecast cache holds these inputs' results")
+    sweep = sub.add_parser(
+        "sweep", help="search strategy and model settings; rank, deflate, hold out",
+        description="Run (or resume) a parameter sweep: each distinct model config is trained "
+                    "once, every strategy point is backtested on its forecasts, trials are "
+                    "ranked on the in-sample span, and the best is reported with its Deflated "
+                    "Sharpe Ratio, the Probability of Backtest Overfitting and its hold-out "
+                    "result. Writes study.db (the Optuna ledger), results.csv and "
+                    "sweep_report.html; rerunning the command resumes.")
+    sweep.add_argument("--config", metavar="SWEEP.yaml", required=True, help="the sweep file")
+    sweep.add_argument("--out", metavar="DIR", required=True, help="the sweep folder")
+    sweep.add_argument("--workers", type=int, metavar="N", help="parallel workers (default: "
+                                                                  "the sweep file's, else 1)")
+    sweep.add_argument("--backend", choices=["local", "ray"],
+                       help="local processes (default) or a Ray cluster")
+    sweep.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
+    sweep.add_argument("--no-cache", action="store_true",
+                       help="retrain each model config once even if the cache holds it")
+    sweep.add_argument("--quiet", action="store_true", help="no progress output")
+    sweep.add_argument("--debug", action="store_true", help="show the full traceback on errors")
     check = sub.add_parser(
         "check", help="validate a config and its data without training",
         description="Load and validate the config and every data file, build the "
@@ -108,6 +127,29 @@ def _check(args: argparse.Namespace) -> int:
     for note in notes:
         print(f"note: {note}")
     print("config and data are valid.")
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from .sweep import load_sweep, sweep
+
+    config = load_sweep(args.config, workers=args.workers, backend=args.backend)
+    result = sweep(config, args.out, address=args.address, refresh=args.no_cache,
+                   progress=False if args.quiet else None)
+    best, dsr, pbo = result.best, result.dsr or {}, result.pbo or {}
+    failed = int((result.table["status"] == "FAIL").sum()) if len(result.table) else 0
+    print(f"{len(result.table)} trials ({failed} failed), {result.trainings} model "
+          f"training(s) this run; results: {Path(args.out) / 'results.csv'}")
+    if best:
+        objective = config.objective
+        holdout = (best["holdout"] or {}).get(objective)
+        print(f"best: trial {best['trial']} {best['params']}: in-sample {objective} "
+              f"{format_metric(objective, best['metrics'].get(objective))}, hold-out "
+              f"{format_metric(objective, holdout)}")
+        print(f"Deflated Sharpe Ratio {format_metric('dsr', dsr.get('dsr'))} over "
+              f"{dsr.get('n_trials')} trials; Probability of Backtest Overfitting "
+              f"{format_metric('pbo', pbo.get('pbo'))}")
+        print(f"report: {Path(args.out) / 'sweep_report.html'}")
     return 0
 
 
@@ -163,7 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
-            return _check(args) if args.command == "check" else _run(args)
+            return {"check": _check, "sweep": _sweep}.get(args.command, _run)(args)
     except BAD_INPUT as exc:
         if args.debug:
             raise

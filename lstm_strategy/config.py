@@ -7,6 +7,7 @@ the allowed set are errors that name the key and what is allowed.
 
 from __future__ import annotations
 
+import copy
 import datetime
 import re
 import types
@@ -358,6 +359,11 @@ def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] 
         return _build(ExperimentConfig, tree, "")
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}" if path is not None else str(exc)) from None
+
+
+def config_from_dict(tree: dict) -> ExperimentConfig:
+    """An experiment from plain data (what `ExperimentConfig.to_dict` gives), checked."""
+    return _build(ExperimentConfig, copy.deepcopy(tree), "")
 
 
 def dump_config(config: ExperimentConfig) -> str:

@@ -56,6 +56,15 @@ class ExperimentResult:
         return pd.DataFrame(rows).T
 
 
+def strategy_params(config: ExperimentConfig, calendar: pd.DatetimeIndex,
+                    trade_start: pd.Timestamp) -> dict:
+    """LSTMStrategy's params for a run: the configured rules, the neutral forecast, and the
+    bar spacing as known when trading starts (it scales vol-targeted positions)."""
+    center = 0.5 if config.model.head == "direction" else 0.0
+    return {**config.strategy.params(), "center": center,
+            "periods_per_year": infer_periods_per_year(calendar[calendar < trade_start])}
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and PyTorch so the same config gives the same numbers."""
     random.seed(seed)
@@ -153,10 +162,7 @@ def _run_experiment(config: ExperimentConfig, progress: bool | Callable[[str], N
                 f"training settings); --no-cache retrains")
     trade_start = max(r.first_forecast_date for r in results.values())
     center = 0.5 if config.model.head == "direction" else 0.0
-    history = next(iter(bars.values())).index
-    # the bar spacing as known when trading starts (it scales vol-targeted positions)
-    params = {**config.strategy.params(), "center": center,
-              "periods_per_year": infer_periods_per_year(history[history < trade_start])}
+    params = strategy_params(config, next(iter(bars.values())).index, trade_start)
     broker = config.broker
 
     say("backtests: LSTM strategy and baselines")

@@ -1,0 +1,169 @@
+"""sweep_report.html: the ranked trials, how much of the best is luck, and its hold-out.
+
+One self-contained page: the top trials, the Deflated Sharpe Ratio and the Probability
+of Backtest Overfitting, the chosen config's in-sample and hold-out results side by
+side, a heatmap of the objective over two swept keys, and the top configs' equity
+curves against buy & hold.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from typing import TYPE_CHECKING
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from ..backtest import BuyAndHold, backtest
+from .metrics import format_metric
+
+if TYPE_CHECKING:
+    from ..sweep.runner import SweepResult
+
+TOP = 5
+SHOWN = ("total_return", "cagr", "sharpe", "sortino", "max_drawdown", "n_trades", "exposure")
+
+
+def _png(fig: plt.Figure) -> str:
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    return f'<img alt="chart" src="data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}">'
+
+
+def _heatmap(result: SweepResult) -> str:
+    keys = [k for k in result.config.keys() if result.table[k].nunique() > 1][:2]
+    done = result.table[result.table["status"] == "COMPLETE"]
+    if len(keys) < 2 or done.empty:
+        return "<p>(a heatmap needs two swept keys with several values)</p>"
+    objective = result.config.objective
+    grid = done.pivot_table(index=keys[0], columns=keys[1], values=objective, aggfunc="mean")
+    fig, ax = plt.subplots(figsize=(7, 5))
+    image = ax.imshow(grid.to_numpy(dtype=float), cmap="viridis", aspect="auto", origin="lower")
+    ax.set_xticks(range(len(grid.columns)), [f"{v:g}" if isinstance(v, float) else str(v)
+                                             for v in grid.columns], rotation=45)
+    ax.set_yticks(range(len(grid.index)), [f"{v:g}" if isinstance(v, float) else str(v)
+                                           for v in grid.index])
+    ax.set_xlabel(keys[1])
+    ax.set_ylabel(keys[0])
+    ax.set_title(f"in-sample {objective} (mean over the other keys)")
+    fig.colorbar(image, ax=ax)
+    return _png(fig)
+
+
+def _equity_curves(result: SweepResult) -> str:
+    from ..config import config_from_dict
+    from ..sweep.tasks import _predictions, backtest_task, bars_for, train_task
+
+    done = result.table[result.table["status"] == "COMPLETE"].sort_values(
+        result.config.objective, ascending=result.config.direction == "minimize").head(TOP)
+    if done.empty:
+        return ""
+    fig, ax = plt.subplots(figsize=(12, 4.5))
+    first = None
+    for rank, row in enumerate(done.itertuples(), 1):
+        params = {k: done.loc[row.Index, k] for k in result.config.keys()}
+        experiment = result.config.experiment({k: v.item() if hasattr(v, "item") else v
+                                               for k, v in params.items()})
+        tree = experiment.to_dict()
+        keys = train_task(tree)["keys"]  # from the forecast cache (trained only if deleted)
+        outcome = backtest_task(tree, keys, result.config.holdout, keep_equity=True)
+        equity = outcome["equity"]
+        ax.plot(equity.index, equity / equity.iloc[0], lw=1.6 if rank == 1 else 0.9,
+                label=f"#{rank}: trial {row.trial}")
+        first = first or (experiment, outcome, keys)
+    experiment, outcome, keys = first
+    bars = bars_for(config_from_dict(experiment.to_dict()))
+    start = max(_predictions(k).first_valid_index() for k in keys.values())
+    hold = backtest(bars, BuyAndHold, broker=experiment.broker, trade_start=start)
+    ax.plot(hold.equity.index, hold.equity["value"] / hold.equity["value"].iloc[0], color="0.4",
+            lw=1.0, ls="--", label="buy & hold")
+    if outcome["holdout_start"] is not None:
+        ax.axvline(outcome["holdout_start"], color="r", lw=0.8, ls=":")
+        ax.text(outcome["holdout_start"], ax.get_ylim()[1], " hold-out", color="r",
+                va="top", fontsize=9)
+    ax.set_yscale("log")
+    ax.set_ylabel("growth of 1 (log scale)")
+    ax.set_title(f"Top {len(done)} configs by in-sample {result.config.objective} vs buy & hold")
+    ax.legend(loc="upper left", fontsize=9)
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+def _cell(column: str, value: object) -> str:
+    """Metrics as a person reads them; swept values and trial numbers as they are."""
+    if column in SHOWN:
+        return format_metric(column, value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return "–" if value is None or (isinstance(value, float) and value != value) else f"{value}"
+
+
+def _table(frame: pd.DataFrame) -> str:
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(str(c), v))}</td>"
+                                    for c, v in row.items()) + "</tr>"
+                   for _, row in frame.astype(object).iterrows())
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def write_sweep_report(result: SweepResult) -> None:
+    """Write sweep_report.html into the sweep folder."""
+    config, table = result.config, result.table
+    objective = config.objective
+    done = table[table["status"] == "COMPLETE"].sort_values(
+        objective, ascending=config.direction == "minimize")
+    columns = ["trial", *config.keys(), *[c for c in SHOWN if c in done]]
+    best = result.best or {}
+    side = pd.DataFrame({"in sample": best.get("metrics") or {},
+                         "hold-out": best.get("holdout") or {}}).reindex(list(SHOWN))
+    side_html = "".join(
+        f"<tr><th>{k}</th><td>{format_metric(k, v['in sample'])}</td>"
+        f"<td>{format_metric(k, v['hold-out'])}</td></tr>" for k, v in side.iterrows())
+    dsr, pbo = result.dsr or {}, result.pbo or {}
+    failed = table[table["status"] == "FAIL"]
+    page = f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>lstm-strategy sweep</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1250px; color: #222; }}
+table {{ border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.85em; }}
+th, td {{ border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: right; }}
+img {{ max-width: 100%; }}
+</style></head><body>
+<h1>Sweep: {len(table)} trials ({len(failed)} failed), ranked by in-sample {objective}</h1>
+<p>Search: {config.search}; swept keys: {html.escape(", ".join(config.keys()))}. The last
+{config.holdout:.0%} of the trading period (from {best.get("holdout_start")}) is a hold-out
+that the ranking never sees.</p>
+<h2>How much of the best is luck</h2>
+<p><b>Deflated Sharpe Ratio {format_metric("dsr", dsr.get("dsr"))}</b>: the probability that
+the best trial's true Sharpe ratio beats the best that {dsr.get("n_trials")} unskilled trials
+would reach by chance (expected best per-bar Sharpe
+{format_metric("x", dsr.get("expected_max_sharpe_per_bar"))} against its
+{format_metric("x", dsr.get("sharpe_per_bar"))}). Below 0.95 the result is not
+distinguishable from selection luck.<br>
+<b>Probability of Backtest Overfitting {format_metric("pbo", pbo.get("pbo"))}</b> over
+{pbo.get("n_splits")} combinatorial splits of the in-sample bars: how often the in-sample
+winner ranks below the median out of sample (0.5: the ranking carries no information).</p>
+<h2>The chosen config: in sample and on the hold-out</h2>
+<p>Trial {best.get("trial")}: {html.escape(json_params(best.get("params") or {}))}</p>
+<table><tr><th></th><th>in sample (ranked)</th><th>hold-out (never ranked)</th></tr>
+{side_html}</table>
+<h2>Top trials</h2>{_table(done[columns].head(20))}
+<h2>Equity of the top configs</h2>{_equity_curves(result)}
+<h2>Objective over two swept keys</h2>{_heatmap(result)}
+<h2>Failed trials</h2>{_table(failed[["trial", *config.keys(), "error"]]) if len(failed) else "<p>none</p>"}
+</body></html>
+"""
+    tmp = result.folder / "sweep_report.html.tmp"
+    tmp.write_text(page)
+    tmp.replace(result.folder / "sweep_report.html")
+
+
+def json_params(params: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in params.items())

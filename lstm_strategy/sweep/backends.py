@@ -1,0 +1,102 @@
+"""Where sweep tasks run: local worker processes (the default) or a Ray cluster.
+
+Both offer the same three calls, so the driver does not care which it has: `submit(fn,
+*args)` returns a handle, `wait(handles)` returns those that are done, `result(handle)`
+returns the task's value or raises its error. Every worker steps torch on one thread.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor
+from concurrent.futures import wait as wait_futures
+
+
+def _worker_init() -> None:
+    """One torch thread per worker process (see BENCHMARKS.md: threads)."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(1)
+
+
+class LocalBackend:
+    """`workers` processes on this machine; with one worker, tasks run in this process."""
+
+    name = "local"
+
+    def __init__(self, workers: int = 1) -> None:
+        self.workers = workers
+        self._pool = None
+        if workers > 1:
+            self._pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_init,
+                                             mp_context=multiprocessing.get_context("spawn"))
+
+    def submit(self, fn: Callable, *args: object) -> Future:
+        if self._pool is not None:
+            return self._pool.submit(fn, *args)
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args))
+        except Exception as exc:  # the task's own error, raised again by result()
+            future.set_exception(exc)
+        return future
+
+    def wait(self, handles: Sequence[Future]) -> list[Future]:
+        done, _ = wait_futures(list(handles), return_when=FIRST_COMPLETED)
+        return list(done)
+
+    def result(self, handle: Future) -> object:
+        return handle.result()
+
+    def close(self, cancel: bool = False) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=not cancel, cancel_futures=cancel)
+
+
+class RayBackend:
+    """Tasks on a Ray cluster (`address`), or on a local Ray started for this sweep."""
+
+    name = "ray"
+
+    def __init__(self, workers: int = 1, address: str | None = None) -> None:
+        try:
+            import ray
+        except ImportError as exc:  # an optional extra
+            from ..errors import ConfigError
+            raise ConfigError("backend=ray needs Ray: pip install 'lstm-strategy[ray]'.") from exc
+        self._ray = ray
+        self._started = not ray.is_initialized()
+        if self._started:
+            options = {"address": address} if address else {
+                "num_cpus": workers, "include_dashboard": False}
+            ray.init(**options, logging_level="ERROR", log_to_driver=False,
+                     runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})
+        self._remote: dict[Callable, object] = {}
+
+    def submit(self, fn: Callable, *args: object) -> object:
+        if fn not in self._remote:
+            self._remote[fn] = self._ray.remote(num_cpus=1)(fn)
+        return self._remote[fn].remote(*args)
+
+    def wait(self, handles: Sequence[object]) -> list[object]:
+        done, _ = self._ray.wait(list(handles), num_returns=1)
+        return done
+
+    def result(self, handle: object) -> object:
+        try:
+            return self._ray.get(handle)
+        except self._ray.exceptions.RayTaskError as exc:
+            cause = getattr(exc, "cause", None)
+            raise (cause if isinstance(cause, Exception) else RuntimeError(str(exc))) from None
+
+    def close(self, cancel: bool = False) -> None:
+        if self._started:
+            self._ray.shutdown()
+
+
+def make_backend(name: str, workers: int, address: str | None = None
+                 ) -> LocalBackend | RayBackend:
+    return RayBackend(workers, address) if name == "ray" else LocalBackend(workers)

@@ -1,0 +1,367 @@
+"""The sweep driver: an Optuna study in SQLite as the ledger, tasks on a backend.
+
+The driver alone writes the ledger (ask and tell); workers only compute. Each distinct
+model-side config is trained once (its forecasts go to the forecast cache) and every
+strategy point on it is a separate backtest task. Rerunning the same command resumes:
+finished trials are kept, trials that were running when the driver died are run again
+(not duplicated), and a trial that raises is recorded FAILED with its error while the
+others go on. Ranking uses the in-sample span only; the hold-out span is reported apart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import ConfigError
+from ..evaluation.stats import (
+    deflated_sharpe_ratio,
+    probability_of_backtest_overfitting,
+    sharpe_per_bar,
+)
+from .backends import make_backend
+from .space import SweepConfig, load_sweep
+from .tasks import backtest_task, returns_matrix, train_task
+
+STUDY = "sweep"
+
+
+@dataclass
+class SweepResult:
+    """A sweep's outcome: every trial, the chosen one, and how much of it may be luck."""
+
+    folder: Path
+    config: SweepConfig
+    table: pd.DataFrame  # one row per finished trial (results.csv)
+    best: dict | None  # trial, params, in-sample metrics, hold-out metrics
+    dsr: dict | None  # Deflated Sharpe Ratio of the best trial
+    pbo: dict | None  # Probability of Backtest Overfitting over all trials
+    trainings: int  # model configs trained (not found in the cache) by this call
+    returns: pd.DataFrame | None = None  # in-sample per-bar returns, a column per trial
+
+
+class _Lock:
+    """One driver per sweep folder; a lock left by a dead driver is taken over."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __enter__(self) -> _Lock:
+        if self.path.exists():
+            try:
+                pid = int(self.path.read_text().strip() or 0)
+            except ValueError:
+                pid = 0
+            if pid and pid != os.getpid() and _alive(pid):
+                raise ConfigError(f"{self.path.parent}: another sweep (pid {pid}) is running "
+                                  f"in this folder; wait for it or choose another --out.")
+        self.path.write_text(str(os.getpid()))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class _Progress:
+    """Trials done, failed, best so far and ETA: a bar on a terminal, lines elsewhere."""
+
+    def __init__(self, total: int, done: int, objective: str, progress: object) -> None:
+        self.total, self.objective, self.started, self.first = total, objective, time.time(), done
+        self.say = progress if callable(progress) else None
+        self.bar = None
+        if progress is True or (progress is None and sys.stderr.isatty()):
+            from tqdm.auto import tqdm
+            self.bar = tqdm(total=total, initial=done, desc="sweep", unit="trial")
+        elif progress is None:
+            self.say = lambda line: print(line, file=sys.stderr, flush=True)
+
+    def update(self, done: int, failed: int, best: tuple[int, float] | None) -> None:
+        best_text = f"best {self.objective} {best[1]:.3f} (trial {best[0]})" if best else "no best yet"
+        if self.bar is not None:
+            self.bar.update(done - self.bar.n)
+            self.bar.set_postfix_str(f"{failed} failed, {best_text}")
+        if self.say is not None:
+            elapsed = time.time() - self.started
+            rate = elapsed / max(done - self.first, 1)
+            self.say(f"sweep: {done}/{self.total} trials done, {failed} failed, {best_text}; "
+                     f"{elapsed:.0f}s elapsed, ETA {rate * (self.total - done):.0f}s")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _clean(value: object) -> object:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, np.generic):
+        return _clean(value.item())
+    if isinstance(value, pd.Timestamp):
+        return str(value)
+    return value
+
+
+def _open_study(config: SweepConfig, folder: Path) -> tuple[object, object, int]:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = optuna.storages.RDBStorage(f"sqlite:///{folder / 'study.db'}")
+    sampler = (optuna.samplers.TPESampler(seed=config.seed) if config.search == "tpe"
+               else optuna.samplers.RandomSampler(seed=config.seed))
+    study = optuna.create_study(storage=storage, study_name=STUDY, sampler=sampler,
+                                direction=config.direction, load_if_exists=True)
+    fingerprint = study.user_attrs.get("fingerprint")
+    if fingerprint is not None and fingerprint != config.fingerprint():
+        raise ConfigError(f"{folder} holds another sweep (different base, keys or search); "
+                          f"choose another --out to start a new one.")
+    study.set_user_attr("fingerprint", config.fingerprint())
+    study_id = storage.get_study_id_from_name(STUDY)
+    # trials that were running when a driver died: run them again, once
+    for trial in study.get_trials(deepcopy=False):
+        if trial.state == optuna.trial.TrialState.RUNNING:
+            storage.set_trial_state_values(
+                storage.get_trial_id_from_study_id_trial_number(study_id, trial.number),
+                optuna.trial.TrialState.WAITING)
+    plan = config.plan()
+    if plan is not None and not study.user_attrs.get("planned"):
+        for point in plan:
+            study.enqueue_trial(point, skip_if_exists=True)
+        study.set_user_attr("planned", True)
+    budget = len(study.get_trials(deepcopy=False)) if plan is not None else config.budget()
+    return study, storage, budget
+
+
+def _finished(study: object) -> list:
+    import optuna
+
+    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL)
+    return [t for t in study.get_trials(deepcopy=False) if t.state in states]
+
+
+def _save_returns(folder: Path, number: int, returns: pd.Series) -> None:
+    path = folder / "returns" / f"trial_{number}.csv"
+    path.parent.mkdir(exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    returns.rename("return").to_csv(tmp, index_label="date")
+    tmp.replace(path)
+
+
+def _load_returns(folder: Path, numbers: list[int]) -> dict[int, pd.Series]:
+    out = {}
+    for number in numbers:
+        path = folder / "returns" / f"trial_{number}.csv"
+        if path.is_file():
+            out[number] = pd.read_csv(path, index_col="date", parse_dates=True)["return"]
+    return out
+
+
+def sweep(config: SweepConfig | str | Path, out: str | Path, *, workers: int | None = None,
+          backend: str | None = None, address: str | None = None, refresh: bool = False,
+          progress: object = None, report: bool = True) -> SweepResult:
+    """Run (or resume) a sweep into the folder `out`; see the module docstring.
+
+    `workers` and `backend` override the sweep file's; `refresh` retrains every model
+    config once even when the forecast cache holds it; `progress` as in `walk_forward`.
+    """
+
+    if not isinstance(config, SweepConfig):
+        config = load_sweep(config)
+    config = dataclasses.replace(config, workers=workers or config.workers,
+                                 backend=backend or config.backend)
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    with _Lock(folder / "sweep.lock"):
+        study, storage, budget = _open_study(config, folder)
+        trainings = _run_trials(config, study, storage, budget, folder, address, refresh,
+                                progress)
+        return _summarise(config, study, folder, trainings, report)
+
+
+def _run_trials(config: SweepConfig, study: object, storage: object, budget: int,
+                folder: Path, address: str | None, refresh: bool, progress: object) -> int:
+    import optuna
+
+    distributions = config.distributions()
+    finished = _finished(study)
+    meter = _Progress(budget, len(finished), config.objective, progress)
+    sign = 1 if config.direction == "maximize" else -1
+    best = max(((t.number, t.value) for t in finished if t.value is not None),
+               key=lambda p: sign * p[1], default=None)
+    failed = sum(t.state == optuna.trial.TrialState.FAIL for t in finished)
+    done = len(finished)
+    if done >= budget:
+        meter.close()
+        return 0
+    runner = make_backend(config.backend, config.workers, address)
+    trained_keys: dict[str, dict] = {}  # model key -> forecast cache keys by ticker
+    waiting: dict[str, list] = {}  # model key -> trials waiting for its forecasts
+    handles: dict[object, tuple] = {}
+    asked: dict[int, object] = {}
+    trainings = 0
+    planned = config.plan() is not None
+    study_id = storage.get_study_id_from_name(STUDY)
+
+    def tell(trial: object, state: object, value: float | None = None) -> None:
+        nonlocal done, failed, best
+        study.tell(trial, value if state == optuna.trial.TrialState.COMPLETE else None,
+                   state=state)
+        asked.pop(trial.number, None)
+        done += 1
+        if state == optuna.trial.TrialState.FAIL:
+            failed += 1
+        elif best is None or sign * value > sign * best[1]:
+            best = (trial.number, value)
+        meter.update(done, failed, best)
+
+    def fail(trial: object, error: str) -> None:
+        trial.set_user_attr("error", error[-2000:])
+        tell(trial, optuna.trial.TrialState.FAIL)
+
+    def submit_backtest(trial: object, tree: dict, keys: dict) -> None:
+        handle = runner.submit(backtest_task, tree, keys, config.holdout)
+        handles[handle] = ("backtest", trial, tree)
+
+    try:
+        while done < budget:
+            room = budget - done - len(asked)
+            wave = room if planned else min(room, config.workers - len(asked))
+            for _ in range(max(0, wave)):
+                trial = study.ask(distributions)
+                asked[trial.number] = trial
+                params = {k: trial.params[k] for k in config.keys()}
+                try:
+                    experiment = config.experiment(params)
+                except (ConfigError, ValueError) as exc:
+                    fail(trial, f"invalid config: {exc}")
+                    continue
+                tree = experiment.to_dict()
+                key = config.model_key(experiment)
+                trial.set_user_attr("model_key", key)
+                trial.set_user_attr("seed", experiment.train.seed)
+                trial.set_user_attr("engine", "backtrader")
+                if key in trained_keys:
+                    submit_backtest(trial, tree, trained_keys[key])
+                else:
+                    if key not in waiting:
+                        waiting[key] = []
+                        handles[runner.submit(train_task, tree, refresh)] = ("train", key, None)
+                    waiting[key].append((trial, tree))
+            if not handles:
+                break
+            for handle in runner.wait(list(handles)):
+                kind, subject, tree = handles.pop(handle)
+                if kind == "train":
+                    try:
+                        outcome = runner.result(handle)
+                    except Exception as exc:
+                        for trial, _ in waiting.pop(subject):
+                            fail(trial, f"training failed: {type(exc).__name__}: {exc}")
+                        continue
+                    trainings += outcome["trained"]
+                    trained_keys[subject] = outcome["keys"]
+                    for trial, trial_tree in waiting.pop(subject):
+                        submit_backtest(trial, trial_tree, outcome["keys"])
+                    continue
+                trial = subject
+                try:
+                    outcome = runner.result(handle)
+                except Exception as exc:
+                    fail(trial, f"{type(exc).__name__}: {exc}")
+                    continue
+                metrics = {k: _clean(v) for k, v in outcome["metrics"].items()}
+                trial.set_user_attr("metrics", metrics)
+                trial.set_user_attr("holdout", None if outcome["holdout"] is None else
+                                    {k: _clean(v) for k, v in outcome["holdout"].items()})
+                trial.set_user_attr("seconds", round(outcome["seconds"], 3))
+                trial.set_user_attr("holdout_start", _clean(outcome["holdout_start"]))
+                _save_returns(folder, trial.number, outcome["returns"])
+                value = metrics.get(config.objective)
+                if value is None:
+                    fail(trial, f"{config.objective} is undefined for this trial (no "
+                                f"position, or no variation in equity)")
+                else:
+                    tell(trial, optuna.trial.TrialState.COMPLETE, float(value))
+    except BaseException:
+        # asked but unfinished trials go back to the queue: a rerun runs them once
+        for number in list(asked):
+            storage.set_trial_state_values(
+                storage.get_trial_id_from_study_id_trial_number(study_id, number),
+                optuna.trial.TrialState.WAITING)
+        runner.close(cancel=True)
+        meter.close()
+        raise
+    runner.close()
+    meter.close()
+    return trainings
+
+
+def _summarise(config: SweepConfig, study: object, folder: Path, trainings: int,
+               report: bool) -> SweepResult:
+    rows = []
+    keys = config.keys()
+    for trial in sorted(_finished(study), key=lambda t: t.number):
+        attrs = trial.user_attrs
+        row = {"trial": trial.number, "status": trial.state.name}
+        row.update({k: trial.params.get(k) for k in keys})
+        row.update(attrs.get("metrics") or {})
+        row.update({f"holdout_{k}": v for k, v in (attrs.get("holdout") or {}).items()})
+        row.update({"error": attrs.get("error"), "engine": attrs.get("engine"),
+                    "seed": attrs.get("seed"), "seconds": attrs.get("seconds"),
+                    "model_key": attrs.get("model_key")})
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    tmp = folder / "results.csv.tmp"
+    table.to_csv(tmp, index=False)
+    tmp.replace(folder / "results.csv")
+    complete = table[table["status"] == "COMPLETE"] if len(table) else table
+    best = dsr = pbo = None
+    matrix = None
+    if len(complete):
+        ranked = complete.sort_values(config.objective,
+                                      ascending=config.direction == "minimize")
+        top = ranked.iloc[0]
+        number = int(top["trial"])
+        trial = study.get_trials(deepcopy=False)[number]
+        best = {"trial": number, "params": {k: _clean(top[k]) for k in keys},
+                "metrics": trial.user_attrs.get("metrics"),
+                "holdout": trial.user_attrs.get("holdout"),
+                "holdout_start": trial.user_attrs.get("holdout_start")}
+        returns = _load_returns(folder, [int(n) for n in complete["trial"]])
+        if number in returns:
+            sharpes = [sharpe_per_bar(r.to_numpy()) for r in returns.values()]
+            dsr = {k: _clean(v) for k, v in deflated_sharpe_ratio(
+                returns[number].to_numpy(), np.asarray(sharpes)).items()}
+        if len(returns) >= 2:
+            matrix = returns_matrix(returns)
+            result = probability_of_backtest_overfitting(matrix.to_numpy())
+            pbo = {"pbo": _clean(result["pbo"]), "n_splits": result["n_splits"],
+                   "n_trials": matrix.shape[1], "n_bars": matrix.shape[0]}
+    summary = {"best": best, "dsr": dsr, "pbo": pbo, "n_trials": len(table),
+               "n_failed": int((table["status"] == "FAIL").sum()) if len(table) else 0,
+               "objective": config.objective, "direction": config.direction,
+               "holdout": config.holdout}
+    (folder / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    result = SweepResult(folder, config, table, best, dsr, pbo, trainings, matrix)
+    if report and best is not None:
+        from ..evaluation.sweep_report import write_sweep_report
+        write_sweep_report(result)
+    return result

@@ -1,0 +1,141 @@
+"""The two kinds of work a sweep hands to its workers (processes or Ray tasks).
+
+`train_task` computes (or finds in the forecast cache) the walk-forward forecasts of one
+model-side config; `backtest_task` trades one strategy point on cached forecasts and
+scores it on the in-sample span and, apart, on the hold-out span. Both take plain data
+and return plain data, run with one torch thread, and work the same in any process.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+import warnings
+
+import pandas as pd
+
+from ..backtest import LSTMStrategy, backtest
+from ..cache import cache_dir, cached_walk_forward, forecast_key
+from ..config import ExperimentConfig, config_from_dict, resolve_path
+from ..data import gap_after, load_many, ticker_from_path
+from ..evaluation.metrics import infer_periods_per_year, strategy_metrics
+from ..experiment import load_experiment_data, seed_everything, strategy_params
+from ..features import make_target
+from ..forecaster import torch_threads
+from ..training import WalkForwardResult
+
+
+def train_task(config_tree: dict, refresh: bool = False) -> dict:
+    """Forecasts of one model-side config, by ticker: their cache keys, and how many trained.
+
+    They go to the forecast cache, where the backtest tasks read them; `refresh` retrains
+    even when the cache holds them.
+    """
+    started = time.perf_counter()
+    config = config_from_dict(config_tree)
+    with torch_threads(1), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        seed_everything(config.train.seed)
+        bars, features, _ = load_experiment_data(config)
+        keys, trained = {}, 0
+        for ticker, frame in bars.items():
+            target = make_target(frame["Close"], config.train.horizon)
+            _, fresh = cached_walk_forward(features[ticker], target, config.model,
+                                           config.train, device=config.device,
+                                           refresh=refresh, progress=False)
+            trained += fresh
+            keys[ticker] = forecast_key(features[ticker], target, config.model, config.train,
+                                        config.device)
+    return {"keys": keys, "trained": trained, "seconds": time.perf_counter() - started}
+
+
+@functools.lru_cache(maxsize=8)
+def _bars(paths: tuple[str, ...], align: str, start: str | None, end: str | None,
+          date_format: str | None, dayfirst: bool | None, tz: str | None
+          ) -> dict[str, pd.DataFrame]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        bars = load_many({ticker_from_path(p): resolve_path(p) for p in paths}, align=align,
+                         date_format=date_format, dayfirst=dayfirst, tz=tz)
+    return {t: f.loc[start:end] for t, f in bars.items()}
+
+
+@functools.lru_cache(maxsize=32)
+def _predictions(key: str) -> pd.Series:
+    return WalkForwardResult.load(cache_dir() / f"{key}.pt").predictions
+
+
+def bars_for(config: ExperimentConfig) -> dict[str, pd.DataFrame]:
+    """The experiment's bars, loaded once per process."""
+    d = config.data
+    return _bars(tuple(d.paths), d.align, d.start, d.end, d.date_format, d.dayfirst, d.tz)
+
+
+def holdout_start(calendar: pd.DatetimeIndex, trade_start: pd.Timestamp, share: float
+                  ) -> pd.Timestamp | None:
+    """First bar of the hold-out: the last `share` of the bars from `trade_start` on."""
+    trading = calendar[calendar >= trade_start]
+    if share <= 0 or len(trading) < 4:
+        return None
+    return trading[round(len(trading) * (1 - share))]
+
+
+def backtest_task(config_tree: dict, keys: dict[str, str], holdout: float,
+                  keep_equity: bool = False) -> dict:
+    """Trade one strategy point on cached forecasts; metrics in sample and on the hold-out.
+
+    The in-sample metrics (what a sweep ranks by) use only bars before the hold-out
+    starts; nothing after it reaches them. Returns the in-sample per-bar returns too
+    (for the Probability of Backtest Overfitting).
+    """
+    started = time.perf_counter()
+    config = config_from_dict(config_tree)
+    bars = bars_for(config)
+    forecasts = {t: _predictions(keys[t]).reindex(bars[t].index) for t in bars}
+    trade_start = max(p.first_valid_index() for p in forecasts.values())
+    calendar = next(iter(bars.values())).index
+    params = strategy_params(config, calendar, trade_start)
+    with torch_threads(1):
+        run = backtest(bars, LSTMStrategy, broker=config.broker, trade_start=trade_start,
+                       name="lstm", record=False,
+                       extra={t: f.rename("forecast").to_frame() for t, f in forecasts.items()},
+                       **params)
+    split = holdout_start(calendar, trade_start, holdout)
+    equity = run.equity
+    ppy = infer_periods_per_year(calendar)
+    gaps = calendar[gap_after(calendar)]
+
+    def score(part: pd.DataFrame, fills: pd.DataFrame, trades: pd.DataFrame) -> dict:
+        return strategy_metrics(part["value"], trades=trades, fills=fills,
+                                exposure=part["gross_exposure"], periods_per_year=ppy,
+                                gaps=gaps)
+
+    if split is None:
+        inside, outside = equity, None
+        fills_in, trades_in = run.fills, run.trades
+    else:
+        inside = equity[equity.index < split]
+        outside = equity[equity.index >= inside.index[-1]]
+        fills_in = run.fills[run.fills["date"] < split]
+        # trades closed before the hold-out: a trade still open then depends on later prices
+        trades_in = run.trades[(run.trades["status"] == "closed")
+                               & (run.trades["exit_date"] < split)]
+    result = {
+        "metrics": score(inside, fills_in, trades_in),
+        "holdout": None if outside is None else score(
+            outside, run.fills[run.fills["date"] >= split],
+            run.trades[run.trades["entry_date"] >= split]),
+        "returns": inside["value"].pct_change().dropna(),
+        "trade_start": trade_start, "holdout_start": split,
+        "seconds": time.perf_counter() - started,
+    }
+    if keep_equity:
+        result["equity"] = equity["value"]
+    return result
+
+
+def returns_matrix(returns: dict[int, pd.Series]) -> pd.DataFrame:
+    """Per-bar in-sample returns of many trials on their common bars (for PBO)."""
+    frame = pd.concat(returns, axis=1, join="inner")
+    return frame.dropna()
+

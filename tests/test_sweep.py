@@ -1,0 +1,217 @@
+"""Sweeps: train once per model config, resume after a SIGKILL, record failures, the same
+table on Ray, honest selection statistics, and a hold-out that ranking never sees."""
+
+from __future__ import annotations
+
+import math
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from statistics import NormalDist
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lstm_strategy import ConfigError, load_ohlcv
+from lstm_strategy.evaluation.stats import (
+    EULER_GAMMA,
+    deflated_sharpe_ratio,
+    expected_max_sharpe,
+    probability_of_backtest_overfitting,
+    sharpe_per_bar,
+)
+from lstm_strategy.sweep import load_sweep, sweep
+
+from .conftest import ROOT
+
+TINY = """\
+base: default
+set:
+  data.paths: [{data}]
+  data.start: 2008-01-01
+  data.end: 2011-12-31
+  model.hidden_size: 8
+  model.num_layers: 1
+  train.epochs: 2
+  train.min_train_bars: 300
+  train.step: 100
+  train.context_bars: 60
+  train.bptt: 32
+  train.burn_in: 5
+  train.batch_streams: 4
+vary:
+  train.seed: [0, 1]
+  strategy.entry_threshold: [0.0, 0.001, 0.002]
+  strategy.min_hold_bars: [0, 5]
+search: grid
+"""
+COMPARED = ["trial", "status", "train.seed", "strategy.entry_threshold",
+            "strategy.min_hold_bars", "total_return", "sharpe", "max_drawdown", "n_trades",
+            "holdout_sharpe", "model_key"]
+
+
+def sweep_file(folder: Path, data: Path | str = ROOT / "data" / "AAPL.csv", **extra: str
+               ) -> Path:
+    text = TINY.format(data=data)
+    for key, value in extra.items():
+        text += f"{key}: {value}\n"
+    path = folder / "sweep.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory: pytest.TempPathFactory) -> object:
+    folder = tmp_path_factory.mktemp("sweep")
+    return sweep(sweep_file(folder), folder / "out", progress=False)
+
+
+def test_each_model_config_is_trained_once_and_never_again(plain: object,
+                                                           tmp_path: Path) -> None:
+    table = plain.table
+    assert len(table) == 12 and (table["status"] == "COMPLETE").all()
+    assert table["model_key"].nunique() == 2  # two seeds: two model configs
+    assert plain.trainings in (0, 2)  # 0 when the session's cache already held them
+    again = sweep(plain.config, plain.folder, progress=False)  # resume a finished sweep
+    assert again.trainings == 0 and len(again.table) == 12
+    fresh = sweep(plain.config, tmp_path / "fresh", progress=False)  # a new folder, same inputs
+    assert fresh.trainings == 0
+    pd.testing.assert_frame_equal(fresh.table[COMPARED], plain.table[COMPARED])
+    for name in ("results.csv", "study.db", "sweep_report.html", "summary.json"):
+        assert (plain.folder / name).exists()
+
+
+def test_a_sigkilled_sweep_resumes_with_every_trial_exactly_once(plain: object,
+                                                                 tmp_path: Path) -> None:
+    config = sweep_file(tmp_path)
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "lstm_strategy", "sweep", "--config",
+                             str(config), "--out", str(out), "--quiet"], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    done = 0
+    while done < 4 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+        if (out / "study.db").exists():
+            try:
+                with sqlite3.connect(out / "study.db") as db:
+                    done = db.execute("select count(*) from trials where state = 'COMPLETE'"
+                                      ).fetchone()[0]
+            except sqlite3.Error:
+                pass
+    assert proc.poll() is None, "the sweep ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)  # no clean-up at all
+    proc.wait()
+    with sqlite3.connect(out / "study.db") as db:
+        finished = db.execute("select count(*) from trials where state = 'COMPLETE'").fetchone()[0]
+    assert 4 <= finished < 12
+    resumed = sweep(load_sweep(config), out, progress=False)
+    assert sorted(resumed.table["trial"]) == list(range(12))  # each trial once
+    assert (resumed.table["status"] == "COMPLETE").all()
+    pd.testing.assert_frame_equal(resumed.table[COMPARED], plain.table[COMPARED])
+
+
+def test_a_trial_that_raises_is_recorded_and_the_others_finish(tmp_path: Path) -> None:
+    path = sweep_file(tmp_path)
+    path.write_text(path.read_text().replace(
+        "  strategy.min_hold_bars: [0, 5]\n", "  strategy.exit_threshold: [0.0, 0.0015]\n"))
+    result = sweep(path, tmp_path / "out", progress=False)
+    failed = result.table[result.table["status"] == "FAIL"]
+    # exit above entry is refused by the rules: two seeds x entry 0 and 0.001
+    assert len(failed) == 4 and len(result.table) == 12
+    assert failed["error"].str.contains("exit_threshold=0.0015 must be <=").all()
+    assert (result.table["status"] == "COMPLETE").sum() == 8
+    assert result.best is not None
+
+
+def test_local_and_ray_backends_give_the_same_table(plain: object, tmp_path: Path) -> None:
+    pytest.importorskip("ray")
+    on_ray = sweep(plain.config, tmp_path / "ray", backend="ray", workers=2, progress=False)
+    pd.testing.assert_frame_equal(on_ray.table[COMPARED], plain.table[COMPARED])
+    two = sweep(plain.config, tmp_path / "two", workers=2, progress=False)
+    pd.testing.assert_frame_equal(two.table[COMPARED], plain.table[COMPARED])
+
+
+def test_the_hold_out_never_influences_the_ranking(plain: object, tmp_path: Path) -> None:
+    split = pd.Timestamp(plain.best["holdout_start"])
+    bars = load_ohlcv(ROOT / "data" / "AAPL.csv")
+    rng = np.random.default_rng(5)
+    after = bars.index >= split
+    scale = np.exp(np.cumsum(rng.normal(0, 0.02, after.sum())))
+    changed = bars.copy()
+    for column in ("Open", "High", "Low", "Close"):
+        changed.loc[after, column] *= scale
+    path = tmp_path / "AAPL.csv"
+    changed.to_csv(path, index_label="Date")
+    other = sweep(sweep_file(tmp_path, data=path), tmp_path / "out", progress=False)
+    inside = ["trial", "total_return", "sharpe", "max_drawdown", "n_trades", "exposure"]
+    pd.testing.assert_frame_equal(other.table[inside], plain.table[inside])
+    assert other.best["trial"] == plain.best["trial"]
+    assert other.best["metrics"] == plain.best["metrics"]
+    assert not np.allclose(other.table["holdout_sharpe"], plain.table["holdout_sharpe"])
+
+
+def test_sweep_file_errors_name_the_key(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("vary:\n  strategy.entry_treshold: [0, 1]\n")
+    with pytest.raises(ConfigError, match=r"unknown key strategy\.entry_treshold"):
+        load_sweep(path)
+    path.write_text("vary:\n  strategy.entry_threshold: [0, 1]\nsearch: tpe\n")
+    with pytest.raises(ConfigError, match="needs a budget"):
+        load_sweep(path)
+
+
+def test_tpe_search_fills_its_budget(plain: object, tmp_path: Path) -> None:
+    path = sweep_file(tmp_path)
+    path.write_text(path.read_text().replace("search: grid\n", "search: tpe\ntrials: 6\n")
+                    .replace("  strategy.entry_threshold: [0.0, 0.001, 0.002]\n",
+                             "  strategy.entry_threshold: {low: 0.0, high: 0.002}\n"))
+    result = sweep(path, tmp_path / "out", progress=False)
+    assert len(result.table) == 6 and (result.table["status"] == "COMPLETE").all()
+    assert result.table["strategy.entry_threshold"].between(0.0, 0.002).all()
+
+
+# -- the statistics, against the papers' formulas ---------------------------------------
+
+def test_deflated_sharpe_ratio_by_hand() -> None:
+    """Bailey and Lopez de Prado (2014), eqs. 1-2, worked by hand on a fixed series."""
+    rng = np.random.default_rng(11)
+    returns = rng.normal(0.001, 0.01, 1000)
+    sharpes = np.array([0.02, 0.05, 0.08, 0.11, sharpe_per_bar(returns)])
+    normal = NormalDist()
+    n, variance = len(sharpes), sharpes.var(ddof=1)
+    sr0 = math.sqrt(variance) * ((1 - EULER_GAMMA) * normal.inv_cdf(1 - 1 / n)
+                                 + EULER_GAMMA * normal.inv_cdf(1 - 1 / (n * math.e)))
+    sr = returns.mean() / returns.std(ddof=1)
+    z = (returns - returns.mean()) / returns.std()
+    skew, kurt = (z ** 3).mean(), (z ** 4).mean()
+    expected = normal.cdf((sr - sr0) * math.sqrt(len(returns) - 1)
+                          / math.sqrt(1 - skew * sr + (kurt - 1) / 4 * sr ** 2))
+    got = deflated_sharpe_ratio(returns, sharpes)
+    assert got["expected_max_sharpe_per_bar"] == pytest.approx(sr0, rel=1e-12)
+    assert got["dsr"] == pytest.approx(expected, rel=1e-12)
+    # a hand-checked number: 100 trials of unit Sharpe variance expect a best of ~2.5
+    assert expected_max_sharpe(100, 1.0) == pytest.approx(2.5306, abs=1e-4)
+
+
+def test_more_trials_deflate_more() -> None:
+    rng = np.random.default_rng(3)
+    best = rng.normal(0.0008, 0.01, 1500)
+    others = rng.normal(0.0, 0.03, 1000)
+    dsr = [deflated_sharpe_ratio(best, others[:n])["dsr"] for n in (10, 100, 1000)]
+    assert dsr[0] > dsr[1] > dsr[2]
+
+
+def test_pbo_is_near_a_half_for_noise_and_near_zero_for_a_dominant_strategy() -> None:
+    noise = [probability_of_backtest_overfitting(
+        np.random.default_rng(seed).normal(0, 0.01, (1000, 20)), n_blocks=10)["pbo"]
+        for seed in range(16)]
+    assert abs(np.mean(noise) - 0.5) < 0.1
+    rng = np.random.default_rng(0)
+    matrix = rng.normal(0, 0.01, (1000, 20))
+    matrix[:, 4] += 0.004  # one strategy truly dominates
+    assert probability_of_backtest_overfitting(matrix, n_blocks=10)["pbo"] < 0.05
