@@ -255,9 +255,8 @@ def _run_trials(config: SweepConfig, study: object, storage: object, budget: int
                     continue
                 tree = experiment.to_dict()
                 key = config.model_key(experiment)
-                trial.set_user_attr("model_key", key)
-                trial.set_user_attr("seed", experiment.train.seed)
-                trial.set_user_attr("engine", "backtrader")
+                trial.set_user_attr("trial", {"model_key": key, "seed": experiment.train.seed,
+                                              "engine": "backtrader"})
                 if key in trained_keys:
                     submit_backtest(trial, tree, trained_keys[key])
                 else:
@@ -288,11 +287,11 @@ def _run_trials(config: SweepConfig, study: object, storage: object, budget: int
                     fail(trial, f"{type(exc).__name__}: {exc}")
                     continue
                 metrics = {k: _clean(v) for k, v in outcome["metrics"].items()}
-                trial.set_user_attr("metrics", metrics)
-                trial.set_user_attr("holdout", None if outcome["holdout"] is None else
-                                    {k: _clean(v) for k, v in outcome["holdout"].items()})
-                trial.set_user_attr("seconds", round(outcome["seconds"], 3))
-                trial.set_user_attr("holdout_start", _clean(outcome["holdout_start"]))
+                trial.set_user_attr("outcome", {
+                    "metrics": metrics, "seconds": round(outcome["seconds"], 3),
+                    "holdout": None if outcome["holdout"] is None else
+                    {k: _clean(v) for k, v in outcome["holdout"].items()},
+                    "holdout_start": _clean(outcome["holdout_start"])})
                 _save_returns(folder, trial.number, outcome["returns"])
                 value = metrics.get(config.objective)
                 if value is None:
@@ -319,7 +318,8 @@ def _summarise(config: SweepConfig, study: object, folder: Path, trainings: int,
     rows = []
     keys = config.keys()
     for trial in sorted(_finished(study), key=lambda t: t.number):
-        attrs = trial.user_attrs
+        attrs = {**trial.user_attrs.get("trial", {}), **trial.user_attrs.get("outcome", {}),
+                 "error": trial.user_attrs.get("error")}
         row = {"trial": trial.number, "status": trial.state.name}
         row.update({k: trial.params.get(k) for k in keys})
         row.update(attrs.get("metrics") or {})
@@ -340,11 +340,10 @@ def _summarise(config: SweepConfig, study: object, folder: Path, trainings: int,
                                       ascending=config.direction == "minimize")
         top = ranked.iloc[0]
         number = int(top["trial"])
-        trial = study.get_trials(deepcopy=False)[number]
+        outcome = study.get_trials(deepcopy=False)[number].user_attrs.get("outcome", {})
         best = {"trial": number, "params": {k: _clean(top[k]) for k in keys},
-                "metrics": trial.user_attrs.get("metrics"),
-                "holdout": trial.user_attrs.get("holdout"),
-                "holdout_start": trial.user_attrs.get("holdout_start")}
+                "metrics": outcome.get("metrics"), "holdout": outcome.get("holdout"),
+                "holdout_start": outcome.get("holdout_start")}
         returns = _load_returns(folder, [int(n) for n in complete["trial"]])
         if number in returns:
             sharpes = [sharpe_per_bar(r.to_numpy()) for r in returns.values()]

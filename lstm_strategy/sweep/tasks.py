@@ -97,7 +97,7 @@ def backtest_task(config_tree: dict, keys: dict[str, str], holdout: float,
     params = strategy_params(config, calendar, trade_start)
     with torch_threads(1):
         run = backtest(bars, LSTMStrategy, broker=config.broker, trade_start=trade_start,
-                       name="lstm", record=False,
+                       name="lstm", record=False, cross_check=False,
                        extra={t: f.rename("forecast").to_frame() for t, f in forecasts.items()},
                        **params)
     split = holdout_start(calendar, trade_start, holdout)
