@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor
 from concurrent.futures import wait as wait_futures
@@ -22,6 +23,16 @@ def _worker_init() -> None:
     torch.set_num_threads(1)
 
 
+def _start_method() -> str:
+    """fork where it is safe (Linux, no CUDA in this process): workers start at once with
+    the imports done; spawn elsewhere (a forked CUDA context breaks, and macOS forbids)."""
+    import torch
+
+    if sys.platform.startswith("linux") and not torch.cuda.is_initialized():
+        return "fork"
+    return "spawn"
+
+
 class LocalBackend:
     """`workers` processes on this machine; with one worker, tasks run in this process."""
 
@@ -32,7 +43,8 @@ class LocalBackend:
         self._pool = None
         if workers > 1:
             self._pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_init,
-                                             mp_context=multiprocessing.get_context("spawn"))
+                                             mp_context=multiprocessing.get_context(
+                                                 _start_method()))
 
     def submit(self, fn: Callable, *args: object) -> Future:
         if self._pool is not None:

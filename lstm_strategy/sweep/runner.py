@@ -191,9 +191,11 @@ def sweep(config: SweepConfig | str | Path, out: str | Path, *, workers: int | N
     folder.mkdir(parents=True, exist_ok=True)
     with _Lock(folder / "sweep.lock"):
         study, storage, budget = _open_study(config, folder)
+        before = len(_finished(study))
         trainings = _run_trials(config, study, storage, budget, folder, address, refresh,
                                 progress)
-        return _summarise(config, study, folder, trainings, report)
+        unchanged = len(_finished(study)) == before and (folder / "sweep_report.html").exists()
+        return _summarise(config, study, folder, trainings, report and not unchanged)
 
 
 def _run_trials(config: SweepConfig, study: object, storage: object, budget: int,
@@ -267,8 +269,8 @@ def _run_trials(config: SweepConfig, study: object, storage: object, budget: int
             if not handles:
                 break
             for handle in runner.wait(list(handles)):
-                kind, subject, tree = handles.pop(handle)
-                if kind == "train":
+                job, subject, tree = handles.pop(handle)
+                if job == "train":
                     try:
                         outcome = runner.result(handle)
                     except Exception as exc:
