@@ -194,4 +194,6 @@ def decide(state: Position, bar: int, signal: float, close: float, vol: float, r
         entry_price = math.nan
     if direction != state.direction or abs(target - state.target) > rules.band:
         return Position(direction, target, entry_bar, entry_price, blocked), target
-    return Position(state.direction, state.target, entry_bar, entry_price, blocked), None
+    if blocked == state.blocked:
+        return state, None  # nothing moved (the common case: no new object per bar)
+    return state._replace(blocked=blocked), None
