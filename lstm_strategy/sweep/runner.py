@@ -195,7 +195,8 @@ def sweep(config: SweepConfig | str | Path, out: str | Path, *, workers: int | N
         trainings = _run_trials(config, study, storage, budget, folder, address, refresh,
                                 progress)
         unchanged = len(_finished(study)) == before and (folder / "sweep_report.html").exists()
-        return _summarise(config, study, folder, trainings, report and not unchanged)
+        return _summarise(config, study, folder, trainings, report and not unchanged,
+                          reuse=unchanged)
 
 
 def _run_trials(config: SweepConfig, study: object, storage: object, budget: int,
@@ -316,7 +317,9 @@ def _run_trials(config: SweepConfig, study: object, storage: object, budget: int
 
 
 def _summarise(config: SweepConfig, study: object, folder: Path, trainings: int,
-               report: bool) -> SweepResult:
+               report: bool, reuse: bool = False) -> SweepResult:
+    """results.csv, the best trial, DSR and PBO (reused from summary.json when no trial
+    changed), and the report."""
     rows = []
     keys = config.keys()
     for trial in sorted(_finished(study), key=lambda t: t.number):
@@ -337,6 +340,11 @@ def _summarise(config: SweepConfig, study: object, folder: Path, trainings: int,
     complete = table[table["status"] == "COMPLETE"] if len(table) else table
     best = dsr = pbo = None
     matrix = None
+    if reuse and (folder / "summary.json").is_file():
+        saved = json.loads((folder / "summary.json").read_text())
+        if saved.get("n_trials") == len(table):
+            return SweepResult(folder, config, table, saved["best"], saved["dsr"],
+                               saved["pbo"], trainings)
     if len(complete):
         ranked = complete.sort_values(config.objective,
                                       ascending=config.direction == "minimize")
