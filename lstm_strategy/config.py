@@ -51,6 +51,9 @@ class DataConfig:
     date_format: str | None = None  # e.g. "%d.%m.%Y"; None: ISO, or a d/m order settled by the data
     dayfirst: bool | None = None  # for d/m/y vs m/d/y dates when no date_format is given
     tz: str | None = None  # convert intraday timestamps with UTC offsets to this zone
+    sentiment: str | None = None  # CSV of (timestamp, ticker or *, text or score); None = none
+    sentiment_half_life: str = "3D"  # a headline's weight halves every this long
+    close_time: str = "16:00"  # when daily bars close (headlines after it count next day)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "paths", tuple(self.paths))
@@ -67,6 +70,14 @@ class DataConfig:
                                       f"YYYY-MM-DD.") from exc
         _one_of("data.macro_transform", self.macro_transform, ("level", "diff"))
         _one_of("data.gaps", self.gaps, ("exclude", "refuse"))
+        try:
+            if not pd.Timedelta(self.sentiment_half_life) > pd.Timedelta(0):
+                raise ValueError
+        except ValueError:
+            raise ConfigError(f"data.sentiment_half_life={self.sentiment_half_life!r} must be "
+                              f"a positive duration such as 3D or 12h.") from None
+        if not re.fullmatch(r"\d{1,2}:\d{2}", self.close_time):
+            raise ConfigError(f"data.close_time={self.close_time!r}: write HH:MM, e.g. 16:00.")
         try:
             publication_lag(self.macro_lag)
         except DataError as exc:

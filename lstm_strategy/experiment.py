@@ -19,6 +19,7 @@ from .errors import DataError
 from .evaluation.metrics import forecast_report, infer_periods_per_year, naive_forecasts
 from .features import build_features, exog_coverage_problem, make_target, warmup_bars
 from .forecaster import torch_threads
+from .sentiment import load_sentiment, sentiment_feature
 from .training import WalkForwardResult
 
 
@@ -111,11 +112,23 @@ def load_experiment_data(config: ExperimentConfig) -> tuple[dict[str, pd.DataFra
         elif problem:
             raise DataError(f"{exog.attrs.get('source', config.data.macro)} does not cover the "
                             f"bars: {problem}. {fix}.")
+    events = None
+    if config.data.sentiment:
+        events = load_sentiment(resolve_path(config.data.sentiment))
+        kind = (" (ILLUSTRATIVE example headlines, not real news: no result here says "
+                "anything about real sentiment)") if events.attrs.get("illustrative") else ""
+        notes.append(f"sentiment feature from {events.attrs['source']}{kind}: "
+                     f"{len(events)} items, half-life {config.data.sentiment_half_life}, "
+                     f"daily bars close at {config.data.close_time}.")
     features = {}
     for ticker, frame in bars.items():
         feats = build_features(frame, config.features, exogenous=exog,
                                exog_lag=config.data.macro_lag, exog_prefix="macro_",
                                exog_transform=config.data.macro_transform)
+        if events is not None:
+            feats["sentiment"] = sentiment_feature(
+                frame.index, events, ticker, half_life=config.data.sentiment_half_life,
+                close_time=config.data.close_time)
         features[ticker] = feats
         warm = warmup_bars(feats)
         needed = warm + config.train.min_train_bars + config.train.step
