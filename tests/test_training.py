@@ -382,3 +382,31 @@ def test_the_forecast_cache_serves_only_identical_inputs(aapl_small: pd.DataFram
     shutil.rmtree(tmp_path / "cache")  # safe to delete at any time
     _, trained = run(aapl_small)
     assert trained
+
+
+def test_panel_ic_icir_and_long_short_by_hand() -> None:
+    """Qlib's terms on a 3-day x 4-ticker matrix, computed by hand."""
+    from lstm_strategy.evaluation.metrics import ic_summary, long_short_returns, panel_ic
+    dates = pd.date_range("2020-01-01", periods=3)
+    forecast = pd.DataFrame([[0.1, 0.2, 0.3, 0.4], [0.4, 0.3, 0.2, 0.1], [0.1, 0.3, 0.2, np.nan]],
+                            index=dates, columns=list("ABCD"))
+    realised = pd.DataFrame([[0.01, 0.02, 0.03, 0.04], [0.01, 0.03, 0.02, 0.04],
+                             [0.0, 0.02, 0.01, 0.05]], index=dates, columns=list("ABCD"))
+    daily = panel_ic(forecast, realised)
+    assert daily.loc[dates[0], "ic"] == pytest.approx(1.0)
+    assert daily.loc[dates[0], "rank_ic"] == pytest.approx(1.0)
+    # day 2: ranks of forecast 4,3,2,1 vs realised 1,3,2,4: Spearman = 1 - 6*sum(d^2)/(n(n^2-1))
+    assert daily.loc[dates[1], "rank_ic"] == pytest.approx(1 - 6 * (9 + 0 + 0 + 9) / (4 * 15))
+    f, r = np.array([0.4, 0.3, 0.2, 0.1]), np.array([0.01, 0.03, 0.02, 0.04])
+    pearson = ((f - f.mean()) * (r - r.mean())).sum() / np.sqrt(
+        ((f - f.mean()) ** 2).sum() * ((r - r.mean()) ** 2).sum())
+    assert daily.loc[dates[1], "ic"] == pytest.approx(pearson)
+    assert daily.loc[dates[2], "rank_ic"] == pytest.approx(1.0)  # D has no forecast: 3 tickers
+    summary = ic_summary(daily)
+    values = daily["rank_ic"].to_numpy()
+    assert summary["rank_ic_mean"] == pytest.approx(values.mean())
+    assert summary["rank_icir"] == pytest.approx(values.mean() / values.std(ddof=1))
+    spread = long_short_returns(forecast, realised, k=1)
+    assert spread.loc[dates[0]] == pytest.approx(0.04 - 0.01)
+    assert spread.loc[dates[1]] == pytest.approx(0.01 - 0.04)
+    assert spread.loc[dates[2]] == pytest.approx(0.02 - 0.0)

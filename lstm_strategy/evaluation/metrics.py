@@ -228,3 +228,46 @@ def format_metric(key: str, value: object) -> str:
     if key == "final_value":
         return f"{value:,.0f}"
     return f"{value:,.3f}" if abs(value) < 1000 else f"{value:,.0f}"
+
+
+def panel_ic(forecasts: pd.DataFrame, realised: pd.DataFrame) -> pd.DataFrame:
+    """Daily cross-sectional IC (Pearson) and rank IC (Spearman), as Qlib reports them.
+
+    Both frames are dates x tickers; a date counts where at least two tickers have a
+    forecast and a realised return.
+    """
+    forecasts, realised = forecasts.align(realised, join="inner")
+    rows = {}
+    for date in forecasts.index:
+        f, r = forecasts.loc[date], realised.loc[date]
+        both = f.notna() & r.notna()
+        if both.sum() < 2 or f[both].nunique() < 2 or r[both].nunique() < 2:
+            continue
+        rows[date] = {"ic": float(np.corrcoef(f[both], r[both])[0, 1]),
+                      "rank_ic": float(np.corrcoef(f[both].rank(), r[both].rank())[0, 1])}
+    return pd.DataFrame.from_dict(rows, orient="index", columns=["ic", "rank_ic"])
+
+
+def ic_summary(daily: pd.DataFrame) -> dict:
+    """Mean IC and rank IC and their information ratios (mean / std of the daily values)."""
+    out = {"n_days": len(daily)}
+    for column in ("ic", "rank_ic"):
+        values = daily[column].dropna() if column in daily else pd.Series(dtype=float)
+        std = values.std(ddof=1)
+        out[f"{column}_mean"] = _clean(values.mean()) if len(values) else None
+        out[f"{column}ir"] = _clean(values.mean() / std) if len(values) > 1 and std > 0 else None
+    return out
+
+
+def long_short_returns(forecasts: pd.DataFrame, realised: pd.DataFrame, k: int) -> pd.Series:
+    """Each date's mean realised return of the top-k forecasts minus that of the bottom k."""
+    forecasts, realised = forecasts.align(realised, join="inner")
+    out = {}
+    for date in forecasts.index:
+        both = forecasts.loc[date].notna() & realised.loc[date].notna()
+        if both.sum() < 2 * k:
+            continue
+        order = forecasts.loc[date][both].sort_values(kind="stable")
+        top, bottom = order.index[-k:], order.index[:k]
+        out[date] = float(realised.loc[date, top].mean() - realised.loc[date, bottom].mean())
+    return pd.Series(out, name=f"long_short_top{k}", dtype=float)
