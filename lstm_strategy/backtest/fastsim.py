@@ -1,0 +1,364 @@
+"""A fast evaluator of LSTMStrategy on precomputed forecasts, equal to backtrader's run.
+
+It re-expresses backtrader's BackBroker for what LSTMStrategy does (market orders sized
+by `order_target_value`, submit-time cash checks at the signal close, fills at the next
+open capped by that bar's high/low after slippage, or at the signal bar's close, percent
+commission, whole or fractional units, Margin rejections and the strategy's retry) and
+calls the same pure trading rules (`decision.decide`). No backtrader line objects, no
+per-bar method dispatch: one loop over arrays. Points it cannot model (a user's sizer,
+a streaming forecast, another strategy) are refused with the reason, so a caller falls
+back to backtrader. Tests hold its fills and equity to backtrader's within 1e-9.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+
+from .decision import RULE_PARAMS, Position, Rules, decide
+
+PARAM_DEFAULTS = {p.name: p.default for p in RULE_PARAMS}
+
+
+def unsupported(params: Mapping[str, object], broker: object | None = None) -> str | None:
+    """Why the fast evaluator cannot serve these LSTMStrategy params (None: it can)."""
+    if params.get("sizing", "fixed") == "sizer":
+        return "sizing='sizer' leaves sizes to a backtrader sizer"
+    for key in ("stream", "feature_lines"):
+        if params.get(key):
+            return f"{key}: streaming forecasts step a model inside backtrader"
+    unknown = set(params) - set(PARAM_DEFAULTS) - {"center", "periods_per_year", "forecasts",
+                                                   "trade_start", "record"}
+    if unknown:
+        return f"params {sorted(unknown)} are not LSTMStrategy's trading rules"
+    return None
+
+
+@dataclass
+class FastResult:
+    """Equity per bar (from the bar before trade_start, like `backtest`) and the fills."""
+
+    equity: pd.DataFrame  # value, cash, gross_exposure
+    fills: pd.DataFrame  # date, ticker, side, size, price, value, commission
+    rejections: list  # (date the broker refused it, ticker)
+    trades: pd.DataFrame  # closed round trips, then positions open at the end
+    @property
+    def rejected_orders(self) -> int:
+        return len(self.rejections)
+
+
+class _Trade:
+    """backtrader's Trade: one round trip, its average price, realised pnl and commission."""
+
+    __slots__ = ("bar_open", "commission", "date_open", "long", "pnl", "price", "size")
+
+    def __init__(self, date_open: pd.Timestamp, bar_open: int) -> None:
+        self.size = self.price = self.pnl = self.commission = 0.0
+        self.date_open, self.bar_open = date_open, bar_open
+        self.long = True
+
+    def update(self, size: float, price: float, commission: float) -> None:
+        self.commission += commission
+        old = self.size
+        if not old:
+            self.long = size > 0
+        self.size += size
+        if abs(self.size) > abs(old):
+            self.price = (old * self.price + size * price) / self.size
+        else:
+            self.pnl += -size * (price - self.price) * 1.0
+
+
+class _Position:
+    """backtrader's Position.update: size, average price, and the opened/closed split."""
+
+    __slots__ = ("price", "size")
+
+    def __init__(self, size: float = 0.0, price: float = 0.0) -> None:
+        self.size, self.price = size, price
+
+    def update(self, size: float, price: float) -> tuple[float, float]:
+        old = self.size
+        self.size = new = old + size
+        if not new:
+            opened, closed = 0.0, size
+            self.price = 0.0
+        elif not old:
+            opened, closed = size, 0.0
+            self.price = price
+        elif old > 0:
+            if size > 0:
+                opened, closed = size, 0.0
+                self.price = (self.price * old + size * price) / new
+            elif new > 0:
+                opened, closed = 0.0, size
+            else:
+                opened, closed = new, -old
+                self.price = price
+        else:
+            if size < 0:
+                opened, closed = size, 0.0
+                self.price = (self.price * old + size * price) / new
+            elif new < 0:
+                opened, closed = 0.0, size
+            else:
+                opened, closed = new, -old
+                self.price = price
+        return opened, closed
+
+
+def simulate(bars: Mapping[str, pd.DataFrame], forecasts: Mapping[str, pd.Series], *,
+             cash: float = 100_000.0, commission_bps: float = 5.0, slippage_bps: float = 2.0,
+             fill: str = "next_open", fractional: bool = False,
+             trade_start: pd.Timestamp | None = None, **params: object) -> FastResult:
+    """LSTMStrategy(forecasts=...) on `bars` (one calendar) through a model of BackBroker."""
+    reason = unsupported(params)
+    if reason:
+        raise ValueError(f"the fast evaluator cannot serve this point: {reason}")
+    tickers = list(bars)
+    first = bars[tickers[0]]
+    index = first.index
+    opens = np.column_stack([bars[t]["Open"].to_numpy(float) for t in tickers])
+    highs = np.column_stack([bars[t]["High"].to_numpy(float) for t in tickers])
+    lows = np.column_stack([bars[t]["Low"].to_numpy(float) for t in tickers])
+    closes = np.column_stack([bars[t]["Close"].to_numpy(float) for t in tickers])
+    signal_in = np.column_stack([pd.Series(forecasts[t]).reindex(index).to_numpy(float)
+                                 for t in tickers])
+    p = SimpleNamespace(**{**PARAM_DEFAULTS, "center": 0.0, "periods_per_year": 252,
+                           **{k: v for k, v in params.items() if k in PARAM_DEFAULTS
+                              or k in ("center", "periods_per_year")}})
+    n = len(tickers)
+    rules = Rules.from_params(p, n)
+    comm, slip = commission_bps / 1e4, slippage_bps / 1e4
+    close_fill = fill == "close"
+    starting_cash = cash
+    start = 0 if trade_start is None else int(np.searchsorted(index, pd.Timestamp(trade_start)))
+    vol_scale = math.sqrt(p.periods_per_year)
+    log_closes = np.log(closes)
+
+    positions = [_Position() for _ in range(n)]
+    books = [Position() for _ in range(n)]
+    history = [deque(maxlen=p.zscore_window) if p.zscore_window > 0 else None
+               for _ in range(n)]
+    orders: list[tuple[int, float, int]] = []  # submitted at the last close: (ticker, size, bar)
+    working: list[list] = []  # accepted, not yet complete: [ticker, remaining, created,
+    #                           executed size, average price, commission]
+    fills, rejections, closed_trades = [], [], []
+    trades: list[_Trade | None] = [None] * n
+    values = np.empty(len(index))
+    cash_line = np.empty(len(index))
+    gross = np.empty(len(index))
+    value = cash
+
+    def reject(i: int, bar: int, value_now: float) -> None:
+        rejections.append((index[bar], tickers[i]))
+        size = positions[i].size
+        target = size * closes[bar, i] / value_now if value_now > 0 else 0.0
+        books[i] = books[i]._replace(direction=int(np.sign(size)), target=target)
+
+    for bar in range(len(index)):
+        # -- the broker at the start of the bar: check new orders, then execute ---------
+        events = []  # (kind, ticker, fill price) in backtrader's notification order
+        if orders:
+            check = cash  # one running balance for all new orders, as check_submitted keeps
+            for i, size, created in orders:
+                price = closes[created, i]
+                clone = _Position(positions[i].size, positions[i].price)
+                opened, closed = clone.update(size, price)
+                if closed:
+                    check += -closed * price
+                    check -= abs(closed) * comm * price
+                if opened:
+                    check -= opened * price
+                    check -= abs(opened) * comm * price
+                if check >= 0.0:
+                    working.append([i, size, created, 0.0, 0.0, 0.0])
+                else:
+                    events.append(("margin", i, 0.0))
+            orders = []
+        still = []
+        for order in working:
+            i, size, created = order[0], order[1], order[2]
+            if close_fill:
+                base, when = closes[created, i], created
+                price = base * (1 + slip) if size > 0 else base * (1 - slip)
+            else:
+                base, when = opens[bar, i], bar
+                if not slip:
+                    price = base
+                elif size > 0:
+                    price = min(base * (1 + slip), highs[bar, i])
+                else:
+                    price = max(base * (1 - slip), lows[bar, i])
+            position = positions[i]
+            original = position.price
+            opened, closed = _Position(position.size, position.price).update(size, price)
+            paid = 0.0
+            running = cash
+            if closed:
+                running += -closed * original + (-closed) * (price - original)
+                closed_comm = abs(closed) * comm * price
+                running -= closed_comm
+                paid += closed_comm
+                cash = running
+            had_open = opened
+            if opened:
+                running -= opened * price
+                opened_comm = abs(opened) * comm * price
+                running -= opened_comm
+                if running < 0.0:
+                    opened = 0.0
+                else:
+                    cash = running
+                    paid += opened_comm
+            executed = closed + opened
+            if closed:
+                trade = trades[i]
+                trade.update(closed, price, closed_comm)
+                if not trade.size:
+                    _close_trade(closed_trades, tickers[i], trade, index[bar], bar)
+                    trades[i] = None
+            if opened:
+                if trades[i] is None:
+                    trades[i] = _Trade(index[bar], bar)
+                trades[i].update(opened, price, opened_comm)
+            if executed:
+                position.update(executed, price)
+                total = order[3] + executed
+                order[4] = (order[3] * order[4] + executed * price) / total
+                order[3], order[5] = total, order[5] + paid
+                order[1] = size - executed  # a float residue stays, as in backtrader
+            if had_open and not opened:
+                events.append(("margin", i, 0.0))  # a partial close is not a fill
+            elif order[1]:
+                still.append(order)  # partial: the rest tries again next bar
+            else:
+                fills.append((index[when], tickers[i], "buy" if order[3] > 0 else "sell",
+                              order[3], order[4], abs(order[3]) * order[4], order[5]))
+                events.append(("filled", i, order[4]))
+        working = still
+        value = _broker_value(cash, positions, closes[bar])
+        for kind, i, price in events:  # the strategy hears of each order
+            if kind == "filled":
+                book = books[i]
+                if math.isnan(book.entry_price) and book.direction != 0:
+                    books[i] = book._replace(entry_price=price)
+            else:
+                reject(i, bar, value)
+        # -- the strategy at the close ---------------------------------------------------
+        if bar >= start:
+            wanted = []
+            for i in range(n):
+                forecast = signal_in[bar, i]
+                if not math.isfinite(forecast):
+                    continue
+                if history[i] is None:
+                    signal = forecast - p.center
+                else:
+                    history[i].append(forecast)
+                    if len(history[i]) < history[i].maxlen:
+                        signal = math.nan
+                    else:
+                        window = np.fromiter(history[i], float)
+                        std = window.std()
+                        signal = (forecast - window.mean()) / std if std > 0 else 0.0
+                vol = math.nan
+                if rules.sizing == "vol_target" and bar >= p.vol_window:
+                    returns = np.diff(log_closes[bar - p.vol_window:bar + 1, i])
+                    vol = float(returns.std(ddof=1) * vol_scale)
+                books[i], target = decide(books[i], bar + 1, signal, closes[bar, i], vol, rules)
+                if target is not None:
+                    wanted.append((i, target))
+            if wanted:
+                orders = _order_targets(wanted, positions, closes[bar], value, cash, comm,
+                                        slip, fractional, bar)
+        values[bar] = value
+        cash_line[bar] = cash
+        gross[bar] = sum(abs(positions[i].size) * closes[bar, i] for i in range(n))
+    equity = pd.DataFrame({"value": values, "cash": cash_line, "gross_exposure": gross},
+                          index=index)
+    if start > 0:
+        equity = equity.iloc[start - 1:]
+    else:
+        spacing = pd.Series(index).diff().median() if len(index) > 1 else pd.Timedelta(days=1)
+        head = pd.DataFrame({"value": [starting_cash], "cash": [starting_cash],
+                             "gross_exposure": [0.0]},
+                            index=[index[0] - spacing])
+        equity = pd.concat([head, equity])
+    equity.index.name = "date"
+    frame = pd.DataFrame(fills, columns=["date", "ticker", "side", "size", "price", "value",
+                                         "commission"])
+    last = len(index) - 1
+    for i, trade in enumerate(trades):  # open at the end: marked to the last close
+        if trade is not None:
+            unrealised = trade.size * (closes[last, i] - trade.price)
+            closed_trades.append({
+                "ticker": tickers[i], "entry_date": trade.date_open, "exit_date": index[last],
+                "direction": "long" if trade.size > 0 else "short",
+                "entry_price": trade.price, "bars": last - trade.bar_open,
+                "pnl": trade.pnl + unrealised,
+                "pnl_net": trade.pnl + unrealised - trade.commission, "status": "open"})
+    trade_frame = pd.DataFrame(closed_trades, columns=[
+        "ticker", "entry_date", "exit_date", "direction", "entry_price", "bars", "pnl",
+        "pnl_net", "status"])
+    return FastResult(equity, frame, rejections, trade_frame)
+
+
+def _close_trade(out: list, ticker: str, trade: _Trade, when: pd.Timestamp, bar: int) -> None:
+    out.append({"ticker": ticker, "entry_date": trade.date_open, "exit_date": when,
+                "direction": "long" if trade.long else "short", "entry_price": trade.price,
+                "bars": bar - trade.bar_open, "pnl": trade.pnl,
+                "pnl_net": trade.pnl - trade.commission, "status": "closed"})
+
+
+def _broker_value(cash: float, positions: list[_Position], closes: np.ndarray) -> float:
+    """BackBroker._get_value to the last rounding: longs enter as their cost plus their
+    unrealised profit, shorts as their (negative) value; order sizes hang on this number."""
+    unlevered = 0.0
+    for position, close in zip(positions, closes, strict=True):
+        value = position.size * close
+        if value > 0:
+            unrealised = position.size * (close - position.price) * 1.0
+            unlevered += (value - unrealised) / 1.0
+            unlevered += unrealised
+        else:
+            unlevered += value
+    return cash + unlevered
+
+
+def _order_targets(wanted: list[tuple[int, float]], positions: list[_Position],
+                   closes: np.ndarray, value: float, cash: float, comm: float, slip: float,
+                   fractional: bool, bar: int) -> list[tuple[int, float, int]]:
+    """RecordingStrategy.order_targets and backtrader's order_target_value, as sizes."""
+    planned = []
+    for i, fraction in wanted:
+        held = positions[i].size * closes[i]
+        planned.append((fraction * value - held, i, fraction * value, held))
+    orders = []
+    for change, i, target_value, held in sorted(planned, key=lambda row: row[0]):
+        price = closes[i]
+        if change > 0 and held >= 0:
+            affordable = max(cash, 0.0) / ((1.0 + comm) * (1.0 + slip))
+            target_value = held + min(change, affordable)
+            cash -= (target_value - held) * (1.0 + comm) * (1.0 + slip)
+        else:
+            cash -= (target_value - held) * (1.0 - slip) * (1.0 - comm)
+        size_now = positions[i].size
+        if not target_value and size_now:
+            orders.append((i, -size_now, bar))
+            continue
+        current = size_now * price
+        if target_value == current:
+            continue
+        amount = abs(target_value - current)
+        # the commission info's getsize: whole units by floor division, else fractions
+        size = amount / price if fractional else float(int(amount // price))
+        if size:
+            orders.append((i, size if target_value > current else -size, bar))
+    return orders

@@ -1,0 +1,125 @@
+"""The fast evaluator gives backtrader's fills, equity and trades for every point it serves."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lstm_strategy import LSTMStrategy, backtest, load_many, load_ohlcv
+from lstm_strategy.backtest.fastsim import simulate, unsupported
+from lstm_strategy.config import BrokerConfig
+
+from .conftest import DATA
+
+FILL_COLUMNS = ["size", "price", "value", "commission"]
+TRADE_COLUMNS = ["ticker", "entry_date", "exit_date", "direction", "status"]
+
+
+@pytest.fixture(scope="module")
+def universes() -> dict[str, dict[str, pd.DataFrame]]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        three = load_many([DATA / f"{t}.csv" for t in ("AAPL", "MSFT", "IBM")])
+    return {"one": {"AAPL": load_ohlcv(DATA / "AAPL.csv").loc["2006":"2008"]},
+            "three": {t: f.loc["2006":"2008"] for t, f in three.items()}}
+
+
+def both(bars: dict, forecasts: dict, broker: BrokerConfig, start: pd.Timestamp,
+         **params: object) -> tuple:
+    ref = backtest(bars, LSTMStrategy, broker=broker, trade_start=start, forecasts=forecasts,
+                   record=False, cross_check=False, **params)
+    fast = simulate(bars, forecasts, cash=broker.cash, commission_bps=broker.commission_bps,
+                    slippage_bps=broker.slippage_bps, fill=broker.fill,
+                    fractional=broker.fractional, trade_start=start, **params)
+    return ref, fast
+
+
+def assert_same(ref: object, fast: object, label: object) -> None:
+    assert list(ref.fills["date"]) == list(fast.fills["date"]), label
+    assert list(ref.fills["ticker"]) == list(fast.fills["ticker"]), label
+    np.testing.assert_allclose(fast.fills[FILL_COLUMNS].to_numpy(float),
+                               ref.fills[FILL_COLUMNS].to_numpy(float), rtol=1e-9,
+                               err_msg=str(label))
+    np.testing.assert_allclose(fast.equity["value"].to_numpy(), ref.equity["value"].to_numpy(),
+                               rtol=1e-9, err_msg=str(label))
+    assert fast.equity.index.equals(ref.equity.index), label
+    pd.testing.assert_frame_equal(fast.trades[TRADE_COLUMNS], ref.trades[TRADE_COLUMNS],
+                                  obj=str(label))
+    np.testing.assert_allclose(fast.trades[["pnl", "pnl_net", "entry_price"]].to_numpy(float),
+                               ref.trades[["pnl", "pnl_net", "entry_price"]].to_numpy(float),
+                               rtol=1e-9, atol=1e-9, err_msg=str(label))
+    assert fast.rejected_orders == ref.rejected_orders, label
+
+
+def test_random_points_match_backtrader(universes: dict) -> None:
+    """Hundreds of draws: one and three tickers, both sides, each sizing, stops, both fills."""
+    rng = np.random.default_rng(2026)
+    for draw in range(150):
+        bars = universes["one" if draw % 2 == 0 else "three"]
+        kind = draw % 3
+        forecasts = {}
+        for ticker, frame in bars.items():
+            if kind == 0:  # noise
+                values = rng.normal(0.0005, 0.01, len(frame))
+            else:  # the naive forecast: real returns, smoothed
+                values = np.log(frame["Close"]).diff().rolling(int(rng.integers(1, 8))).mean()
+            forecasts[ticker] = pd.Series(values, index=frame.index)
+        entry = float(rng.choice([0.0, 0.0005, 0.002]))
+        params = {
+            "entry_threshold": entry, "exit_threshold": entry * float(rng.choice([0, 0.5])),
+            "allow_short": bool(rng.integers(2)),
+            "sizing": str(rng.choice(["fixed", "vol_target", "confidence"])),
+            "fraction": float(rng.choice([0.3, 0.95, 1.0])),
+            "zscore_window": int(rng.choice([0, 0, 15])),
+            "stop_loss": float(rng.choice([0.0, 0.02, 0.05])),
+            "take_profit": float(rng.choice([0.0, 0.08])),
+            "min_hold_bars": int(rng.choice([0, 4])),
+            "rebalance_band": float(rng.choice([0.0, 0.05, 0.2])),
+            "confidence_scale": float(rng.choice([0.005, 1.0])),
+            "target_vol": float(rng.choice([0.1, 0.4])), "vol_window": int(rng.choice([10, 20])),
+        }
+        broker = BrokerConfig(commission_bps=float(rng.choice([0, 5, 25])),
+                              slippage_bps=float(rng.choice([0, 2, 30])),
+                              fill=str(rng.choice(["next_open", "close"])),
+                              fractional=bool(rng.integers(2)))
+        start = next(iter(bars.values())).index[int(rng.integers(0, 60))]
+        ref, fast = both(bars, forecasts, broker, start, **params)
+        assert_same(ref, fast, (draw, params, broker))
+
+
+def test_hand_made_cases_where_the_broker_rules_bite(universes: dict) -> None:
+    aapl = load_ohlcv(DATA / "AAPL.csv")
+    costs = BrokerConfig(commission_bps=5.0, slippage_bps=2.0)
+    # a gap through a stop: AAPL opened 52% lower on 2000-09-29
+    window = aapl.loc["2000-08-01":"2000-11-30"]
+    ref, fast = both({"AAPL": window}, {"AAPL": pd.Series(0.01, index=window.index)}, costs,
+                     window.index[0], stop_loss=0.05)
+    assert_same(ref, fast, "gap through a stop")
+    assert (ref.fills["date"] == pd.Timestamp("2000-10-02")).any()  # out at the next open
+    # a Margin rejection and its retry: all in, then a gap up
+    window = aapl.loc["2001-03-01":"2001-05-31"]
+    ref, fast = both({"AAPL": window}, {"AAPL": pd.Series(0.01, index=window.index)},
+                     BrokerConfig(commission_bps=0.0, slippage_bps=0.0),
+                     pd.Timestamp("2001-04-18"), fraction=1.0)
+    assert ref.rejected_orders >= 1
+    assert_same(ref, fast, "margin and retry")
+    # a flip from long to short in one order, and re-sizing inside and outside the band
+    bars = universes["one"]
+    flips = pd.Series(np.where(np.arange(len(bars["AAPL"])) % 10 < 5, 0.01, -0.01),
+                      index=bars["AAPL"].index)
+    ref, fast = both(bars, {"AAPL": flips}, costs, flips.index[0], allow_short=True,
+                     sizing="vol_target", target_vol=0.3, rebalance_band=0.1)
+    sizes = ref.fills["size"].abs().to_numpy()
+    assert (sizes[1:] > 1.5 * sizes[:-1]).any()  # a flip trades the position twice over
+    assert_same(ref, fast, "flip and band")
+
+
+def test_points_it_cannot_model_are_refused_with_the_reason() -> None:
+    assert "sizer" in unsupported({"sizing": "sizer"})
+    assert "streaming" in unsupported({"stream": object()})
+    assert unsupported({"entry_threshold": 0.1, "sizing": "vol_target"}) is None
+    with pytest.raises(ValueError, match="cannot serve this point"):
+        simulate({}, {}, sizing="sizer")
