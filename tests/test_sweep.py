@@ -3,6 +3,7 @@ table on Ray, honest selection statistics, and a hold-out that ranking never see
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import signal
@@ -222,3 +223,34 @@ def test_pbo_is_near_a_half_for_noise_and_near_zero_for_a_dominant_strategy() ->
     matrix = rng.normal(0, 0.01, (1000, 20))
     matrix[:, 4] += 0.004  # one strategy truly dominates
     assert probability_of_backtest_overfitting(matrix, n_blocks=10)["pbo"] < 0.05
+
+
+def test_engines_serve_points_and_the_top_is_rechecked_with_backtrader(
+        plain: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert set(plain.table["engine"]) == {"fast"}  # auto: every point here is supported
+    assert len(plain.table) and (plain.folder / "summary.json").exists()
+    slow = sweep(load_sweep(sweep_file(tmp_path), engine="backtrader"), tmp_path / "slow",
+                 progress=False)
+    assert set(slow.table["engine"]) == {"backtrader"}
+    metrics = ["sharpe", "total_return", "max_drawdown", "n_trades", "win_rate",
+               "holdout_sharpe", "holdout_total_return"]
+    np.testing.assert_allclose(slow.table[metrics].to_numpy(float),
+                               plain.table[metrics].to_numpy(float), rtol=1e-9)
+    # a point the fast evaluator cannot model goes to backtrader, labelled so
+    streaming = dataclasses.replace(plain.config,
+                                    set={**plain.config.set, "strategy.mode": "stream"},
+                                    vary={"strategy.entry_threshold": [0.0, 0.001]})
+    stream = sweep(streaming, tmp_path / "stream", progress=False)
+    assert set(stream.table["engine"]) == {"backtrader (fast cannot: stream mode)"}
+    # fault injection: a wrong fast result must stop the sweep at the re-check
+    from lstm_strategy.backtest import fastsim
+    from lstm_strategy.sweep import runner, tasks
+
+    def wrong(*args: object, **kwargs: object) -> object:
+        result = fastsim.simulate(*args, **kwargs)
+        result.equity["value"] *= 1.0001
+        return result
+
+    monkeypatch.setattr(tasks, "simulate", wrong)
+    with pytest.raises(runner.EngineMismatch, match=r"trial \d+ .* backtrader"):
+        sweep(plain.config, tmp_path / "wrong", progress=False)

@@ -239,8 +239,11 @@ def _run_trials(config: SweepConfig, study: object, storage: object, budget: int
         trial.set_user_attr("error", error[-2000:])
         tell(trial, optuna.trial.TrialState.FAIL)
 
+    outcome_keys: dict[int, dict] = {}
+
     def submit_backtest(trial: object, tree: dict, keys: dict) -> None:
-        handle = runner.submit(backtest_task, tree, keys, config.holdout)
+        outcome_keys[trial.number] = keys
+        handle = runner.submit(backtest_task, tree, keys, config.holdout, False, config.engine)
         handles[handle] = ("backtest", trial, tree)
 
     try:
@@ -258,8 +261,7 @@ def _run_trials(config: SweepConfig, study: object, storage: object, budget: int
                     continue
                 tree = experiment.to_dict()
                 key = config.model_key(experiment)
-                trial.set_user_attr("trial", {"model_key": key, "seed": experiment.train.seed,
-                                              "engine": "backtrader"})
+                trial.set_user_attr("trial", {"model_key": key, "seed": experiment.train.seed})
                 if key in trained_keys:
                     submit_backtest(trial, tree, trained_keys[key])
                 else:
@@ -292,6 +294,7 @@ def _run_trials(config: SweepConfig, study: object, storage: object, budget: int
                 metrics = {k: _clean(v) for k, v in outcome["metrics"].items()}
                 trial.set_user_attr("outcome", {
                     "metrics": metrics, "seconds": round(outcome["seconds"], 3),
+                    "engine": outcome["engine"], "keys": outcome_keys.get(trial.number),
                     "holdout": None if outcome["holdout"] is None else
                     {k: _clean(v) for k, v in outcome["holdout"].items()},
                     "holdout_start": _clean(outcome["holdout_start"])})
@@ -314,6 +317,41 @@ def _run_trials(config: SweepConfig, study: object, storage: object, budget: int
     runner.close()
     meter.close()
     return trainings
+
+
+class EngineMismatch(RuntimeError):
+    """The fast evaluator and backtrader disagree on a point: its results cannot be trusted."""
+
+
+def _recheck(config: SweepConfig, study: object, complete: pd.DataFrame) -> list[int]:
+    """Re-run the top points the fast evaluator served through backtrader; any difference
+    stops the sweep with an error naming the point."""
+    if config.recheck <= 0 or "engine" not in complete:
+        return []
+    served = complete[complete["engine"] == "fast"].sort_values(
+        config.objective, ascending=config.direction == "minimize").head(config.recheck)
+    checked = []
+    trials = study.get_trials(deepcopy=False)
+    for number in served["trial"].astype(int):
+        trial = trials[number]
+        outcome = trial.user_attrs.get("outcome", {})
+        experiment = config.experiment({k: trial.params[k] for k in config.keys()})
+        again = backtest_task(experiment.to_dict(), outcome["keys"], config.holdout,
+                              engine="backtrader")
+        for part in ("metrics", "holdout"):
+            fast, slow = outcome.get(part) or {}, again[part] or {}
+            for key, value in slow.items():
+                other = fast.get(key)
+                value = _clean(value)
+                if (value is None) != (other is None) or (
+                        value is not None and not math.isclose(value, other, rel_tol=1e-9,
+                                                               abs_tol=1e-12)):
+                    raise EngineMismatch(
+                        f"trial {number} {trial.params}: the fast evaluator gave {part} "
+                        f"{key}={other!r}, backtrader {value!r}. Rerun with engine: "
+                        f"backtrader, and report this point.")
+        checked.append(number)
+    return checked
 
 
 def _summarise(config: SweepConfig, study: object, folder: Path, trainings: int,
@@ -364,7 +402,9 @@ def _summarise(config: SweepConfig, study: object, folder: Path, trainings: int,
             result = probability_of_backtest_overfitting(matrix.to_numpy())
             pbo = {"pbo": _clean(result["pbo"]), "n_splits": result["n_splits"],
                    "n_trials": matrix.shape[1], "n_bars": matrix.shape[0]}
+    rechecked = _recheck(config, study, complete) if len(complete) else []
     summary = {"best": best, "dsr": dsr, "pbo": pbo, "n_trials": len(table),
+               "rechecked_with_backtrader": rechecked,
                "n_failed": int((table["status"] == "FAIL").sum()) if len(table) else 0,
                "objective": config.objective, "direction": config.direction,
                "holdout": config.holdout}

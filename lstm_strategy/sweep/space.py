@@ -83,6 +83,8 @@ class SweepConfig:
     seed: int = 0
     workers: int = 1
     backend: str = "local"
+    engine: str = "auto"  # auto: the fast evaluator where it applies | fast | backtrader
+    recheck: int = 5  # the top k points the fast evaluator served, re-run through backtrader
     base_dir: str = "."
 
     def __post_init__(self) -> None:
@@ -101,6 +103,10 @@ class SweepConfig:
             raise ConfigError(f"sweep.holdout={self.holdout} must be in [0, 0.9).")
         if self.workers < 1:
             raise ConfigError(f"sweep.workers={self.workers} must be >= 1.")
+        if self.engine not in ("auto", "fast", "backtrader"):
+            raise ConfigError(f"sweep.engine={self.engine!r}; use auto, fast or backtrader.")
+        if self.recheck < 0:
+            raise ConfigError(f"sweep.recheck={self.recheck} must be >= 0.")
         if self.backend not in ("local", "ray"):
             raise ConfigError(f"sweep.backend={self.backend!r}; use local or ray.")
         for key, spec in self.vary.items():
@@ -184,8 +190,8 @@ class SweepConfig:
     def fingerprint(self) -> str:
         """A hash of what the sweep searches (a folder holds one sweep)."""
         plain = asdict(self)
-        plain.pop("workers")
-        plain.pop("backend")
+        for runtime in ("workers", "backend", "engine", "recheck"):
+            plain.pop(runtime)
         plain.pop("base_dir")
         return hashlib.sha256(json.dumps(plain, sort_keys=True, default=str).encode()
                               ).hexdigest()[:16]

@@ -15,6 +15,7 @@ import warnings
 import pandas as pd
 
 from ..backtest import LSTMStrategy, backtest
+from ..backtest.fastsim import simulate, unsupported
 from ..cache import cache_dir, cached_walk_forward, forecast_key
 from ..config import ExperimentConfig, config_from_dict, resolve_path
 from ..data import gap_after, load_many, ticker_from_path
@@ -81,12 +82,14 @@ def holdout_start(calendar: pd.DatetimeIndex, trade_start: pd.Timestamp, share: 
 
 
 def backtest_task(config_tree: dict, keys: dict[str, str], holdout: float,
-                  keep_equity: bool = False) -> dict:
+                  keep_equity: bool = False, engine: str = "backtrader") -> dict:
     """Trade one strategy point on cached forecasts; metrics in sample and on the hold-out.
 
     The in-sample metrics (what a sweep ranks by) use only bars before the hold-out
     starts; nothing after it reaches them. Returns the in-sample per-bar returns too
-    (for the Probability of Backtest Overfitting).
+    (for the Probability of Backtest Overfitting). `engine`: "backtrader", "auto" (the
+    fast evaluator where it can serve the point, else backtrader, said in the result)
+    or "fast" (the fast evaluator, or an error saying why it cannot).
     """
     started = time.perf_counter()
     config = config_from_dict(config_tree)
@@ -95,11 +98,23 @@ def backtest_task(config_tree: dict, keys: dict[str, str], holdout: float,
     trade_start = max(p.first_valid_index() for p in forecasts.values())
     calendar = next(iter(bars.values())).index
     params = strategy_params(config, calendar, trade_start)
-    with torch_threads(1):
-        run = backtest(bars, LSTMStrategy, broker=config.broker, trade_start=trade_start,
-                       name="lstm", record=False, cross_check=False,
-                       extra={t: f.rename("forecast").to_frame() for t, f in forecasts.items()},
-                       **params)
+    reason = unsupported(params) if config.strategy.mode == "batch" else "stream mode"
+    if engine == "fast" and reason:
+        raise ValueError(f"engine=fast cannot serve this point: {reason}")
+    served = "fast" if engine != "backtrader" and not reason else "backtrader"
+    if served == "fast":
+        broker = config.broker
+        run = simulate(bars, forecasts, cash=broker.cash, commission_bps=broker.commission_bps,
+                       slippage_bps=broker.slippage_bps, fill=broker.fill,
+                       fractional=broker.fractional, trade_start=trade_start, **params)
+    else:
+        with torch_threads(1):
+            run = backtest(bars, LSTMStrategy, broker=config.broker, trade_start=trade_start,
+                           name="lstm", record=False, cross_check=False,
+                           extra={t: f.rename("forecast").to_frame()
+                                  for t, f in forecasts.items()}, **params)
+        if engine != "backtrader" and reason:
+            served = f"backtrader (fast cannot: {reason})"
     split = holdout_start(calendar, trade_start, holdout)
     equity = run.equity
     ppy = infer_periods_per_year(calendar)
@@ -126,7 +141,7 @@ def backtest_task(config_tree: dict, keys: dict[str, str], holdout: float,
             outside, run.fills[run.fills["date"] >= split],
             run.trades[run.trades["entry_date"] >= split]),
         "returns": inside["value"].pct_change().dropna(),
-        "trade_start": trade_start, "holdout_start": split,
+        "trade_start": trade_start, "holdout_start": split, "engine": served,
         "seconds": time.perf_counter() - started,
     }
     if keep_equity:
