@@ -1,0 +1,59 @@
+"""Fast evaluator vs backtrader: seconds per strategy point on one cached forecast set.
+
+AAPL (one ticker) and AAPL, MSFT, IBM (three), 2000-2013 (3,270 bars), the naive
+forecast, a spread of strategy points; both engines run the same points in this
+process, alternating, and give the same fills (checked).
+
+    python bench/bench_fastsim.py [--points N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from lstm_strategy import LSTMStrategy, backtest, load_many  # noqa: E402
+from lstm_strategy.backtest.fastsim import simulate  # noqa: E402
+from lstm_strategy.config import BrokerConfig  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--points", type=int, default=10)
+    args = parser.parse_args()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        three = load_many([ROOT / "data" / f"{t}.csv" for t in ("AAPL", "MSFT", "IBM")])
+    broker = BrokerConfig()
+    rng = np.random.default_rng(0)
+    for label, bars in (("1 ticker", {"AAPL": three["AAPL"]}), ("3 tickers", three)):
+        forecasts = {t: np.log(f["Close"]).diff() for t, f in bars.items()}
+        slow, fast = [], []
+        for _ in range(args.points):
+            params = {"entry_threshold": float(rng.choice([0.0, 0.001, 0.002])),
+                      "min_hold_bars": int(rng.choice([0, 5, 10])),
+                      "allow_short": bool(rng.integers(2))}
+            started = time.perf_counter()
+            ref = backtest(bars, LSTMStrategy, broker=broker, forecasts=forecasts,
+                           record=False, cross_check=False, **params)
+            slow.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            out = simulate(bars, forecasts, **params)
+            fast.append(time.perf_counter() - started)
+            assert len(out.fills) == len(ref.fills)
+        s, f = statistics.median(slow), statistics.median(fast)
+        print(f"{label}: backtrader {s * 1000:.0f} ms/point, fast evaluator {f * 1000:.1f} "
+              f"ms/point: {s / f:.1f}x ({args.points} points, medians)")
+
+
+if __name__ == "__main__":
+    main()
