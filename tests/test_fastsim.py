@@ -90,6 +90,24 @@ def test_random_points_match_backtrader(universes: dict) -> None:
         assert_same(ref, fast, (draw, params, broker))
 
 
+def test_the_compiled_loop_equals_the_reference_loop(universes: dict) -> None:
+    """The Numba loop and the plain-Python reference model give identical results."""
+    rng = np.random.default_rng(7)
+    bars = universes["three"]
+    forecasts = {t: pd.Series(rng.normal(0.0003, 0.01, len(f)), index=f.index)
+                 for t, f in bars.items()}
+    for sizing in ("fixed", "vol_target", "confidence"):
+        for fill in ("next_open", "close"):
+            kwargs = {"sizing": sizing, "fill": fill, "allow_short": True, "stop_loss": 0.03,
+                      "zscore_window": 10, "confidence_scale": 1.0, "fractional": True,
+                      "trade_start": next(iter(bars.values())).index[20]}
+            compiled = simulate(bars, forecasts, **kwargs)
+            reference = simulate(bars, forecasts, compiled=False, **kwargs)
+            pd.testing.assert_frame_equal(compiled.fills, reference.fills, check_exact=True)
+            pd.testing.assert_frame_equal(compiled.equity, reference.equity, check_exact=True)
+            pd.testing.assert_frame_equal(compiled.trades, reference.trades, check_exact=True)
+
+
 def test_hand_made_cases_where_the_broker_rules_bite(universes: dict) -> None:
     aapl = load_ohlcv(DATA / "AAPL.csv")
     costs = BrokerConfig(commission_bps=5.0, slippage_bps=2.0)

@@ -244,13 +244,15 @@ def test_engines_serve_points_and_the_top_is_rechecked_with_backtrader(
     assert set(stream.table["engine"]) == {"backtrader (fast cannot: stream mode)"}
     # fault injection: a wrong fast result must stop the sweep at the re-check
     from lstm_strategy.backtest import fastsim
-    from lstm_strategy.sweep import runner, tasks
+    from lstm_strategy.sweep import runner
 
-    def wrong(*args: object, **kwargs: object) -> object:
-        result = fastsim.simulate(*args, **kwargs)
+    honest = fastsim.FastEvaluator.run
+
+    def wrong(self: object, **kwargs: object) -> object:
+        result = honest(self, **kwargs)
         result.equity["value"] *= 1.0001
         return result
 
-    monkeypatch.setattr(tasks, "simulate", wrong)
+    monkeypatch.setattr(fastsim.FastEvaluator, "run", wrong)
     with pytest.raises(runner.EngineMismatch, match=r"trial \d+ .* backtrader"):
         sweep(plain.config, tmp_path / "wrong", progress=False)

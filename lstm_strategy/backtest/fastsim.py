@@ -116,8 +116,18 @@ class _Position:
 def simulate(bars: Mapping[str, pd.DataFrame], forecasts: Mapping[str, pd.Series], *,
              cash: float = 100_000.0, commission_bps: float = 5.0, slippage_bps: float = 2.0,
              fill: str = "next_open", fractional: bool = False,
-             trade_start: pd.Timestamp | None = None, **params: object) -> FastResult:
-    """LSTMStrategy(forecasts=...) on `bars` (one calendar) through a model of BackBroker."""
+             trade_start: pd.Timestamp | None = None, compiled: bool = True,
+             **params: object) -> FastResult:
+    """LSTMStrategy(forecasts=...) on `bars` (one calendar) through a model of BackBroker.
+
+    `compiled` runs the Numba loop (_fastkernel.run); False runs the reference loop
+    below, line for line the same model in plain Python (the tests hold both to
+    backtrader).
+    """
+    if compiled:
+        return _simulate_compiled(bars, forecasts, cash=cash, commission_bps=commission_bps,
+                                  slippage_bps=slippage_bps, fill=fill, fractional=fractional,
+                                  trade_start=trade_start, **params)
     reason = unsupported(params)
     if reason:
         raise ValueError(f"the fast evaluator cannot serve this point: {reason}")
@@ -313,6 +323,146 @@ def simulate(bars: Mapping[str, pd.DataFrame], forecasts: Mapping[str, pd.Series
         "ticker", "entry_date", "exit_date", "direction", "entry_price", "bars", "pnl",
         "pnl_net", "status"])
     return FastResult(equity, frame, rejections, trade_frame)
+
+
+def _signals(forecast: np.ndarray, start: int, center: float, window: int) -> np.ndarray:
+    """LSTMStrategy's signal per bar from `start`: forecast - center, or its z-score over the
+    last `window` finite forecasts (NaN while that window fills), with NumPy's own rounding."""
+    if window <= 0:
+        return forecast - center
+    out = np.full(len(forecast), np.nan)
+    history: deque = deque(maxlen=window)
+    for bar in range(start, len(forecast)):
+        value = forecast[bar]
+        if not math.isfinite(value):
+            continue
+        history.append(value)
+        if len(history) < window:
+            continue
+        values = np.fromiter(history, float)
+        std = values.std()
+        out[bar] = (value - values.mean()) / std if std > 0 else 0.0
+    return out
+
+
+def _vols(log_closes: np.ndarray, window: int, scale: float) -> np.ndarray:
+    """The vol_target sizing's volatility per bar (NaN until `window` returns exist)."""
+    out = np.full(len(log_closes), np.nan)
+    for bar in range(window, len(log_closes)):
+        out[bar] = float(np.diff(log_closes[bar - window:bar + 1]).std(ddof=1) * scale)
+    return out
+
+
+class FastEvaluator:
+    """One forecast set, many strategy points: arrays prepared once, signals cached."""
+
+    def __init__(self, bars: Mapping[str, pd.DataFrame],
+                 forecasts: Mapping[str, pd.Series]) -> None:
+        self.tickers = list(bars)
+        self.index = bars[self.tickers[0]].index
+        self.columns = {k: np.ascontiguousarray(np.column_stack(
+            [bars[t][k].to_numpy(float) for t in self.tickers]))
+            for k in ("Open", "High", "Low", "Close")}
+        self.raw = np.column_stack([pd.Series(forecasts[t]).reindex(self.index).to_numpy(float)
+                                    for t in self.tickers])
+        self.finite = np.isfinite(self.raw)
+        self._signals: dict[tuple, np.ndarray] = {}
+        self._vols: dict[tuple, np.ndarray] = {}
+
+    def signals(self, start: int, center: float, window: int) -> np.ndarray:
+        key = (start, center, window)
+        if key not in self._signals:
+            self._signals[key] = np.ascontiguousarray(np.column_stack(
+                [_signals(self.raw[:, i], start, center, window)
+                 for i in range(len(self.tickers))]))
+        return self._signals[key]
+
+    def vols(self, window: int, periods_per_year: float) -> np.ndarray:
+        key = (window, periods_per_year)
+        if key not in self._vols:
+            logs = np.log(self.columns["Close"])
+            self._vols[key] = np.ascontiguousarray(np.column_stack(
+                [_vols(logs[:, i], window, math.sqrt(periods_per_year))
+                 for i in range(len(self.tickers))]))
+        return self._vols[key]
+
+    def run(self, *, cash: float = 100_000.0, commission_bps: float = 5.0,
+            slippage_bps: float = 2.0, fill: str = "next_open", fractional: bool = False,
+            trade_start: pd.Timestamp | None = None, **params: object) -> FastResult:
+        """One strategy point (LSTMStrategy's params) with this broker."""
+        from ._fastkernel import run
+
+        reason = unsupported(params)
+        if reason:
+            raise ValueError(f"the fast evaluator cannot serve this point: {reason}")
+        tickers, index, columns = self.tickers, self.index, self.columns
+        p = SimpleNamespace(**{**PARAM_DEFAULTS, "center": 0.0, "periods_per_year": 252,
+                               **{k: v for k, v in params.items() if k in PARAM_DEFAULTS
+                                  or k in ("center", "periods_per_year")}})
+        rules = Rules.from_params(p, len(tickers))
+        start = 0 if trade_start is None else int(np.searchsorted(index,
+                                                                  pd.Timestamp(trade_start)))
+        signals = self.signals(start, float(p.center), int(p.zscore_window))
+        vols = (self.vols(int(p.vol_window), float(p.periods_per_year))
+                if rules.sizing == "vol_target" else np.full(self.raw.shape, np.nan))
+        sizing = {"fixed": 0, "vol_target": 1, "confidence": 2}[rules.sizing]
+        out = run(columns["Open"], columns["High"], columns["Low"], columns["Close"], signals,
+                  vols, self.finite, start, float(rules.entry), float(rules.exit),
+                  bool(rules.allow_short), int(rules.min_hold), float(rules.stop_loss),
+                  float(rules.take_profit), sizing, float(rules.fraction),
+                  float(rules.target_vol), float(rules.confidence_scale),
+                  float(rules.max_position), float(rules.band), float(cash),
+                  commission_bps / 1e4, slippage_bps / 1e4, fill == "close", bool(fractional))
+        return _frames(out, tickers, index, columns["Close"], start, float(cash))
+
+
+def _simulate_compiled(bars: Mapping[str, pd.DataFrame], forecasts: Mapping[str, pd.Series],
+                       **kwargs: object) -> FastResult:
+    reason = unsupported({k: v for k, v in kwargs.items() if k not in (
+        "cash", "commission_bps", "slippage_bps", "fill", "fractional", "trade_start")})
+    if reason:
+        raise ValueError(f"the fast evaluator cannot serve this point: {reason}")
+    return FastEvaluator(bars, forecasts).run(**kwargs)
+
+
+def _frames(out: tuple, tickers: list[str], index: pd.DatetimeIndex, closes: np.ndarray,
+            start: int, cash: float) -> FastResult:
+    """The kernel's flat arrays as backtest()'s equity, fills and trades frames."""
+    (values, cash_line, gross, f_bar, f_i, f_size, f_price, f_comm, t_i, t_open, t_close,
+     t_long, t_price, t_pnl, t_comm, r_bar, r_i, tr_open, tr_size, tr_price, tr_pnl, tr_comm,
+     tr_long, tr_bar) = out
+    equity = pd.DataFrame({"value": values, "cash": cash_line, "gross_exposure": gross},
+                          index=index)
+    if start > 0:
+        equity = equity.iloc[start - 1:]
+    else:
+        spacing = pd.Series(index).diff().median() if len(index) > 1 else pd.Timedelta(days=1)
+        head = pd.DataFrame({"value": [cash], "cash": [cash], "gross_exposure": [0.0]},
+                            index=[index[0] - spacing])
+        equity = pd.concat([head, equity])
+    equity.index.name = "date"
+    names = np.asarray(tickers, dtype=object)
+    fills = pd.DataFrame({"date": index[f_bar], "ticker": names[f_i],
+                          "side": np.where(f_size > 0, "buy", "sell"), "size": f_size,
+                          "price": f_price, "value": np.abs(f_size) * f_price,
+                          "commission": f_comm})
+    last = len(index) - 1
+    still = np.flatnonzero(tr_open)
+    unrealised = tr_size[still] * (closes[last, still] - tr_price[still])
+    ticker_ids = np.concatenate([t_i, still])
+    opened_at = np.concatenate([t_open, tr_bar[still]])
+    closed_at = np.concatenate([t_close, np.full(len(still), last)])
+    pnl = np.concatenate([t_pnl, tr_pnl[still] + unrealised])
+    trades = pd.DataFrame({
+        "ticker": names[ticker_ids] if len(ticker_ids) else np.empty(0, object),
+        "entry_date": index[opened_at], "exit_date": index[closed_at],
+        "direction": np.where(np.concatenate([t_long, tr_long[still]]), "long", "short"),
+        "entry_price": np.concatenate([t_price, tr_price[still]]),
+        "bars": closed_at - opened_at, "pnl": pnl,
+        "pnl_net": pnl - np.concatenate([t_comm, tr_comm[still]]),
+        "status": ["closed"] * len(t_i) + ["open"] * len(still)})
+    rejections = [(index[b], tickers[i]) for b, i in zip(r_bar, r_i, strict=True)]
+    return FastResult(equity, fills, rejections, trades)
 
 
 def _close_trade(out: list, ticker: str, trade: _Trade, when: pd.Timestamp, bar: int) -> None:

@@ -15,7 +15,7 @@ import warnings
 import pandas as pd
 
 from ..backtest import LSTMStrategy, backtest
-from ..backtest.fastsim import simulate, unsupported
+from ..backtest.fastsim import FastEvaluator, unsupported
 from ..cache import cache_dir, cached_walk_forward, forecast_key
 from ..config import ExperimentConfig, config_from_dict, resolve_path
 from ..data import gap_after, load_many, ticker_from_path
@@ -66,6 +66,20 @@ def _predictions(key: str) -> pd.Series:
     return WalkForwardResult.load(cache_dir() / f"{key}.pt").predictions
 
 
+_EVALUATORS: dict[tuple, FastEvaluator] = {}
+
+
+def _evaluator(paths: tuple, start: object, end: object, keys: tuple, bars: dict,
+               forecasts: dict) -> FastEvaluator:
+    """One prepared evaluator per forecast set in this process (points reuse its arrays)."""
+    key = (paths, start, end, keys)
+    if key not in _EVALUATORS:
+        if len(_EVALUATORS) > 8:
+            _EVALUATORS.clear()
+        _EVALUATORS[key] = FastEvaluator(bars, forecasts)
+    return _EVALUATORS[key]
+
+
 def bars_for(config: ExperimentConfig) -> dict[str, pd.DataFrame]:
     """The experiment's bars, loaded once per process."""
     d = config.data
@@ -104,9 +118,11 @@ def backtest_task(config_tree: dict, keys: dict[str, str], holdout: float,
     served = "fast" if engine != "backtrader" and not reason else "backtrader"
     if served == "fast":
         broker = config.broker
-        run = simulate(bars, forecasts, cash=broker.cash, commission_bps=broker.commission_bps,
-                       slippage_bps=broker.slippage_bps, fill=broker.fill,
-                       fractional=broker.fractional, trade_start=trade_start, **params)
+        evaluator = _evaluator(tuple(config.data.paths), config.data.start, config.data.end,
+                               tuple(sorted(keys.items())), bars, forecasts)
+        run = evaluator.run(cash=broker.cash, commission_bps=broker.commission_bps,
+                            slippage_bps=broker.slippage_bps, fill=broker.fill,
+                            fractional=broker.fractional, trade_start=trade_start, **params)
     else:
         with torch_threads(1):
             run = backtest(bars, LSTMStrategy, broker=config.broker, trade_start=trade_start,
