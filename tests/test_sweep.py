@@ -95,7 +95,7 @@ def test_each_model_config_is_trained_once_and_never_again(plain: object,
 
 def test_a_sigkilled_sweep_resumes_with_every_trial_exactly_once(plain: object,
                                                                  tmp_path: Path) -> None:
-    config = sweep_file(tmp_path)
+    config = sweep_file(tmp_path, engine="backtrader")  # slow enough to be caught mid-way
     out = tmp_path / "out"
     proc = subprocess.Popen([sys.executable, "-m", "lstm_strategy", "sweep", "--config",
                              str(config), "--out", str(out), "--quiet"], cwd=ROOT,
@@ -103,7 +103,7 @@ def test_a_sigkilled_sweep_resumes_with_every_trial_exactly_once(plain: object,
     deadline = time.monotonic() + 120
     done = 0
     while done < 4 and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
+        time.sleep(0.01)
         if (out / "study.db").exists():
             try:
                 with sqlite3.connect(out / "study.db") as db:

@@ -135,19 +135,67 @@ def _open_study(config: SweepConfig, folder: Path) -> tuple[object, object, int]
                           f"choose another --out to start a new one.")
     study.set_user_attr("fingerprint", config.fingerprint())
     study_id = storage.get_study_id_from_name(STUDY)
-    # trials that were running when a driver died: run them again, once
-    for trial in study.get_trials(deepcopy=False):
-        if trial.state == optuna.trial.TrialState.RUNNING:
-            storage.set_trial_state_values(
-                storage.get_trial_id_from_study_id_trial_number(study_id, trial.number),
-                optuna.trial.TrialState.WAITING)
     plan = config.plan()
-    if plan is not None and not study.user_attrs.get("planned"):
-        for point in plan:
-            study.enqueue_trial(point, skip_if_exists=True)
-        study.set_user_attr("planned", True)
-    budget = len(study.get_trials(deepcopy=False)) if plan is not None else config.budget()
-    return study, storage, budget
+    if plan is None:
+        # adaptive search: trials that were running when a driver died are asked again
+        for trial in study.get_trials(deepcopy=False):
+            if trial.state == optuna.trial.TrialState.RUNNING:
+                storage.set_trial_state_values(
+                    storage.get_trial_id_from_study_id_trial_number(study_id, trial.number),
+                    optuna.trial.TrialState.WAITING)
+    return study, storage, len(plan) if plan is not None else config.budget()
+
+
+class _Slot:
+    """One trial of the ledger, written through the storage's own calls (each O(1): Optuna's
+    ask pops queued trials by reading them all, which makes large grids quadratic)."""
+
+    def __init__(self, storage: object, study_id: int, trial_id: int, params: dict) -> None:
+        self.storage, self.trial_id, self.params = storage, trial_id, params
+        self.number = storage.get_trial_number_from_id(trial_id)
+        self.study_id = study_id
+
+    def set_user_attr(self, key: str, value: object) -> None:
+        self.storage.set_trial_user_attr(self.trial_id, key, value)
+
+    def finish(self, state: object, value: float | None) -> None:
+        self.storage.set_trial_state_values(self.trial_id, state,
+                                            None if value is None else [value])
+
+
+def _planned_slots(config: SweepConfig, study: object, storage: object, study_id: int
+                   ) -> list[_Slot]:
+    """The plan's points not finished yet, each with its trial (a dead driver's running
+    trials are taken over, not duplicated)."""
+    import optuna
+
+    distributions = config.distributions()
+    done, running = set(), {}
+    for trial in study.get_trials(deepcopy=False):
+        point = trial.user_attrs.get("point")
+        if point is None:
+            continue
+        if trial.state == optuna.trial.TrialState.RUNNING:
+            running[point] = trial
+        else:
+            done.add(point)
+    slots = []
+    for point, params in enumerate(config.plan()):
+        if point in done:
+            continue
+        if point in running:
+            number = running[point].number
+            trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, number)
+            slots.append(_Slot(storage, study_id, trial_id, params))
+            continue
+        trial_id = storage.create_new_trial(study_id)
+        for key, value in params.items():
+            distribution = distributions[key]
+            storage.set_trial_param(trial_id, key, distribution.to_internal_repr(value),
+                                    distribution)
+        storage.set_trial_user_attr(trial_id, "point", point)
+        slots.append(_Slot(storage, study_id, trial_id, params))
+    return slots
 
 
 def _finished(study: object) -> list:
@@ -223,10 +271,9 @@ def _run_trials(config: SweepConfig, study: object, storage: object, budget: int
     planned = config.plan() is not None
     study_id = storage.get_study_id_from_name(STUDY)
 
-    def tell(trial: object, state: object, value: float | None = None) -> None:
+    def tell(trial: _Slot, state: object, value: float | None = None) -> None:
         nonlocal done, failed, best
-        study.tell(trial, value if state == optuna.trial.TrialState.COMPLETE else None,
-                   state=state)
+        trial.finish(state, value if state == optuna.trial.TrialState.COMPLETE else None)
         asked.pop(trial.number, None)
         done += 1
         if state == optuna.trial.TrialState.FAIL:
@@ -247,11 +294,17 @@ def _run_trials(config: SweepConfig, study: object, storage: object, budget: int
         handles[handle] = ("backtest", trial, tree)
 
     try:
+        queue = _planned_slots(config, study, storage, study_id) if planned else []
         while done < budget:
             room = budget - done - len(asked)
-            wave = room if planned else min(room, config.workers - len(asked))
+            wave = len(queue) if planned else min(room, config.workers - len(asked))
             for _ in range(max(0, wave)):
-                trial = study.ask(distributions)
+                if planned:
+                    trial = queue.pop(0)
+                else:
+                    asked_trial = study.ask(distributions)
+                    trial = _Slot(storage, study_id, storage.get_trial_id_from_study_id_trial_number(
+                        study_id, asked_trial.number), asked_trial.params)
                 asked[trial.number] = trial
                 params = {k: trial.params[k] for k in config.keys()}
                 try:
@@ -306,11 +359,13 @@ def _run_trials(config: SweepConfig, study: object, storage: object, budget: int
                 else:
                     tell(trial, optuna.trial.TrialState.COMPLETE, float(value))
     except BaseException:
-        # asked but unfinished trials go back to the queue: a rerun runs them once
-        for number in list(asked):
-            storage.set_trial_state_values(
-                storage.get_trial_id_from_study_id_trial_number(study_id, number),
-                optuna.trial.TrialState.WAITING)
+        # asked but unfinished trials are run once by a rerun (planned points are taken
+        # over by point; adaptive ones go back to the queue)
+        if not planned:
+            for number in list(asked):
+                storage.set_trial_state_values(
+                    storage.get_trial_id_from_study_id_trial_number(study_id, number),
+                    optuna.trial.TrialState.WAITING)
         runner.close(cancel=True)
         meter.close()
         raise
