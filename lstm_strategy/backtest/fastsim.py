@@ -259,8 +259,8 @@ def simulate(bars: Mapping[str, pd.DataFrame], forecasts: Mapping[str, pd.Series
                 events.append(("filled", i, order[4]))
         working = still
         value = _broker_value(cash, positions, close_rows[bar])
-        for kind, i, price in events:  # the strategy hears of each order
-            if kind == "filled":
+        for event, i, price in events:  # the strategy hears of each order
+            if event == "filled":
                 book = books[i]
                 if math.isnan(book.entry_price) and book.direction != 0:
                     books[i] = book._replace(entry_price=price)

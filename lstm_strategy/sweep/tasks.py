@@ -67,6 +67,25 @@ def _predictions(key: str) -> pd.Series:
 
 
 _EVALUATORS: dict[tuple, FastEvaluator] = {}
+_CALENDARS: dict[tuple, tuple] = {}
+
+
+def _calendar(calendar: pd.DatetimeIndex) -> tuple[float, pd.DatetimeIndex]:
+    """Bars per year and the bars after holes, once per calendar in this process."""
+    key = (calendar[0], calendar[-1], len(calendar))
+    if key not in _CALENDARS:
+        _CALENDARS[key] = (infer_periods_per_year(calendar), calendar[gap_after(calendar)])
+    return _CALENDARS[key]
+
+
+def _strategy_params(config: ExperimentConfig, calendar: pd.DatetimeIndex,
+                     trade_start: pd.Timestamp) -> dict:
+    key = (calendar[0], calendar[-1], len(calendar), trade_start)
+    if key not in _CALENDARS:
+        _CALENDARS[key] = (strategy_params(config, calendar, trade_start)["periods_per_year"],)
+    center = 0.5 if config.model.head == "direction" else 0.0
+    return {**config.strategy.params(), "center": center,
+            "periods_per_year": _CALENDARS[key][0]}
 
 
 def _evaluator(paths: tuple, start: object, end: object, keys: tuple, bars: dict,
@@ -111,7 +130,7 @@ def backtest_task(config_tree: dict, keys: dict[str, str], holdout: float,
     forecasts = {t: _predictions(keys[t]).reindex(bars[t].index) for t in bars}
     trade_start = max(p.first_valid_index() for p in forecasts.values())
     calendar = next(iter(bars.values())).index
-    params = strategy_params(config, calendar, trade_start)
+    params = _strategy_params(config, calendar, trade_start)
     reason = unsupported(params) if config.strategy.mode == "batch" else "stream mode"
     if engine == "fast" and reason:
         raise ValueError(f"engine=fast cannot serve this point: {reason}")
@@ -133,8 +152,7 @@ def backtest_task(config_tree: dict, keys: dict[str, str], holdout: float,
             served = f"backtrader (fast cannot: {reason})"
     split = holdout_start(calendar, trade_start, holdout)
     equity = run.equity
-    ppy = infer_periods_per_year(calendar)
-    gaps = calendar[gap_after(calendar)]
+    ppy, gaps = _calendar(calendar)
 
     def score(part: pd.DataFrame, fills: pd.DataFrame, trades: pd.DataFrame) -> dict:
         return strategy_metrics(part["value"], trades=trades, fills=fills,
