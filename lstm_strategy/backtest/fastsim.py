@@ -296,17 +296,7 @@ def simulate(bars: Mapping[str, pd.DataFrame], forecasts: Mapping[str, pd.Series
         values[bar] = value
         cash_line[bar] = cash
         gross[bar] = sum(abs(positions[i].size) * close_rows[bar][i] for i in range(n))
-    equity = pd.DataFrame({"value": values, "cash": cash_line, "gross_exposure": gross},
-                          index=index)
-    if start > 0:
-        equity = equity.iloc[start - 1:]
-    else:
-        spacing = pd.Series(index).diff().median() if len(index) > 1 else pd.Timedelta(days=1)
-        head = pd.DataFrame({"value": [starting_cash], "cash": [starting_cash],
-                             "gross_exposure": [0.0]},
-                            index=[index[0] - spacing])
-        equity = pd.concat([head, equity])
-    equity.index.name = "date"
+    equity = _equity_frame(values, cash_line, gross, index, start, starting_cash)
     frame = pd.DataFrame(fills, columns=["date", "ticker", "side", "size", "price", "value",
                                          "commission"])
     last = len(index) - 1
@@ -425,12 +415,9 @@ def _simulate_compiled(bars: Mapping[str, pd.DataFrame], forecasts: Mapping[str,
     return FastEvaluator(bars, forecasts).run(**kwargs)
 
 
-def _frames(out: tuple, tickers: list[str], index: pd.DatetimeIndex, closes: np.ndarray,
-            start: int, cash: float) -> FastResult:
-    """The kernel's flat arrays as backtest()'s equity, fills and trades frames."""
-    (values, cash_line, gross, f_bar, f_i, f_size, f_price, f_comm, t_i, t_open, t_close,
-     t_long, t_price, t_pnl, t_comm, r_bar, r_i, tr_open, tr_size, tr_price, tr_pnl, tr_comm,
-     tr_long, tr_bar) = out
+def _equity_frame(values: np.ndarray, cash_line: np.ndarray, gross: np.ndarray,
+                  index: pd.DatetimeIndex, start: int, cash: float) -> pd.DataFrame:
+    """Equity like backtest()'s: from the bar before trade_start, or a starting row."""
     equity = pd.DataFrame({"value": values, "cash": cash_line, "gross_exposure": gross},
                           index=index)
     if start > 0:
@@ -441,6 +428,16 @@ def _frames(out: tuple, tickers: list[str], index: pd.DatetimeIndex, closes: np.
                             index=[index[0] - spacing])
         equity = pd.concat([head, equity])
     equity.index.name = "date"
+    return equity
+
+
+def _frames(out: tuple, tickers: list[str], index: pd.DatetimeIndex, closes: np.ndarray,
+            start: int, cash: float) -> FastResult:
+    """The kernel's flat arrays as backtest()'s equity, fills and trades frames."""
+    (values, cash_line, gross, f_bar, f_i, f_size, f_price, f_comm, t_i, t_open, t_close,
+     t_long, t_price, t_pnl, t_comm, r_bar, r_i, tr_open, tr_size, tr_price, tr_pnl, tr_comm,
+     tr_long, tr_bar) = out
+    equity = _equity_frame(values, cash_line, gross, index, start, cash)
     names = np.asarray(tickers, dtype=object)
     fills = pd.DataFrame({"date": index[f_bar], "ticker": names[f_i],
                           "side": np.where(f_size > 0, "buy", "sell"), "size": f_size,
