@@ -58,12 +58,14 @@ class ExperimentResult:
 
 
 def strategy_params(config: ExperimentConfig, calendar: pd.DatetimeIndex,
-                    trade_start: pd.Timestamp) -> dict:
+                    trade_start: pd.Timestamp, periods_per_year: float | None = None) -> dict:
     """LSTMStrategy's params for a run: the configured rules, the neutral forecast, and the
-    bar spacing as known when trading starts (it scales vol-targeted positions)."""
+    bar spacing as known when trading starts (it scales vol-targeted positions; pass
+    `periods_per_year` when it is already known for the bars before `trade_start`)."""
     center = 0.5 if config.model.head == "direction" else 0.0
-    return {**config.strategy.params(), "center": center,
-            "periods_per_year": infer_periods_per_year(calendar[calendar < trade_start])}
+    if periods_per_year is None:
+        periods_per_year = infer_periods_per_year(calendar[calendar < trade_start])
+    return {**config.strategy.params(), "center": center, "periods_per_year": periods_per_year}
 
 
 def seed_everything(seed: int) -> None:

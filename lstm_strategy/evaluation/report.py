@@ -27,6 +27,7 @@ from matplotlib.ticker import MaxNLocator
 from ..config import dump_config
 from ..errors import RunFolderExists
 from ..experiment import ExperimentResult
+from ..processes import pid_alive
 from .metrics import (
     describe_span,
     drawdown_series,
@@ -269,14 +270,6 @@ def check_run_folder(out: Path, *, overwrite: bool = False) -> None:
                               f"the new run has been written).")
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError):
-        return pid < 2**22  # exists but is someone else's (or not a pid at all)
-    return True
 
 
 def remove_stale_temp_folders(out: Path) -> list[Path]:
@@ -289,7 +282,7 @@ def remove_stale_temp_folders(out: Path) -> list[Path]:
     for path in out.parent.glob(f".{out.name}.*"):
         match = re.fullmatch(rf"\.{re.escape(out.name)}\.(?:(\d+)\..*\.tmp|old-(\d+))",
                              path.name)
-        if match and path.is_dir() and not _alive(int(match.group(1) or match.group(2))):
+        if match and path.is_dir() and not pid_alive(int(match.group(1) or match.group(2))):
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
     return removed

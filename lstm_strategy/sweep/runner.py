@@ -28,6 +28,7 @@ from ..evaluation.stats import (
     probability_of_backtest_overfitting,
     sharpe_per_bar,
 )
+from ..processes import pid_alive
 from .backends import make_backend
 from .space import SweepConfig, load_sweep
 from .tasks import backtest_task, returns_matrix, train_task
@@ -61,7 +62,7 @@ class _Lock:
                 pid = int(self.path.read_text().strip() or 0)
             except ValueError:
                 pid = 0
-            if pid and pid != os.getpid() and _alive(pid):
+            if pid and pid != os.getpid() and pid_alive(pid):
                 raise ConfigError(f"{self.path.parent}: another sweep (pid {pid}) is running "
                                   f"in this folder; wait for it or choose another --out.")
         self.path.write_text(str(os.getpid()))
@@ -71,14 +72,6 @@ class _Lock:
         self.path.unlink(missing_ok=True)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class _Progress:

@@ -78,16 +78,6 @@ def _calendar(calendar: pd.DatetimeIndex) -> tuple[float, pd.DatetimeIndex]:
     return _CALENDARS[key]
 
 
-def _strategy_params(config: ExperimentConfig, calendar: pd.DatetimeIndex,
-                     trade_start: pd.Timestamp) -> dict:
-    key = (calendar[0], calendar[-1], len(calendar), trade_start)
-    if key not in _CALENDARS:
-        _CALENDARS[key] = (strategy_params(config, calendar, trade_start)["periods_per_year"],)
-    center = 0.5 if config.model.head == "direction" else 0.0
-    return {**config.strategy.params(), "center": center,
-            "periods_per_year": _CALENDARS[key][0]}
-
-
 def _evaluator(paths: tuple, start: object, end: object, keys: tuple, bars: dict,
                forecasts: dict) -> FastEvaluator:
     """One prepared evaluator per forecast set in this process (points reuse its arrays)."""
@@ -130,7 +120,8 @@ def backtest_task(config_tree: dict, keys: dict[str, str], holdout: float,
     forecasts = {t: _predictions(keys[t]).reindex(bars[t].index) for t in bars}
     trade_start = max(p.first_valid_index() for p in forecasts.values())
     calendar = next(iter(bars.values())).index
-    params = _strategy_params(config, calendar, trade_start)
+    params = strategy_params(config, calendar, trade_start,
+                             periods_per_year=_calendar(calendar[calendar < trade_start])[0])
     reason = unsupported(params) if config.strategy.mode == "batch" else "stream mode"
     if engine == "fast" and reason:
         raise ValueError(f"engine=fast cannot serve this point: {reason}")
