@@ -51,13 +51,14 @@ def forecast_key(features: pd.DataFrame, target: pd.Series, model_config: ModelC
 
 def cached_walk_forward(features: pd.DataFrame, target: pd.Series, model_config: ModelConfig,
                         train_config: TrainConfig, *, device: str | torch.device = "auto",
-                        use_cache: bool = True, refresh: bool = False, **kwargs: object
-                        ) -> tuple[WalkForwardResult, bool]:
+                        use_cache: bool = True, refresh: bool = False, key: str | None = None,
+                        **kwargs: object) -> tuple[WalkForwardResult, bool]:
     """`walk_forward`, or its stored result for the same inputs; returns (result, trained).
 
-    `use_cache=False` neither reads nor writes the cache; `refresh` retrains and rewrites.
+    `use_cache=False` neither reads nor writes the cache; `refresh` retrains and rewrites;
+    `key` is `forecast_key(...)` of these inputs when the caller has it already.
     """
-    key = forecast_key(features, target, model_config, train_config, device)
+    key = key or forecast_key(features, target, model_config, train_config, device)
     path = cache_dir() / f"{key}.pt"
     if use_cache and not refresh and path.is_file():
         try:

@@ -72,7 +72,7 @@ def _equity_curves(result: SweepResult) -> str:
         experiment = result.config.experiment({k: v.item() if hasattr(v, "item") else v
                                                for k, v in params.items()})
         tree = experiment.to_dict()
-        keys = train_task(tree)["keys"]  # from the forecast cache (trained only if deleted)
+        keys = result.forecast_keys.get(int(row.trial)) or train_task(tree)["keys"]
         outcome = backtest_task(tree, keys, result.config.holdout, keep_equity=True)
         equity = outcome["equity"]
         ax.plot(equity.index, equity / equity.iloc[0], lw=1.6 if rank == 1 else 0.9,

@@ -48,6 +48,7 @@ class SweepResult:
     pbo: dict | None  # Probability of Backtest Overfitting over all trials
     trainings: int  # model configs trained (not found in the cache) by this call
     returns: pd.DataFrame | None = None  # in-sample per-bar returns, a column per trial
+    forecast_keys: dict = dataclasses.field(default_factory=dict)  # trial -> cache keys
 
 
 class _Lock:
@@ -424,9 +425,12 @@ def _summarise(config: SweepConfig, study: object, folder: Path, trainings: int,
     changed), and the report."""
     rows = []
     keys = config.keys()
+    forecast_keys = {}
     for trial in sorted(_finished(study), key=lambda t: t.number):
         attrs = {**trial.user_attrs.get("trial", {}), **trial.user_attrs.get("outcome", {}),
                  "error": trial.user_attrs.get("error")}
+        if attrs.get("keys"):
+            forecast_keys[trial.number] = attrs["keys"]
         row = {"trial": trial.number, "status": trial.state.name}
         row.update({k: trial.params.get(k) for k in keys})
         row.update(attrs.get("metrics") or {})
@@ -446,7 +450,7 @@ def _summarise(config: SweepConfig, study: object, folder: Path, trainings: int,
         saved = json.loads((folder / "summary.json").read_text())
         if saved.get("n_trials") == len(table):
             return SweepResult(folder, config, table, saved["best"], saved["dsr"],
-                               saved["pbo"], trainings)
+                               saved["pbo"], trainings, forecast_keys=forecast_keys)
     if len(complete):
         ranked = complete.sort_values(config.objective,
                                       ascending=config.direction == "minimize")
@@ -473,7 +477,8 @@ def _summarise(config: SweepConfig, study: object, folder: Path, trainings: int,
                "objective": config.objective, "direction": config.direction,
                "holdout": config.holdout}
     (folder / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-    result = SweepResult(folder, config, table, best, dsr, pbo, trainings, matrix)
+    result = SweepResult(folder, config, table, best, dsr, pbo, trainings, matrix,
+                         forecast_keys)
     if report and best is not None:
         from ..evaluation.sweep_report import write_sweep_report
         write_sweep_report(result)

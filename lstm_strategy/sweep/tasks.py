@@ -41,12 +41,13 @@ def train_task(config_tree: dict, refresh: bool = False) -> dict:
         keys, trained = {}, 0
         for ticker, frame in bars.items():
             target = make_target(frame["Close"], config.train.horizon)
-            _, fresh = cached_walk_forward(features[ticker], target, config.model,
-                                           config.train, device=config.device,
-                                           refresh=refresh, progress=False)
-            trained += fresh
             keys[ticker] = forecast_key(features[ticker], target, config.model, config.train,
                                         config.device)
+            _, fresh = cached_walk_forward(features[ticker], target, config.model,
+                                           config.train, device=config.device,
+                                           refresh=refresh, progress=False,
+                                           key=keys[ticker])
+            trained += fresh
     return {"keys": keys, "trained": trained, "seconds": time.perf_counter() - started}
 
 
