@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import datetime
+import functools
 import re
 import types
 import typing
@@ -235,6 +236,11 @@ def _coerce(value: object, annotation: object, key: str) -> object:
     raise ConfigError(f"{key}: unsupported type {annotation!r}.")  # pragma: no cover
 
 
+@functools.cache
+def _hints(cls: type) -> dict:
+    return typing.get_type_hints(cls)
+
+
 def _build(cls: type, values: object, prefix: str) -> object:
     """The dataclass `cls` from a mapping; every problem in it is found before one is raised.
 
@@ -244,7 +250,7 @@ def _build(cls: type, values: object, prefix: str) -> object:
     if not isinstance(values, dict):
         raise ConfigError(f"{prefix or 'config'} must be a mapping of keys to values, got "
                           f"{values!r}.")
-    hints = typing.get_type_hints(cls)
+    hints = _hints(cls)
     names = [f.name for f in fields(cls)]
     where = f"{prefix}." if prefix else ""
     problems = [f"unknown key {where}{k}; allowed keys "
@@ -339,6 +345,24 @@ def _paths_from(tree: dict, folder: Path) -> None:
         data["macro"] = near(data["macro"])
 
 
+@functools.lru_cache(maxsize=16)
+def _read_tree(path: str, _mtime_ns: int, _size: int) -> dict:
+    """A config file's mapping, data paths made absolute; parsed once per file version (a
+    sweep builds an experiment per point from one base file)."""
+    file = Path(path)
+    text = file.read_text()
+    try:
+        loaded = yaml.safe_load(text)
+    except (yaml.YAMLError, ValueError) as exc:  # ValueError: e.g. a date like 2008-02-31
+        raise ConfigError(f"{file}: not valid YAML ({_yaml_problem(text, exc)}).") from exc
+    if loaded is None:
+        loaded = {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{file}: the top level must be a mapping (key: value).")
+    _paths_from(loaded, file.parent)
+    return loaded
+
+
 def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] = (),
                 **top: object) -> ExperimentConfig:
     """The experiment from a YAML file (or the defaults), with `key=value` overrides applied.
@@ -349,17 +373,8 @@ def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] 
     tree: dict = {}
     if path is not None:
         path = _config_file(path)
-        text = path.read_text()
-        try:
-            loaded = yaml.safe_load(text)
-        except (yaml.YAMLError, ValueError) as exc:  # ValueError: e.g. a date like 2008-02-31
-            raise ConfigError(f"{path}: not valid YAML ({_yaml_problem(text, exc)}).") from exc
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping (key: value).")
-        tree = loaded
-        _paths_from(tree, path.parent)
+        stat = path.stat()
+        tree = copy.deepcopy(_read_tree(str(path.resolve()), stat.st_mtime_ns, stat.st_size))
     for item in overrides:
         key, value = parse_override(item)
         _set_dotted(tree, key, value)

@@ -4,6 +4,7 @@ table on Ray, honest selection statistics, and a hold-out that ranking never see
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import os
 import signal
@@ -225,6 +226,34 @@ def test_pbo_is_near_a_half_for_noise_and_near_zero_for_a_dominant_strategy() ->
     assert probability_of_backtest_overfitting(matrix, n_blocks=10)["pbo"] < 0.05
 
 
+def _pbo_by_the_book(matrix: np.ndarray, n_blocks: int) -> float:
+    """CSCV written out split by split (Bailey et al. 2017), the reference for the fast one."""
+    blocks = np.array_split(matrix, n_blocks)
+    below = 0
+    splits = list(itertools.combinations(range(n_blocks), n_blocks // 2))
+    for chosen in splits:
+        inside = np.vstack([blocks[b] for b in chosen])
+        outside = np.vstack([blocks[b] for b in range(n_blocks) if b not in chosen])
+        in_sharpe = inside.mean(0) / inside.std(0, ddof=1)
+        out_sharpe = outside.mean(0) / outside.std(0, ddof=1)
+        best = int(np.argmax(in_sharpe))
+        rank = (np.sum(out_sharpe < out_sharpe[best])
+                + 0.5 * (np.sum(out_sharpe == out_sharpe[best]) - 1) + 1) / (matrix.shape[1] + 1)
+        below += math.log(rank / (1 - rank)) <= 0
+    return below / len(splits)
+
+
+def test_pbo_counts_every_trial_even_when_many_share_their_returns() -> None:
+    # sweeps hold many points that trade alike: repeated columns must weigh as many trials
+    rng = np.random.default_rng(5)
+    distinct = rng.normal(0.0002, 0.01, (400, 6))
+    matrix = distinct[:, [0, 1, 1, 2, 3, 3, 3, 4, 5, 0, 2]]
+    assert probability_of_backtest_overfitting(matrix, n_blocks=8)["pbo"] == pytest.approx(
+        _pbo_by_the_book(matrix, 8), abs=1e-12)
+    assert probability_of_backtest_overfitting(distinct, n_blocks=8)["pbo"] == pytest.approx(
+        _pbo_by_the_book(distinct, 8), abs=1e-12)
+
+
 def test_engines_serve_points_and_the_top_is_rechecked_with_backtrader(
         plain: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert set(plain.table["engine"]) == {"fast"}  # auto: every point here is supported
@@ -256,3 +285,38 @@ def test_engines_serve_points_and_the_top_is_rechecked_with_backtrader(
     monkeypatch.setattr(fastsim.FastEvaluator, "run", wrong)
     with pytest.raises(runner.EngineMismatch, match=r"trial \d+ .* backtrader"):
         sweep(plain.config, tmp_path / "wrong", progress=False)
+
+
+def test_the_batched_ledger_reads_back_like_optunas_own_calls(tmp_path: Path) -> None:
+    # the sweep writes its Optuna ledger in bulk; Optuna must see exactly what its public
+    # calls (the fallback) would have written
+    import optuna
+
+    from lstm_strategy.sweep.ledger import Ledger
+
+    distributions = {"a": optuna.distributions.FloatDistribution(0.0, 1.0),
+                     "b": optuna.distributions.CategoricalDistribution([True, False])}
+    points = [(i, {"a": i / 10, "b": i % 2 == 0}) for i in range(6)]
+    seen = []
+    for bulk in (True, False):
+        storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / f'{bulk}.db'}")
+        study = optuna.create_study(storage=storage, study_name="s", direction="maximize")
+        study_id = storage.get_study_id_from_name("s")
+        ledger = Ledger(storage, study_id, every=3600, batch=10_000)
+        if not bulk:
+            ledger.models = None
+        ids = ledger.create(points, distributions)
+        assert [number for _, number in ids] == list(range(6))
+        for trial_id, number in ids[:4]:
+            complete = number != 2
+            ledger.finish(trial_id, optuna.trial.TrialState.COMPLETE if complete
+                          else optuna.trial.TrialState.FAIL, number * 0.5 if complete else None,
+                          {"outcome": {"n": number}, "point": number})
+        assert all(t.state.name == "RUNNING" for t in study.get_trials())  # not yet flushed
+        ledger.flush()
+        seen.append([(t.number, t.state.name, t.value, t.params, t.user_attrs,
+                      t.datetime_complete is not None) for t in study.get_trials()])
+    assert seen[0] == seen[1]
+    assert [row[1] for row in seen[0]] == ["COMPLETE", "COMPLETE", "FAIL", "COMPLETE",
+                                           "RUNNING", "RUNNING"]
+    assert seen[0][3][2] == 1.5 and seen[0][3][4] == {"outcome": {"n": 3}, "point": 3}

@@ -406,6 +406,16 @@ class FastEvaluator:
         return _frames(out, tickers, index, columns["Close"], start, float(cash))
 
 
+def warm_up() -> None:
+    """Compile the loop (or load it from Numba's disk cache) in this process: a sweep's
+    driver calls it before forking its workers, which then start with it compiled instead
+    of each compiling it again."""
+    index = pd.date_range("2000-01-03", periods=8, freq="B")
+    close = pd.Series(np.linspace(10.0, 11.0, len(index)), index=index)
+    bars = {"X": pd.DataFrame({k: close for k in ("Open", "High", "Low", "Close")})}
+    FastEvaluator(bars, {"X": close.pct_change()}).run()
+
+
 def _simulate_compiled(bars: Mapping[str, pd.DataFrame], forecasts: Mapping[str, pd.Series],
                        **kwargs: object) -> FastResult:
     reason = unsupported({k: v for k, v in kwargs.items() if k not in (

@@ -153,23 +153,31 @@ def strategy_metrics(
     value per bar, from which the share of bars with a position is taken.
     `periods_per_year` defaults to what the index's spacing implies (`infer_periods_per_year`).
     """
-    equity = equity.astype(float)
-    returns = equity.pct_change().dropna()
+    # numpy on the values (a sweep scores thousands of curves); pandas' formulas exactly
+    values = equity.to_numpy(dtype=float)
+    index = pd.DatetimeIndex(equity.index)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        returns = values[1:] / values[:-1] - 1.0
+    kept = ~np.isnan(returns)
     if gaps is not None and len(gaps):
-        returns = returns.drop(returns.index.intersection(gaps))
-    total = equity.iloc[-1] / equity.iloc[0] - 1.0
-    years = (equity.index[-1] - equity.index[0]) / YEAR if len(equity) > 1 else 0.0
+        kept &= ~index[1:].isin(gaps)
+    returns = returns[kept]
+    total = values[-1] / values[0] - 1.0
+    years = (index[-1] - index[0]) / YEAR if len(values) > 1 else 0.0
     cagr = (1.0 + total) ** (1.0 / years) - 1.0 if years > 0 and total > -1 else math.nan
-    std = returns.std(ddof=1)
-    downside = math.sqrt((np.minimum(returns, 0.0) ** 2).mean()) if len(returns) else math.nan
-    ann = math.sqrt(periods_per_year or infer_periods_per_year(equity.index))
-    mdd = max_drawdown(equity)
+    mean = returns.sum() / len(returns) if len(returns) else math.nan
+    std = (math.sqrt(((mean - returns) ** 2).sum() / (len(returns) - 1))
+           if len(returns) > 1 else math.nan)
+    downside = (math.sqrt((np.minimum(returns, 0.0) ** 2).sum() / len(returns))
+                if len(returns) else math.nan)
+    ann = math.sqrt(periods_per_year or infer_periods_per_year(index))
+    mdd = float((1.0 - values / np.maximum.accumulate(values)).max()) if len(values) else 0.0
     metrics = {
         "total_return": _clean(total),
         "cagr": _clean(cagr),
         "volatility": _clean(std * ann),
-        "sharpe": _clean(returns.mean() / std * ann) if std > 0 else None,
-        "sortino": _clean(returns.mean() / downside * ann) if downside > 0 else None,
+        "sharpe": _clean(mean / std * ann) if std > 0 else None,
+        "sortino": _clean(mean / downside * ann) if downside > 0 else None,
         "max_drawdown": _clean(mdd),
         "calmar": _clean(cagr / mdd) if mdd > 0 and math.isfinite(cagr) else None,
         "n_trades": 0,
@@ -177,8 +185,8 @@ def strategy_metrics(
         "win_rate": None,
         "exposure": None,
         "turnover": None,
-        "final_value": _clean(equity.iloc[-1]),
-        "n_bars": len(equity),
+        "final_value": _clean(values[-1]),
+        "n_bars": len(values),
     }
     if trades is not None and len(trades):
         metrics["n_trades"] = len(trades)
@@ -186,10 +194,13 @@ def strategy_metrics(
         if "status" in trades:
             metrics["n_open_trades"] = int((trades["status"] == "open").sum())
     if exposure is not None and len(exposure):
-        metrics["exposure"] = _clean((exposure.reindex(equity.index).fillna(0) > 0).mean())
+        if not exposure.index.equals(equity.index):
+            exposure = exposure.reindex(equity.index).fillna(0)
+        metrics["exposure"] = _clean((exposure.to_numpy() > 0).mean())
     if fills is not None:
         traded = float(fills["value"].sum()) if len(fills) else 0.0
-        metrics["turnover"] = _clean(traded / equity.mean() / years) if years > 0 else None
+        metrics["turnover"] = (_clean(traded / (values.sum() / len(values)) / years)
+                               if years > 0 else None)
     return metrics
 
 

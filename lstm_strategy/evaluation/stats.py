@@ -82,28 +82,60 @@ def probability_of_backtest_overfitting(returns: np.ndarray, n_blocks: int = 16)
     if trials < 2:
         return {"pbo": math.nan, "n_splits": 0, "logits": np.empty(0)}
     n_blocks = max(2, min(n_blocks - n_blocks % 2, bars // 2 * 2))
+    # trials with the same returns rank alike: each distinct column once, weighted by how
+    # many trials share it, in order of first appearance (ties go to the first, as before)
+    groups: dict[bytes, int] = {}
+    owner = np.array([groups.setdefault(column.tobytes(), len(groups))
+                      for column in np.ascontiguousarray(matrix.T)])
+    weights = np.bincount(owner)
+    matrix = matrix[:, np.unique(owner, return_index=True)[1]]
     edges = np.linspace(0, bars, n_blocks + 1).astype(int)
     sums = np.array([matrix[a:b].sum(axis=0) for a, b in itertools.pairwise(edges)])
     squares = np.array([(matrix[a:b] ** 2).sum(axis=0) for a, b in itertools.pairwise(edges)])
     counts = np.diff(edges).astype(float)
-    logits = []
-    for chosen in itertools.combinations(range(n_blocks), n_blocks // 2):
-        inside = np.zeros(n_blocks, dtype=bool)
-        inside[list(chosen)] = True
-        in_sharpe = _block_sharpe(sums[inside], squares[inside], counts[inside])
-        out_sharpe = _block_sharpe(sums[~inside], squares[~inside], counts[~inside])
-        best = int(np.nanargmax(np.where(np.isfinite(in_sharpe), in_sharpe, -np.inf)))
-        # relative rank of the in-sample winner out of sample, in (0, 1)
-        rank = (np.sum(out_sharpe < out_sharpe[best]) + 0.5 * (np.sum(
-            out_sharpe == out_sharpe[best]) - 1) + 1) / (trials + 1)
-        logits.append(math.log(rank / (1 - rank)))
-    logits = np.asarray(logits)
+    half = n_blocks // 2
+    chosen = np.array(list(itertools.combinations(range(n_blocks), half)))
+    members = np.zeros((len(chosen), n_blocks), dtype=bool)
+    members[np.arange(len(chosen))[:, None], chosen] = True
+    # each half's Sharpe once: a split and its mirror share them, in and out swapped
+    bits = members @ (1 << np.arange(n_blocks))
+    where = {int(b): i for i, b in enumerate(bits)}
+    halves = np.flatnonzero(members[:, 0])
+    mirrors = np.array([where[int(bits[i]) ^ ((1 << n_blocks) - 1)] for i in halves])
+    logits = np.empty(len(chosen))
+    for start in range(0, len(halves), 256):
+        one, other = halves[start:start + 256], mirrors[start:start + 256]
+        first = _block_sharpe(sums, squares, counts, members[one])
+        second = _block_sharpe(sums, squares, counts, members[other])
+        logits[one] = _rank_logits(first, second, weights)
+        logits[other] = _rank_logits(second, first, weights)
     return {"pbo": float((logits <= 0).mean()), "n_splits": len(logits), "logits": logits}
 
 
-def _block_sharpe(sums: np.ndarray, squares: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    n = counts.sum()
-    mean = sums.sum(axis=0) / n
-    variance = (squares.sum(axis=0) - n * mean ** 2) / max(n - 1, 1)
+def _rank_logits(in_sharpe: np.ndarray, out_sharpe: np.ndarray, weights: np.ndarray
+                 ) -> np.ndarray:
+    """Per split (row): the logit of the in-sample winner's relative rank out of sample;
+    column j stands for weights[j] trials."""
+    best = np.argmax(np.where(np.isfinite(in_sharpe), in_sharpe, -np.inf), axis=1)
+    mark = out_sharpe[np.arange(len(best)), best][:, None]
+    below = ((out_sharpe < mark) * weights).sum(axis=1)
+    level = ((out_sharpe == mark) * weights).sum(axis=1)
+    rank = (below + 0.5 * (level - 1) + 1) / (weights.sum() + 1)
+    return np.log(rank / (1 - rank))
+
+
+def _block_sharpe(sums: np.ndarray, squares: np.ndarray, counts: np.ndarray,
+                  members: np.ndarray) -> np.ndarray:
+    """Sharpe per bar of each trial over each row's blocks ([rows, trials]); blocks are added
+    one by one in order, so no figure depends on how many rows or trials came together."""
+    total = np.zeros((len(members), sums.shape[1]))
+    total_sq = np.zeros_like(total)
+    for block in range(len(counts)):
+        inside = members[:, block:block + 1]
+        total += np.where(inside, sums[block], 0.0)
+        total_sq += np.where(inside, squares[block], 0.0)
+    n = (members * counts).sum(axis=1, keepdims=True)
+    mean = total / n
+    variance = (total_sq - n * mean ** 2) / np.maximum(n - 1, 1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(variance > 0, mean / np.sqrt(np.maximum(variance, 0)), np.nan)

@@ -73,7 +73,9 @@ def _equity_curves(result: SweepResult) -> str:
                                                for k, v in params.items()})
         tree = experiment.to_dict()
         keys = result.forecast_keys.get(int(row.trial)) or train_task(tree)["keys"]
-        outcome = backtest_task(tree, keys, result.config.holdout, keep_equity=True)
+        # the sweep's own engine: the fast evaluator's points are rechecked against backtrader
+        outcome = backtest_task(tree, keys, result.config.holdout, keep_equity=True,
+                                engine=result.config.engine)
         equity = outcome["equity"]
         ax.plot(equity.index, equity / equity.iloc[0], lw=1.6 if rank == 1 else 0.9,
                 label=f"#{rank}: trial {row.trial}")

@@ -34,12 +34,15 @@ def _start_method() -> str:
 
 
 class LocalBackend:
-    """`workers` processes on this machine; with one worker, tasks run in this process."""
+    """`workers` processes on this machine; with one worker, tasks run in this process, one
+    per `wait` in the order submitted (so results, progress and ledger commits come as
+    each task ends, as they do with a pool)."""
 
     name = "local"
 
     def __init__(self, workers: int = 1) -> None:
         self.workers = workers
+        self._queued: dict[Future, tuple[Callable, tuple]] = {}
         self._pool = None
         if workers > 1:
             self._pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_init,
@@ -50,20 +53,27 @@ class LocalBackend:
         if self._pool is not None:
             return self._pool.submit(fn, *args)
         future: Future = Future()
+        self._queued[future] = (fn, args)
+        return future
+
+    def wait(self, handles: Sequence[Future]) -> list[Future]:
+        done = [h for h in handles if h.done()]
+        if done or self._pool is not None:
+            return done or list(wait_futures(list(handles), return_when=FIRST_COMPLETED)[0])
+        wanted = set(handles)
+        future = next(h for h in self._queued if h in wanted)
+        fn, args = self._queued.pop(future)
         try:
             future.set_result(fn(*args))
         except Exception as exc:  # the task's own error, raised again by result()
             future.set_exception(exc)
-        return future
-
-    def wait(self, handles: Sequence[Future]) -> list[Future]:
-        done, _ = wait_futures(list(handles), return_when=FIRST_COMPLETED)
-        return list(done)
+        return [future]
 
     def result(self, handle: Future) -> object:
         return handle.result()
 
     def close(self, cancel: bool = False) -> None:
+        self._queued.clear()
         if self._pool is not None:
             self._pool.shutdown(wait=not cancel, cancel_futures=cancel)
 

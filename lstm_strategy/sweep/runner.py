@@ -30,6 +30,7 @@ from ..evaluation.stats import (
 )
 from ..processes import pid_alive
 from .backends import make_backend
+from .ledger import Ledger
 from .space import SweepConfig, load_sweep
 from .tasks import backtest_task, returns_matrix, train_task
 
@@ -141,30 +142,21 @@ def _open_study(config: SweepConfig, folder: Path) -> tuple[object, object, int]
     return study, storage, len(plan) if plan is not None else config.budget()
 
 
+@dataclass
 class _Slot:
-    """One trial of the ledger, written through the storage's own calls (each O(1): Optuna's
-    ask pops queued trials by reading them all, which makes large grids quadratic)."""
+    """One trial of the ledger as the driver holds it."""
 
-    def __init__(self, storage: object, study_id: int, trial_id: int, params: dict) -> None:
-        self.storage, self.trial_id, self.params = storage, trial_id, params
-        self.number = storage.get_trial_number_from_id(trial_id)
-        self.study_id = study_id
-
-    def set_user_attr(self, key: str, value: object) -> None:
-        self.storage.set_trial_user_attr(self.trial_id, key, value)
-
-    def finish(self, state: object, value: float | None) -> None:
-        self.storage.set_trial_state_values(self.trial_id, state,
-                                            None if value is None else [value])
+    trial_id: int
+    number: int
+    params: dict
+    identity: dict = dataclasses.field(default_factory=dict)  # model key and seed
 
 
-def _planned_slots(config: SweepConfig, study: object, storage: object, study_id: int
-                   ) -> list[_Slot]:
+def _planned_slots(config: SweepConfig, study: object, ledger: Ledger) -> list[_Slot]:
     """The plan's points not finished yet, each with its trial (a dead driver's running
-    trials are taken over, not duplicated)."""
+    trials are taken over, not duplicated); new trials are created in one transaction."""
     import optuna
 
-    distributions = config.distributions()
     done, running = set(), {}
     for trial in study.get_trials(deepcopy=False):
         point = trial.user_attrs.get("point")
@@ -174,23 +166,16 @@ def _planned_slots(config: SweepConfig, study: object, storage: object, study_id
             running[point] = trial
         else:
             done.add(point)
-    slots = []
-    for point, params in enumerate(config.plan()):
-        if point in done:
-            continue
-        if point in running:
-            number = running[point].number
-            trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, number)
-            slots.append(_Slot(storage, study_id, trial_id, params))
-            continue
-        trial_id = storage.create_new_trial(study_id)
-        for key, value in params.items():
-            distribution = distributions[key]
-            storage.set_trial_param(trial_id, key, distribution.to_internal_repr(value),
-                                    distribution)
-        storage.set_trial_user_attr(trial_id, "point", point)
-        slots.append(_Slot(storage, study_id, trial_id, params))
-    return slots
+    plan = config.plan()
+    slots = {point: _Slot(ledger.storage.get_trial_id_from_study_id_trial_number(
+        ledger.study_id, trial.number), trial.number, plan[point])
+        for point, trial in running.items()}
+    fresh = [(point, params) for point, params in enumerate(plan)
+             if point not in done and point not in running]
+    for (point, params), (trial_id, number) in zip(
+            fresh, ledger.create(fresh, config.distributions()), strict=True):
+        slots[point] = _Slot(trial_id, number, params)
+    return [slots[point] for point in sorted(slots)]
 
 
 def _fast_commits(storage: object) -> None:
@@ -215,21 +200,49 @@ def _finished(study: object) -> list:
     return [t for t in study.get_trials(deepcopy=False) if t.state in states]
 
 
-def _save_returns(folder: Path, number: int, returns: pd.Series) -> None:
-    path = folder / "returns" / f"trial_{number}.csv"
-    path.parent.mkdir(exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    returns.rename("return").to_csv(tmp, index_label="date")
-    tmp.replace(path)
+class _Returns:
+    """Finished trials' per-bar in-sample returns (for PBO), a file per ledger commit:
+    written just before the commit, so every trial the ledger holds has its returns on
+    disk (a batch whose commit never came is computed again by the next run and written
+    again; later files win)."""
 
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder / "returns"
+        self.pending: dict[int, pd.Series] = {}
 
-def _load_returns(folder: Path, numbers: list[int]) -> dict[int, pd.Series]:
-    out = {}
-    for number in numbers:
-        path = folder / "returns" / f"trial_{number}.csv"
-        if path.is_file():
-            out[number] = pd.read_csv(path, index_col="date", parse_dates=True)["return"]
-    return out
+    def add(self, number: int, returns: pd.Series) -> None:
+        self.pending[number] = returns
+
+    def write(self) -> None:
+        if not self.pending:
+            return
+        self.folder.mkdir(exist_ok=True)
+        pending, self.pending = self.pending, {}
+        series = list(pending.values())
+        batch = len(list(self.folder.glob("batch_*.npz")))
+        np.savez(self.folder / f"batch_{batch:06d}.npz", numbers=np.array(list(pending)),
+                 lengths=np.array([len(r) for r in series]),
+                 stamps=np.concatenate([r.index.as_unit("ns").asi8 for r in series]),
+                 values=np.concatenate([r.to_numpy(np.float64) for r in series]))
+
+    @staticmethod
+    def load(folder: Path, numbers: list[int]) -> dict[int, pd.Series]:
+        found: dict[int, pd.Series] = {}
+        for path in sorted((folder / "returns").glob("batch_*.npz")):
+            with np.load(path) as batch:  # each key read once: an npz re-reads on access
+                held, lengths, stamps, values = (batch[k] for k in (
+                    "numbers", "lengths", "stamps", "values"))
+            ends = np.cumsum(lengths)
+            for number, end, length in zip(held, ends, lengths, strict=True):
+                part = slice(end - length, end)
+                found[int(number)] = pd.Series(
+                    values[part], name="return",
+                    index=pd.DatetimeIndex(stamps[part].view("M8[ns]")))
+        for number in set(numbers) - set(found):  # folders written before the batch files
+            legacy = folder / "returns" / f"trial_{number}.csv"
+            if legacy.is_file():
+                found[number] = pd.read_csv(legacy, index_col="date", parse_dates=True)["return"]
+        return {n: found[n] for n in numbers if n in found}
 
 
 def sweep(config: SweepConfig | str | Path, out: str | Path, *, workers: int | None = None,
@@ -272,6 +285,9 @@ def _run_trials(config: SweepConfig, study: object, storage: object, budget: int
     if done >= budget:
         meter.close()
         return 0
+    if config.engine != "backtrader" and config.backend == "local":
+        from ..backtest.fastsim import warm_up
+        warm_up()  # compiled once here, inherited by forked workers
     runner = make_backend(config.backend, config.workers, address)
     trained_keys: dict[str, dict] = {}  # model key -> forecast cache keys by ticker
     waiting: dict[str, list] = {}  # model key -> trials waiting for its forecasts
@@ -280,10 +296,14 @@ def _run_trials(config: SweepConfig, study: object, storage: object, budget: int
     trainings = 0
     planned = config.plan() is not None
     study_id = storage.get_study_id_from_name(STUDY)
+    returns = _Returns(folder)
+    ledger = Ledger(storage, study_id, before_commit=returns.write)
 
-    def tell(trial: _Slot, state: object, value: float | None = None) -> None:
+    def tell(trial: _Slot, state: object, value: float | None = None,
+             attrs: dict | None = None) -> None:
         nonlocal done, failed, best
-        trial.finish(state, value if state == optuna.trial.TrialState.COMPLETE else None)
+        ledger.finish(trial.trial_id, state,
+                      value if state == optuna.trial.TrialState.COMPLETE else None, attrs or {})
         asked.pop(trial.number, None)
         done += 1
         if state == optuna.trial.TrialState.FAIL:
@@ -292,9 +312,9 @@ def _run_trials(config: SweepConfig, study: object, storage: object, budget: int
             best = (trial.number, value)
         meter.update(done, failed, best)
 
-    def fail(trial: object, error: str) -> None:
-        trial.set_user_attr("error", error[-2000:])
-        tell(trial, optuna.trial.TrialState.FAIL)
+    def fail(trial: _Slot, error: str, **attrs: object) -> None:
+        tell(trial, optuna.trial.TrialState.FAIL,
+             attrs={"trial": trial.identity, "error": error[-2000:], **attrs})
 
     outcome_keys: dict[int, dict] = {}
 
@@ -304,7 +324,7 @@ def _run_trials(config: SweepConfig, study: object, storage: object, budget: int
         handles[handle] = ("backtest", trial, tree)
 
     try:
-        queue = _planned_slots(config, study, storage, study_id) if planned else []
+        queue = _planned_slots(config, study, ledger) if planned else []
         while done < budget:
             room = budget - done - len(asked)
             wave = len(queue) if planned else min(room, config.workers - len(asked))
@@ -312,9 +332,10 @@ def _run_trials(config: SweepConfig, study: object, storage: object, budget: int
                 if planned:
                     trial = queue.pop(0)
                 else:
+                    ledger.flush()  # the sampler learns from every finished trial
                     asked_trial = study.ask(distributions)
-                    trial = _Slot(storage, study_id, storage.get_trial_id_from_study_id_trial_number(
-                        study_id, asked_trial.number), asked_trial.params)
+                    trial = _Slot(storage.get_trial_id_from_study_id_trial_number(
+                        study_id, asked_trial.number), asked_trial.number, asked_trial.params)
                 asked[trial.number] = trial
                 params = {k: trial.params[k] for k in config.keys()}
                 try:
@@ -323,8 +344,8 @@ def _run_trials(config: SweepConfig, study: object, storage: object, budget: int
                     fail(trial, f"invalid config: {exc}")
                     continue
                 tree = experiment.to_dict()
-                key = config.model_key(experiment)
-                trial.set_user_attr("trial", {"model_key": key, "seed": experiment.train.seed})
+                key = config.model_key(experiment, tree)
+                trial.identity = {"model_key": key, "seed": experiment.train.seed}
                 if key in trained_keys:
                     submit_backtest(trial, tree, trained_keys[key])
                 else:
@@ -355,22 +376,23 @@ def _run_trials(config: SweepConfig, study: object, storage: object, budget: int
                     fail(trial, f"{type(exc).__name__}: {exc}")
                     continue
                 metrics = {k: _clean(v) for k, v in outcome["metrics"].items()}
-                trial.set_user_attr("outcome", {
-                    "metrics": metrics, "seconds": round(outcome["seconds"], 3),
+                record = {
+                    **trial.identity, "metrics": metrics, "seconds": round(outcome["seconds"], 3),
                     "engine": outcome["engine"], "keys": outcome_keys.get(trial.number),
                     "holdout": None if outcome["holdout"] is None else
                     {k: _clean(v) for k, v in outcome["holdout"].items()},
-                    "holdout_start": _clean(outcome["holdout_start"])})
-                _save_returns(folder, trial.number, outcome["returns"])
+                    "holdout_start": _clean(outcome["holdout_start"])}
+                returns.add(trial.number, outcome["returns"])
                 value = metrics.get(config.objective)
                 if value is None:
                     fail(trial, f"{config.objective} is undefined for this trial (no "
-                                f"position, or no variation in equity)")
+                                f"position, or no variation in equity)", outcome=record)
                 else:
-                    tell(trial, optuna.trial.TrialState.COMPLETE, float(value))
+                    tell(trial, optuna.trial.TrialState.COMPLETE, float(value), {"outcome": record})
     except BaseException:
-        # asked but unfinished trials are run once by a rerun (planned points are taken
-        # over by point; adaptive ones go back to the queue)
+        # finished trials are kept; asked but unfinished ones are run once by a rerun
+        # (planned points are taken over by point; adaptive ones go back to the queue)
+        ledger.flush()
         if not planned:
             for number in list(asked):
                 storage.set_trial_state_values(
@@ -379,6 +401,7 @@ def _run_trials(config: SweepConfig, study: object, storage: object, budget: int
         runner.close(cancel=True)
         meter.close()
         raise
+    ledger.flush()
     runner.close()
     meter.close()
     return trainings
@@ -460,7 +483,7 @@ def _summarise(config: SweepConfig, study: object, folder: Path, trainings: int,
         best = {"trial": number, "params": {k: _clean(top[k]) for k in keys},
                 "metrics": outcome.get("metrics"), "holdout": outcome.get("holdout"),
                 "holdout_start": outcome.get("holdout_start")}
-        returns = _load_returns(folder, [int(n) for n in complete["trial"]])
+        returns = _Returns.load(folder, [int(n) for n in complete["trial"]])
         if number in returns:
             sharpes = [sharpe_per_bar(r.to_numpy()) for r in returns.values()]
             dsr = {k: _clean(v) for k, v in deflated_sharpe_ratio(

@@ -20,6 +20,7 @@ strategy-side point (strategy., broker.).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
@@ -176,15 +177,17 @@ class SweepConfig:
             base = base if base.exists() else self.base
         return load_config(base, (), **{**self.set, **params})
 
-    def model_key(self, config: ExperimentConfig) -> str:
-        """Identifies the model side of an experiment: its settings and its data's content."""
-        tree = config.to_dict()
+    def model_key(self, config: ExperimentConfig, tree: dict | None = None) -> str:
+        """Identifies the model side of an experiment: its settings and its data's content
+        (`tree`: the experiment's `to_dict()`, when the caller has it already)."""
+        tree = tree or config.to_dict()
         side = {k: tree[k] for k in ("data", "features", "model", "train", "device")}
         digest = hashlib.sha256(json.dumps(side, sort_keys=True, default=str).encode())
         for path in (*config.data.paths, config.data.macro):
             if path:
                 resolved = resolve_path(path)
-                digest.update(resolved.read_bytes() if resolved.is_file() else str(path).encode())
+                digest.update(_content_digest(str(resolved), *_version(resolved))
+                              if resolved.is_file() else str(path).encode())
         return digest.hexdigest()[:16]
 
     def fingerprint(self) -> str:
@@ -195,6 +198,17 @@ class SweepConfig:
         plain.pop("base_dir")
         return hashlib.sha256(json.dumps(plain, sort_keys=True, default=str).encode()
                               ).hexdigest()[:16]
+
+
+def _version(path: Path) -> tuple[int, int]:
+    stat = path.stat()
+    return stat.st_mtime_ns, stat.st_size
+
+
+@functools.lru_cache(maxsize=64)
+def _content_digest(path: str, _mtime_ns: int, _size: int) -> bytes:
+    """A data file's hash, read once per version of the file (a sweep keys every point)."""
+    return hashlib.sha256(Path(path).read_bytes()).digest()
 
 
 def load_sweep(path: str | Path, **overrides: object) -> SweepConfig:

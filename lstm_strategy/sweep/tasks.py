@@ -154,18 +154,21 @@ def backtest_task(config_tree: dict, keys: dict[str, str], holdout: float,
     if split is None:
         inside, outside = equity, None
         fills_in, trades_in = run.fills, run.trades
+        fills_out = trades_out = None
     else:
-        inside = equity[equity.index < split]
-        outside = equity[equity.index >= inside.index[-1]]
-        fills_in = run.fills[run.fills["date"] < split]
+        # equity and fills are in time order: positional slices, no copies
+        cut = int(equity.index.searchsorted(split))
+        inside, outside = equity.iloc[:cut], equity.iloc[cut - 1:]
+        cut = int(run.fills["date"].searchsorted(split))
+        fills_in, fills_out = run.fills.iloc[:cut], run.fills.iloc[cut:]
         # trades closed before the hold-out: a trade still open then depends on later prices
-        trades_in = run.trades[(run.trades["status"] == "closed")
-                               & (run.trades["exit_date"] < split)]
+        status = run.trades["status"].to_numpy()
+        trades_in = run.trades[(status == "closed")
+                               & (run.trades["exit_date"].to_numpy() < split)]
+        trades_out = run.trades[run.trades["entry_date"].to_numpy() >= split]
     result = {
         "metrics": score(inside, fills_in, trades_in),
-        "holdout": None if outside is None else score(
-            outside, run.fills[run.fills["date"] >= split],
-            run.trades[run.trades["entry_date"] >= split]),
+        "holdout": None if outside is None else score(outside, fills_out, trades_out),
         "returns": inside["value"].pct_change().dropna(),
         "trade_start": trade_start, "holdout_start": split, "engine": served,
         "seconds": time.perf_counter() - started,
