@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 
@@ -34,46 +35,65 @@ def cache_dir() -> Path:
     return Path(base) / "lstm-strategy"
 
 
-def forecast_key(features: pd.DataFrame, target: pd.Series, model_config: ModelConfig,
-                 train_config: TrainConfig, device: str | torch.device) -> str:
-    """A hash of everything a walk-forward result depends on."""
+def forecast_key(features: pd.DataFrame | Mapping[str, pd.DataFrame],
+                 target: pd.Series | Mapping[str, pd.Series], model_config: ModelConfig,
+                 train_config: TrainConfig, device: str | torch.device,
+                 sectors: Mapping[str, str] | None = None) -> str:
+    """A hash of everything a walk-forward result depends on (one series, or {asset: ...})."""
+    if isinstance(features, pd.DataFrame):
+        frames, targets = {"": features}, {"": target}
+    else:
+        frames, targets = features, target
+    first = next(iter(frames.values()))
     digest = hashlib.sha256()
     digest.update(json.dumps({
         "package": __version__, "torch": torch.__version__,
         "device": resolve_device(device).type, "model": asdict(model_config),
-        "train": asdict(train_config), "columns": [str(c) for c in features.columns],
+        "train": asdict(train_config), "columns": [str(c) for c in first.columns],
+        "assets": list(frames), "sectors": dict(sectors) if sectors else None,
     }, sort_keys=True, default=str).encode())
-    digest.update(np.ascontiguousarray(features.index.as_unit("ns").asi8).tobytes())
-    digest.update(np.ascontiguousarray(features.to_numpy(dtype=np.float64)).tobytes())
-    digest.update(np.ascontiguousarray(target.to_numpy(dtype=np.float64)).tobytes())
+    for asset, frame in frames.items():
+        digest.update(np.ascontiguousarray(frame.index.as_unit("ns").asi8).tobytes())
+        digest.update(np.ascontiguousarray(frame.to_numpy(dtype=np.float64)).tobytes())
+        digest.update(np.ascontiguousarray(targets[asset].to_numpy(dtype=np.float64)).tobytes())
     return digest.hexdigest()[:32]
 
 
-def cached_walk_forward(features: pd.DataFrame, target: pd.Series, model_config: ModelConfig,
+def cached_walk_forward(features: pd.DataFrame | Mapping[str, pd.DataFrame],
+                        target: pd.Series | Mapping[str, pd.Series], model_config: ModelConfig,
                         train_config: TrainConfig, *, device: str | torch.device = "auto",
                         use_cache: bool = True, refresh: bool = False, key: str | None = None,
+                        sectors: Mapping[str, str] | None = None,
                         **kwargs: object) -> tuple[WalkForwardResult, bool]:
     """`walk_forward`, or its stored result for the same inputs; returns (result, trained).
 
     `use_cache=False` neither reads nor writes the cache; `refresh` retrains and rewrites;
     `key` is `forecast_key(...)` of these inputs when the caller has it already.
     """
-    key = key or forecast_key(features, target, model_config, train_config, device)
+    key = key or forecast_key(features, target, model_config, train_config, device, sectors)
     path = cache_dir() / f"{key}.pt"
     if use_cache and not refresh and path.is_file():
         try:
             return WalkForwardResult.load(path, device=device), False
         except Exception:  # a corrupt or foreign file: train again and overwrite it
             path.unlink(missing_ok=True)
-    result = walk_forward(features, target, model_config, train_config, device=device, **kwargs)
+    result = walk_forward(features, target, model_config, train_config, device=device,
+                          sectors=sectors, **kwargs)
     if use_cache:
         result.save(path, cache_key=key)
     return result, True
 
 
-def cached_predictions(key_or_path: str | Path) -> pd.Series:
-    """The forecasts of a cached walk-forward result (without building its models)."""
-    path = Path(key_or_path)
+def asset_key(key: str, asset: str) -> str:
+    """The cache key of one asset's forecasts within a multi-asset result."""
+    return f"{key}#{asset}"
+
+
+def cached_predictions(key_or_path: str | Path) -> pd.Series | pd.DataFrame:
+    """The forecasts of a cached walk-forward result (one asset's for an `asset_key`)."""
+    key, _, asset = str(key_or_path).partition("#")
+    path = Path(key)
     if path.suffix != ".pt":
-        path = cache_dir() / f"{key_or_path}.pt"
-    return WalkForwardResult.load(path).predictions
+        path = cache_dir() / f"{key}.pt"
+    predictions = WalkForwardResult.load(path).predictions
+    return predictions[asset].rename("forecast") if asset else predictions

@@ -55,6 +55,7 @@ class DataConfig:
     sentiment: str | None = None  # CSV of (timestamp, ticker or *, text or score); None = none
     sentiment_half_life: str = "3D"  # a headline's weight halves every this long
     close_time: str = "16:00"  # when daily bars close (headlines after it count next day)
+    sectors: str | None = None  # CSV of ticker,sector: graph links by sector (model.graph)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "paths", tuple(self.paths))
@@ -341,8 +342,9 @@ def _paths_from(tree: dict, folder: Path) -> None:
 
     if isinstance(data.get("paths"), list):
         data["paths"] = [near(p) for p in data["paths"]]
-    if "macro" in data:
-        data["macro"] = near(data["macro"])
+    for key in ("macro", "sentiment", "sectors"):
+        if key in data:
+            data[key] = near(data[key])
 
 
 @functools.lru_cache(maxsize=16)

@@ -12,13 +12,14 @@ import pandas as pd
 import torch
 
 from .backtest import BacktestResult, BuyAndHold, LSTMStrategy, SmaCross, backtest
-from .cache import cached_walk_forward
+from .cache import asset_key, cached_walk_forward, forecast_key
 from .config import DEFAULT_MACRO, ExperimentConfig, resolve_path
 from .data import describe_gaps, load_exogenous, load_many, stamp, ticker_from_path
-from .errors import DataError
+from .errors import ConfigError, DataError
 from .evaluation.metrics import forecast_report, infer_periods_per_year, naive_forecasts
 from .features import build_features, exog_coverage_problem, make_target, warmup_bars
 from .forecaster import torch_threads
+from .graph import load_sectors
 from .sentiment import load_sentiment, sentiment_feature
 from .training import WalkForwardResult
 
@@ -144,6 +145,47 @@ def load_experiment_data(config: ExperimentConfig) -> tuple[dict[str, pd.DataFra
     return bars, features, notes
 
 
+def forecast_all(config: ExperimentConfig, features: dict[str, pd.DataFrame],
+                 targets: dict[str, pd.Series], *, use_cache: bool = True,
+                 refresh: bool = False, progress: bool | Callable[[str], None] | None = None,
+                 say: Callable[[str], None] = lambda line: None
+                 ) -> tuple[dict[str, WalkForwardResult], dict[str, str], int]:
+    """Walk-forward forecasts of every ticker: a model per ticker, or one for all of them
+    (a multi-asset model kind). Returns the results by ticker, their forecast-cache keys
+    (for `cache.cached_predictions`) and how many walk-forwards were trained (not cached).
+    """
+    model, train, device = config.model, config.train, config.device
+    if model.multi_asset:
+        if config.strategy.mode == "stream":
+            raise ConfigError(f"strategy.mode: stream needs a model per ticker; "
+                              f"model.kind={model.kind} forecasts all assets at once (batch).")
+        sectors = load_sectors(resolve_path(config.data.sectors)) if config.data.sectors else None
+        key = forecast_key(features, targets, model, train, device, sectors)
+        say(f"walk-forward training of one {model.kind} model for {len(features)} assets")
+        panel, trained = cached_walk_forward(features, targets, model, train, device=device,
+                                             use_cache=use_cache, refresh=refresh, key=key,
+                                             sectors=sectors, progress=progress,
+                                             label=f"{len(features)} assets")
+        if not trained:
+            say("forecasts from the cache (same data, features, model and training "
+                "settings); --no-cache retrains")
+        return ({t: panel.asset(t) for t in features},
+                {t: asset_key(key, t) for t in features}, int(trained))
+    results, keys, trained = {}, {}, 0
+    for ticker in features:
+        keys[ticker] = forecast_key(features[ticker], targets[ticker], model, train, device)
+        say(f"walk-forward training for {ticker} ({model.kind} model)")
+        results[ticker], fresh = cached_walk_forward(
+            features[ticker], targets[ticker], model, train, device=device,
+            use_cache=use_cache, refresh=refresh, key=keys[ticker], progress=progress,
+            label=ticker)
+        trained += fresh
+        if not fresh:
+            say(f"{ticker}: forecasts from the cache (same data, features, model and "
+                f"training settings); --no-cache retrains")
+    return results, keys, trained
+
+
 def run_experiment(config: ExperimentConfig | None = None, *,
                    progress: bool | Callable[[str], None] | None = None,
                    log: Callable[[str], None] | None = None,
@@ -164,17 +206,9 @@ def _run_experiment(config: ExperimentConfig, progress: bool | Callable[[str], N
     seed_everything(config.train.seed)
     bars, features, notes = load_experiment_data(config)
     say(f"data: {', '.join(f'{t} {len(f)} bars' for t, f in bars.items())}")
-    results: dict[str, WalkForwardResult] = {}
-    targets: dict[str, pd.Series] = {}
-    for ticker in bars:
-        targets[ticker] = make_target(bars[ticker]["Close"], config.train.horizon)
-        say(f"walk-forward training for {ticker} ({config.model.kind} model)")
-        results[ticker], trained = cached_walk_forward(
-            features[ticker], targets[ticker], config.model, config.train,
-            device=config.device, use_cache=use_cache, progress=progress, label=ticker)
-        if not trained:
-            say(f"{ticker}: forecasts from the cache (same data, features, model and "
-                f"training settings); --no-cache retrains")
+    targets = {t: make_target(bars[t]["Close"], config.train.horizon) for t in bars}
+    results, _, _ = forecast_all(config, features, targets, use_cache=use_cache,
+                                 progress=progress, say=say)
     trade_start = max(r.first_forecast_date for r in results.values())
     center = 0.5 if config.model.head == "direction" else 0.0
     params = strategy_params(config, next(iter(bars.values())).index, trade_start)

@@ -176,13 +176,14 @@ class Forecaster:
             "std": self._std.cpu(),
             "target_std": self.target_std,
             "horizon": self.horizon,
+            "n_assets": getattr(self.model, "n_assets", 1),
         }
 
     @classmethod
     def from_dict(cls, blob: dict, device: str | torch.device = "cpu") -> Forecaster:
         config = ModelConfig(**blob["model_config"])
         names = list(blob["feature_names"])
-        model = build_model(len(names), config)
+        model = build_model(len(names), config, blob.get("n_assets", 1))
         model.load_state_dict(blob["state_dict"])
         scaler = Scaler(blob["mean"].numpy(), blob["std"].numpy())
         return cls(model, config, names, scaler, blob["target_std"], blob["horizon"], device)

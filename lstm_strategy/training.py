@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -33,6 +33,7 @@ from .forecaster import (
     resolve_device,
     save_checkpoint,
 )
+from .graph import build_graph
 from .models import ForecastModel, ModelConfig, build_model
 from .models.sequence import masked_mean
 
@@ -114,11 +115,37 @@ class Fold:
 
 @dataclass
 class Panel:
-    """Complete feature rows of one series, compressed, with their positions in the data."""
+    """Complete feature rows of one series (or of several assets on one calendar),
+    compressed, with their positions in the data."""
 
-    x: np.ndarray  # [rows, features]
-    y: np.ndarray  # [rows] labels (NaN where unknown)
+    x: np.ndarray  # [rows, features], or [rows, assets, features]
+    y: np.ndarray  # [rows] labels (NaN where unknown), or [rows, assets]
     pos: np.ndarray  # [rows] position of each row in the full index
+    assets: tuple[str, ...] = ()  # the assets' names, for a multi-asset panel
+    sectors: dict | None = None  # asset -> sector, for graph models that ask for it
+
+    @property
+    def n_assets(self) -> int:
+        return self.x.shape[1] if self.x.ndim == 3 else 1
+
+    @classmethod
+    def from_assets(cls, features: Mapping[str, pd.DataFrame], targets: Mapping[str, pd.Series],
+                    sectors: Mapping[str, str] | None = None) -> Panel:
+        """Several assets on one calendar; a bar is kept when every asset's features are."""
+        assets = list(features)
+        first = features[assets[0]]
+        for asset in assets:
+            if not (features[asset].index.equals(first.index)
+                    and targets[asset].index.equals(first.index)):
+                raise ValueError(f"{asset}: every asset's features and target must share one "
+                                 f"index; load the bars with align='inner'.")
+            if list(features[asset].columns) != list(first.columns):
+                raise ValueError(f"{asset}: every asset needs the same feature columns.")
+        values = np.stack([features[a].to_numpy(dtype=np.float64) for a in assets], axis=1)
+        labels = np.stack([targets[a].to_numpy(dtype=np.float64) for a in assets], axis=1)
+        complete = np.isfinite(values).all(axis=(1, 2))
+        return cls(values[complete], labels[complete], np.flatnonzero(complete),
+                   tuple(assets), dict(sectors) if sectors else None)
 
     @classmethod
     def from_frames(cls, features: pd.DataFrame, target: pd.Series) -> Panel:
@@ -143,13 +170,14 @@ def label_masks(panel: Panel, rows: slice, retrain_pos: int, config: TrainConfig
     """Train and validation label masks over `rows`, each purged by the horizon."""
     pos = panel.pos[rows]
     y = panel.y[rows]
-    known = np.isfinite(y) & (pos + config.horizon < retrain_pos)
+    at = pos.reshape(-1, *([1] * (y.ndim - 1)))  # one position per row, for every asset
+    known = np.isfinite(y) & (at + config.horizon < retrain_pos)
     n_val = round(len(pos) * config.val_fraction)
     if n_val < 2:
         return known, np.zeros_like(known)
     val_start = pos[len(pos) - n_val]
-    train = known & (pos + config.horizon < val_start)
-    val = known & (pos >= val_start)
+    train = known & (at + config.horizon < val_start)
+    val = known & (at >= val_start)
     return train, val
 
 
@@ -170,7 +198,7 @@ def train_epochs(model: ForecastModel, x: torch.Tensor, labels: torch.Tensor,
 
     The model cuts each epoch into chunks (`training_chunks`); state carries between
     chunks that ask for it, detached (truncated back-propagation). `used` marks every row
-    whose label entered a loss.
+    (every row and asset) whose label entered a loss; chunks name them by flat index.
     """
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr,
                                  weight_decay=config.weight_decay)
@@ -181,10 +209,11 @@ def train_epochs(model: ForecastModel, x: torch.Tensor, labels: torch.Tensor,
             out, state = model(chunk.inputs, state if chunk.carry else None)
             if state is not None:
                 state = tuple(s.detach() for s in state)
+            flat = used.view(-1)
             if chunk.mask is None:
-                used[chunk.rows] = True
+                flat[chunk.rows] = True
             else:
-                used[chunk.rows[chunk.mask > 0]] = True
+                flat[chunk.rows[chunk.mask > 0]] = True
             if not chunk.has_loss:
                 continue
             loss = loss_fn(out, chunk.labels)
@@ -232,9 +261,13 @@ def fit_fold(
     train, val = label_masks(panel, rows, retrain_pos, config)
     y_known = panel.y[rows][train]
     target_std = float(y_known.std()) if len(y_known) > 1 and y_known.std() > 0 else 1.0
-    model = build_model(len(feature_names), model_config)
+    model = build_model(len(feature_names), model_config, panel.n_assets)
     if init_state is not None:
         model.load_state_dict(init_state)
+    if model.uses_graph:  # from the labels known before the retrain date, nothing later
+        known = train | val
+        model.set_graph(build_graph(np.where(known, panel.y[rows], np.nan), panel.assets,
+                                    model_config, panel.sectors))
     forecaster = Forecaster(model, model_config, feature_names, Scaler.fit(x_raw), target_std,
                             config.horizon, device)
     x = forecaster.scale(x_raw)
@@ -263,7 +296,7 @@ def fit_fold(
         model.load_state_dict(best_state)
     model.eval()
     pos = panel.pos[rows]
-    labelled = pos[train | val]
+    labelled = pos[(train | val).reshape(len(pos), -1).any(axis=1)]
     return FoldFit(forecaster, n_trained, int(val.sum()), epochs_run,
                    best_loss if best_state is not None else float("nan"), int(pos[0]),
                    int(labelled.max()) if len(labelled) else -1)
@@ -272,13 +305,32 @@ def fit_fold(
 class WalkForwardResult:
     """Out-of-sample forecasts of every fold, the folds' models, and a streaming view."""
 
-    def __init__(self, index: pd.DatetimeIndex, folds: list[Fold], predictions: pd.Series,
-                 model_config: ModelConfig, train_config: TrainConfig) -> None:
+    def __init__(self, index: pd.DatetimeIndex, folds: list[Fold],
+                 predictions: pd.Series | pd.DataFrame, model_config: ModelConfig,
+                 train_config: TrainConfig) -> None:
         self.index = index
         self.folds = folds
-        self.predictions = predictions
+        self.predictions = predictions  # a frame with a column per asset for a panel
         self.model_config = model_config
         self.train_config = train_config
+
+    @property
+    def assets(self) -> list[str]:
+        """The assets of a multi-asset result (empty for one series)."""
+        return [str(c) for c in self.predictions.columns] if isinstance(
+            self.predictions, pd.DataFrame) else []
+
+    def asset(self, name: str) -> WalkForwardResult:
+        """One asset's forecasts of a multi-asset result, with the shared folds."""
+        return WalkForwardResult(self.index, self.folds,
+                                 self.predictions[name].rename("forecast"),
+                                 self.model_config, self.train_config)
+
+    def graphs(self) -> dict[pd.Timestamp, pd.DataFrame]:
+        """Each fold's asset graph by retrain date (graph models only)."""
+        return {f.retrain_date: pd.DataFrame(f.forecaster.model.adjacency.cpu().numpy(),
+                                             index=self.assets, columns=self.assets)
+                for f in self.folds if f.forecaster.model.uses_graph}
 
     @property
     def feature_names(self) -> tuple[str, ...]:
@@ -295,6 +347,10 @@ class WalkForwardResult:
 
     def stream(self) -> WalkForwardStream:
         """Streaming forecasts with the same fold models, switched at each retrain date."""
+        if self.model_config.multi_asset:
+            raise ConfigError(f"streaming forecasts of model.kind={self.model_config.kind} "
+                              f"(one model for all assets) are not built; use "
+                              f"strategy.mode: batch.")
         return WalkForwardStream([(f.retrain_date, f.forecaster) for f in self.folds],
                                  self.train_config.context_bars)
 
@@ -308,6 +364,7 @@ class WalkForwardResult:
             "index_unit": self.index.unit,
             "index_name": self.index.name,
             "predictions": torch.tensor(self.predictions.to_numpy()),
+            "assets": self.assets,
             "folds": [{**{k: (v.value if isinstance(v, pd.Timestamp) else v)
                           for k, v in vars(f).items() if k != "forecaster"},
                        "forecaster": f.forecaster.to_dict()} for f in self.folds],
@@ -328,7 +385,9 @@ class WalkForwardResult:
                                       "best_val_loss")}
             folds.append(Fold(**rest, **dates,
                               forecaster=Forecaster.from_dict(f["forecaster"], device)))
-        predictions = pd.Series(blob["predictions"].numpy(), index=index, name="forecast")
+        values = blob["predictions"].numpy()
+        predictions = (pd.DataFrame(values, index=index, columns=blob["assets"])
+                       if blob.get("assets") else pd.Series(values, index=index, name="forecast"))
         return cls(index, folds, predictions, ModelConfig(**blob["model_config"]),
                    TrainConfig(**blob["train_config"]))
 
@@ -369,40 +428,51 @@ class FoldProgress:
 
 
 def walk_forward(
-    features: pd.DataFrame,
-    target: pd.Series,
+    features: pd.DataFrame | Mapping[str, pd.DataFrame],
+    target: pd.Series | Mapping[str, pd.Series],
     model_config: ModelConfig | None = None,
     train_config: TrainConfig | None = None,
     *,
     device: str | torch.device = "auto",
     progress: bool | Callable[[str], None] | None = None,
     label: str = "",
+    sectors: Mapping[str, str] | None = None,
 ) -> WalkForwardResult:
     """Train fold by fold and return out-of-sample forecasts on the features' index.
 
     `target` is the label series from `make_target` (forward log return over
     `train_config.horizon` bars). Forecasts before the first retrain date are NaN.
     `progress` (see `FoldProgress`) reports each fold, `label` names the series in it.
+    For a multi-asset model (`model.kind` pooled or lstm_gnn) pass {asset: features} and
+    {asset: target} on one calendar: one model forecasts them all, and `predictions` is a
+    frame with a column per asset; `sectors` ({asset: sector}) feeds sector graphs.
     """
     model_config = model_config or ModelConfig()
     config = train_config or TrainConfig()
     device = resolve_device(device)
-    panel = Panel.from_frames(features, target)
-    names = [str(c) for c in features.columns]
-    predictions = np.full(len(features), np.nan)
+    single = isinstance(features, pd.DataFrame)
+    if single and model_config.multi_asset:
+        features, target = {label or "asset": features}, {label or "asset": target}
+    if isinstance(features, pd.DataFrame):
+        panel = Panel.from_frames(features, target)
+        index, columns = features.index, features.columns
+    else:
+        panel = Panel.from_assets(features, target, sectors)
+        index, columns = next(iter(features.values())).index, next(iter(features.values())).columns
+    names = [str(c) for c in columns]
+    predictions = np.full((len(index), *panel.y.shape[1:]), np.nan)
     if len(panel.pos) == 0:
         raise DataError("no complete feature row: every row has a NaN feature.")
-    retrains = fold_schedule(len(features), int(panel.pos[0]), config)
+    retrains = fold_schedule(len(index), int(panel.pos[0]), config)
     if not retrains:
-        raise DataError(f"{len(features)} bars leave no out-of-sample bar after "
+        raise DataError(f"{len(index)} bars leave no out-of-sample bar after "
                          f"{int(panel.pos[0])} warm-up + {config.min_train_bars} training "
                          f"bars (train.min_train_bars); supply more history or lower it.")
     folds: list[Fold] = []
     init_state = None
-    index = features.index
     report = FoldProgress(len(retrains), label, progress)
     for k, retrain_pos in enumerate(retrains):
-        end_pos = min(retrain_pos + config.step, len(features))
+        end_pos = min(retrain_pos + config.step, len(index))
         first_row = int(np.searchsorted(panel.pos, retrain_pos))
         stop_row = int(np.searchsorted(panel.pos, end_pos))
         start_pos = 0 if config.train_window is None else retrain_pos - config.train_window
@@ -438,8 +508,13 @@ def walk_forward(
             forecaster=forecaster))
         report.fold_done(k, index[retrain_pos], fit)
     report.close()
-    return WalkForwardResult(index, folds, pd.Series(predictions, index=index, name="forecast"),
-                             model_config, config)
+    if predictions.ndim == 1:
+        forecast = pd.Series(predictions, index=index, name="forecast")
+    elif single:
+        forecast = pd.Series(predictions[:, 0], index=index, name="forecast")
+    else:
+        forecast = pd.DataFrame(predictions, index=index, columns=list(panel.assets))
+    return WalkForwardResult(index, folds, forecast, model_config, config)
 
 
 def fit_forecaster(

@@ -28,6 +28,7 @@ from ..config import dump_config
 from ..errors import RunFolderExists
 from ..experiment import ExperimentResult
 from ..processes import pid_alive
+from ..training import WalkForwardResult
 from .metrics import (
     describe_span,
     drawdown_series,
@@ -198,7 +199,7 @@ def render_html(result: ExperimentResult, charts: list[Path]) -> str:
             {k: v for k, v in f.items() if isinstance(v, dict)},
             ["n", "rmse", "mae", "directional_accuracy", "ic"])
         for t, f in per_ticker.items())
-    folds = pd.concat({t: r.fold_table() for t, r in result.walk_forward.items()},
+    folds = pd.concat({t: r.fold_table() for t, r in model_runs(result).items()},
                       names=["ticker", "fold"])
     images = "".join(
         f'<figure><img alt="{p.stem}" src="data:image/png;base64,'
@@ -250,14 +251,25 @@ def _write_contents(result: ExperimentResult, folder: Path) -> None:
     lstm.fills.to_csv(folder / "orders.csv", index=False)
     result.predictions.to_csv(folder / "predictions.csv", index=False)
     (folder / "config.yaml").write_text(dump_config(result.config))
-    folds = pd.concat({t: r.fold_table() for t, r in result.walk_forward.items()},
-                      names=["ticker", "fold"])
+    runs = model_runs(result)
+    folds = pd.concat({t: r.fold_table() for t, r in runs.items()}, names=["ticker", "fold"])
     folds.to_csv(folder / "folds.csv")
     if result.config.report.save_models:
-        for ticker, wf in result.walk_forward.items():
+        for ticker, wf in runs.items():
             wf.save(folder / f"models_{ticker}.pt", ticker=ticker)
     charts = write_charts(result, folder) if result.config.report.charts else []
     (folder / "report.html").write_text(render_html(result, charts))
+
+
+def model_runs(result: ExperimentResult) -> dict[str, WalkForwardResult]:
+    """The run's walk-forwards by ticker; a multi-asset model's as one, named "all"."""
+    runs = result.walk_forward
+    if not result.config.model.multi_asset:
+        return runs
+    first = next(iter(runs.values()))
+    return {"all": WalkForwardResult(
+        first.index, first.folds, pd.DataFrame({t: r.predictions for t, r in runs.items()}),
+        first.model_config, first.train_config)}
 
 
 def check_run_folder(out: Path, *, overwrite: bool = False) -> None:

@@ -36,12 +36,21 @@ def register(cls: type[ForecastModel]) -> type[ForecastModel]:
 class ModelConfig:
     """Architecture of one forecaster (model.* in a config file)."""
 
-    kind: str = "sequence"  # a registered model kind: sequence | window
+    kind: str = "sequence"  # a registered model kind: sequence | window | pooled | lstm_gnn
     hidden_size: int = 64
     num_layers: int = 2
     dropout: float = 0.0
     head: str = "regression"  # regression (forward log return) | direction (P(up))
     window: int = 60  # bars per input window (window model only)
+    # multi-asset models (pooled, lstm_gnn): one model for every asset of the data
+    asset_embedding: int = 4  # size of each asset's learnt embedding (0: none)
+    # the graph of lstm_gnn, rebuilt at every retrain from the labels known by then
+    graph: str = "correlation"  # correlation | sector | both (sector: data.sectors)
+    graph_k: int = 5  # links to each asset's k most correlated assets (0: by threshold only)
+    graph_threshold: float = 0.0  # and only where the correlation is at least this
+    graph_window: int = 252  # the last this many known labels give the correlations
+    graph_layer: str = "gcn"  # gcn (DenseGCNConv) | gat (DenseGATConv)
+    graph_layers: int = 1
 
     def __post_init__(self) -> None:
         if self.kind not in MODELS:
@@ -55,6 +64,24 @@ class ModelConfig:
             raise ConfigError(f"model.window={self.window} must be >= 2 bars.")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"model.dropout={self.dropout} must be in [0, 1).")
+        choices = {"graph": ("correlation", "sector", "both"), "graph_layer": ("gcn", "gat")}
+        for key, allowed in choices.items():
+            if getattr(self, key) not in allowed:
+                raise ConfigError(f"model.{key}={getattr(self, key)!r}; choose one of "
+                                  f"{list(allowed)}.")
+        rules = {"asset_embedding": self.asset_embedding >= 0, "graph_k": self.graph_k >= 0,
+                 "graph_window": self.graph_window >= 20, "graph_layers": self.graph_layers >= 1,
+                 "graph_threshold": -1.0 <= self.graph_threshold <= 1.0}
+        bad = [k for k, ok in rules.items() if not ok]
+        if bad:
+            raise ConfigError(f"model.{bad[0]}={getattr(self, bad[0])!r} is out of range "
+                              f"(asset_embedding >= 0, graph_k >= 0, graph_window >= 20, "
+                              f"graph_layers >= 1, graph_threshold in [-1, 1]).")
+
+    @property
+    def multi_asset(self) -> bool:
+        """Whether this kind forecasts every asset of the data with one model."""
+        return MODELS[self.kind].multi_asset
 
 
 class TrainingChunk(NamedTuple):
@@ -76,6 +103,8 @@ class ForecastModel(nn.Module):
     """
 
     kind: ClassVar[str]
+    multi_asset: ClassVar[bool] = False  # one model over [rows, assets, features] inputs
+    uses_graph: ClassVar[bool] = False  # wants `set_graph` at every retrain
 
     def __init__(self, n_features: int, config: ModelConfig) -> None:
         super().__init__()
@@ -133,6 +162,13 @@ def pad_rows(x: torch.Tensor, rows: int) -> torch.Tensor:
     return torch.cat([x, x.new_zeros((rows - len(x), *x.shape[1:]))])
 
 
-def build_model(n_features: int, config: ModelConfig) -> ForecastModel:
-    """A fresh, untrained model of the configured kind for `n_features` inputs."""
-    return MODELS[config.kind](n_features, config)
+def build_model(n_features: int, config: ModelConfig, n_assets: int = 1) -> ForecastModel:
+    """A fresh, untrained model of the configured kind for `n_features` inputs per asset."""
+    cls = MODELS[config.kind]
+    if cls.multi_asset:
+        return cls(n_features, config, n_assets)
+    if n_assets != 1:
+        raise ConfigError(f"model.kind={config.kind} forecasts one asset; for {n_assets} at "
+                          f"once choose one of "
+                          f"{sorted(k for k, m in MODELS.items() if m.multi_asset)}.")
+    return cls(n_features, config)

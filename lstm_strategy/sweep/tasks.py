@@ -16,14 +16,13 @@ import pandas as pd
 
 from ..backtest import LSTMStrategy, backtest
 from ..backtest.fastsim import FastEvaluator, unsupported
-from ..cache import cache_dir, cached_walk_forward, forecast_key
+from ..cache import cached_predictions
 from ..config import ExperimentConfig, config_from_dict, resolve_path
 from ..data import gap_after, load_many, ticker_from_path
 from ..evaluation.metrics import infer_periods_per_year, strategy_metrics
-from ..experiment import load_experiment_data, seed_everything, strategy_params
+from ..experiment import forecast_all, load_experiment_data, seed_everything, strategy_params
 from ..features import make_target
 from ..forecaster import torch_threads
-from ..training import WalkForwardResult
 
 
 def train_task(config_tree: dict, refresh: bool = False) -> dict:
@@ -38,16 +37,9 @@ def train_task(config_tree: dict, refresh: bool = False) -> dict:
         warnings.simplefilter("ignore")
         seed_everything(config.train.seed)
         bars, features, _ = load_experiment_data(config)
-        keys, trained = {}, 0
-        for ticker, frame in bars.items():
-            target = make_target(frame["Close"], config.train.horizon)
-            keys[ticker] = forecast_key(features[ticker], target, config.model, config.train,
-                                        config.device)
-            _, fresh = cached_walk_forward(features[ticker], target, config.model,
-                                           config.train, device=config.device,
-                                           refresh=refresh, progress=False,
-                                           key=keys[ticker])
-            trained += fresh
+        targets = {t: make_target(f["Close"], config.train.horizon) for t, f in bars.items()}
+        _, keys, trained = forecast_all(config, features, targets, refresh=refresh,
+                                        progress=False)
     return {"keys": keys, "trained": trained, "seconds": time.perf_counter() - started}
 
 
@@ -62,9 +54,9 @@ def _bars(paths: tuple[str, ...], align: str, start: str | None, end: str | None
     return {t: f.loc[start:end] for t, f in bars.items()}
 
 
-@functools.lru_cache(maxsize=32)
+@functools.lru_cache(maxsize=64)
 def _predictions(key: str) -> pd.Series:
-    return WalkForwardResult.load(cache_dir() / f"{key}.pt").predictions
+    return cached_predictions(key)
 
 
 _EVALUATORS: dict[tuple, FastEvaluator] = {}

@@ -1,0 +1,51 @@
+"""LSTM-GNN: the pooled LSTM's per-asset states mixed across assets by graph layers.
+
+At every bar each asset's hidden state is combined with its neighbours' states of the
+same bar (torch-geometric's dense GCN or GAT layers, with a residual link), then the
+shared head forecasts each asset. The graph is a buffer set at each retrain from data
+before the retrain date (see `lstm_strategy.graph`), so it is saved with the fold's
+weights and never sees the future; mixing only states of the same bar keeps the model
+causal. torch-geometric is imported when such a model is built, not before.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+from .base import ModelConfig, register
+from .pooled import PooledLSTM
+
+
+@register
+class LSTMGNN(PooledLSTM):
+    """PooledLSTM + `graph_layers` dense graph convolutions over each bar's states."""
+
+    kind = "lstm_gnn"
+    uses_graph = True
+
+    def __init__(self, n_features: int, config: ModelConfig, n_assets: int) -> None:
+        super().__init__(n_features, config, n_assets)
+        try:
+            from torch_geometric.nn import DenseGATConv, DenseGCNConv
+        except ImportError as exc:  # an optional extra
+            raise ConfigError("model.kind=lstm_gnn needs torch-geometric: pip install "
+                              "'lstm-strategy[graph]'.") from exc
+        hidden = config.hidden_size
+        layer = (lambda: DenseGCNConv(hidden, hidden)) if config.graph_layer == "gcn" else (
+            lambda: DenseGATConv(hidden, hidden, heads=1))
+        self.convs = nn.ModuleList(layer() for _ in range(config.graph_layers))
+        self.register_buffer("adjacency", torch.zeros(n_assets, n_assets))
+
+    def set_graph(self, adjacency: np.ndarray) -> None:
+        """The fold's graph: a symmetric [assets, assets] 0/1 matrix without self-links."""
+        self.adjacency.copy_(torch.as_tensor(adjacency, dtype=self.adjacency.dtype))
+
+    def mix(self, hidden: torch.Tensor) -> torch.Tensor:
+        batch, assets, steps, width = hidden.shape
+        z = hidden.transpose(1, 2).reshape(batch * steps, assets, width)  # a graph per bar
+        for conv in self.convs:
+            z = z + torch.relu(conv(z, self.adjacency))
+        return z.reshape(batch, steps, assets, width).transpose(1, 2)

@@ -1,0 +1,109 @@
+"""One causal sequence LSTM for many assets: shared weights, a state per asset.
+
+Inputs are panels [rows, assets, features] on one calendar. Each asset's row at bar t,
+with that asset's learnt embedding appended, steps its own LSTM state (the assets are
+the LSTM's batch), and a shared head reads every state. Trained like the sequence model:
+the span cut into parallel contiguous streams along time, carried across `bptt`-long
+chunks, a loss at every step of every asset whose label is known, none in the first
+`burn_in` steps of a cold stream. `mix` is where the graph model joins the assets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from .base import ForecastModel, ModelConfig, State, TrainingChunk, pad_rows, register
+from .sequence import masked_mean
+
+
+@register
+class PooledLSTM(ForecastModel):
+    """Per-asset states of one shared LSTM: output at step t uses inputs at steps <= t."""
+
+    kind = "pooled"
+    multi_asset = True
+
+    def __init__(self, n_features: int, config: ModelConfig, n_assets: int) -> None:
+        nn.Module.__init__(self)
+        self.config, self.n_assets = config, n_assets
+        width = config.asset_embedding
+        self.embedding = nn.Embedding(n_assets, width) if width else None
+        self.lstm = nn.LSTM(n_features + width, config.hidden_size, config.num_layers,
+                            batch_first=True,
+                            dropout=config.dropout if config.num_layers > 1 else 0.0)
+        self.head = nn.Linear(config.hidden_size, 1)
+
+    def mix(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Hidden states [batch, assets, steps, hidden] as the head reads them."""
+        return hidden
+
+    def forward(self, x: torch.Tensor, state: State = None) -> tuple[torch.Tensor, State]:
+        # x: [batch, assets, steps, features] -> forecasts [batch, assets, steps]
+        batch, assets, steps, _ = x.shape
+        if self.embedding is not None:
+            codes = self.embedding.weight[None, :, None, :].expand(batch, assets, steps, -1)
+            x = torch.cat([x, codes], dim=-1)
+        out, state = self.lstm(x.reshape(batch * assets, steps, -1), state)
+        hidden = self.mix(out.reshape(batch, assets, steps, -1))
+        return self.head(hidden).squeeze(-1), state
+
+    def context_rows(self, context_bars: int) -> int:
+        return context_bars
+
+    def training_chunks(self, x: torch.Tensor, labels: torch.Tensor, train: torch.Tensor,
+                        config: object, rng: np.random.Generator) -> Iterator[TrainingChunk]:
+        # x [rows, assets, features]; labels and train [rows, assets]
+        bptt, burn_in = config.bptt, config.burn_in
+        span = int(train.any(dim=1).nonzero().max().item()) + 1 if train.any() else 0
+        streams = max(1, min(config.batch_streams, span // max(bptt + burn_in, 1)))
+        offset = int(rng.integers(0, max(1, min(bptt, span // (4 * streams) + 1))))
+        length = (span - offset) // streams
+        if length <= burn_in:
+            return
+        cut = slice(offset, offset + streams * length)
+        assets = x.shape[1]
+        # [streams, assets, length, ...]: each stream a contiguous stretch of time
+        xs = x[cut].reshape(streams, length, assets, -1).transpose(1, 2)
+        ls = labels[cut].reshape(streams, length, assets).transpose(1, 2)
+        ms = train[cut].reshape(streams, length, assets).transpose(1, 2).float()
+        ms[:, :, :burn_in] = 0.0
+        flat = torch.arange(cut.start * assets, cut.stop * assets, device=x.device)
+        rows = flat.reshape(streams, length, assets).transpose(1, 2)  # into [rows * assets]
+        starts = range(0, length, bptt)
+        active = torch.stack([ms[:, :, i:i + bptt].sum() for i in starts]).gt(0).tolist()
+        for start, has_loss in zip(starts, active, strict=True):
+            chunk = slice(start, start + bptt)
+            yield TrainingChunk(xs[:, :, chunk], ls[:, :, chunk], ms[:, :, chunk],
+                                rows[:, :, chunk], carry=True, has_loss=has_loss)
+
+    @torch.no_grad()
+    def validation_loss(self, x: torch.Tensor, labels: torch.Tensor, val: torch.Tensor,
+                        loss_fn: nn.Module) -> float:
+        if not val.any():
+            return float("nan")
+        out, _ = self(x.transpose(0, 1).unsqueeze(0))
+        return float(masked_mean(loss_fn(out[0].T, labels), val.float()).item())
+
+    def forecast_segment(self, x: torch.Tensor, chunk_bars: int, batch_size: int
+                         ) -> torch.Tensor:
+        # x [rows, assets, features] -> [rows, assets]; every call [1, assets, chunk_bars]
+        state = None
+        outs = []
+        for start in range(0, len(x), chunk_bars):
+            chunk = pad_rows(x[start:start + chunk_bars], chunk_bars)
+            out, state = self(chunk.transpose(0, 1).unsqueeze(0), state)
+            outs.append(out[0, :, :min(chunk_bars, len(x) - start)].T)
+        return torch.cat(outs)
+
+    def stream_warm(self, x: torch.Tensor, state: State) -> State:
+        _, state = self(x.transpose(0, 1).unsqueeze(0), state)
+        return state
+
+    def stream_step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        """Every asset's raw output [assets] for one bar's rows x [assets, features]."""
+        out, state = self(x[None, :, None, :], state)
+        return out[0, :, -1], state
