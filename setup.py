@@ -12,7 +12,7 @@ from setuptools import setup
 from setuptools.command.build_py import build_py
 
 ROOT = Path(__file__).resolve().parent
-SHIPPED = {"data": ("*.csv", "*.md"), "strategies": ("*.yaml",)}
+SHIPPED = {"data": ("*.csv", "*.md"), "data/sp32": ("*.csv",), "strategies": ("*.yaml",)}
 
 
 class BuildWithShippedFiles(build_py):

@@ -7,7 +7,8 @@ matplotlib loads only when a report is written (`write_run`).
     load_ohlcv, load_many, load_exogenous     validated bars and exogenous series
     build_features, make_target, FeatureConfig, warmup_bars
     ModelConfig, TrainConfig, walk_forward, fit_forecaster, Forecaster
-    LSTMStrategy, BuyAndHold, SmaCross, EquityRecorder, make_feed, backtest, make_cerebro
+    LSTMStrategy, CrossSectionalStrategy, BuyAndHold, SmaCross, EquityRecorder, make_feed,
+    backtest, make_cerebro
     forecast_metrics, forecast_report, strategy_metrics
     ExperimentConfig, load_config, run_experiment, write_run
 """
@@ -16,6 +17,7 @@ __version__ = "0.1.0"
 
 from .backtest import (
     BuyAndHold,
+    CrossSectionalStrategy,
     EquityRecorder,
     LSTMStrategy,
     SmaCross,
@@ -42,7 +44,8 @@ def write_run(*args: object, **kwargs: object) -> object:
 
 
 __all__ = [
-    "BuyAndHold", "CheckpointError", "ConfigError", "DataError", "DeviceError",
+    "BuyAndHold", "CheckpointError", "ConfigError", "CrossSectionalStrategy", "DataError",
+    "DeviceError",
     "EquityRecorder", "ExperimentConfig", "FeatureConfig", "Forecaster", "LSTMStrategy",
     "ModelConfig", "SmaCross", "TrainConfig", "WalkForwardResult", "backtest",
     "build_features", "fit_forecaster", "forecast_metrics", "forecast_report", "load_config",

@@ -8,7 +8,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from . import __version__
@@ -25,6 +25,7 @@ examples:
   lstm-backtest run --config strategies/lstm_long_short.yaml
   lstm-backtest run --data data/MSFT.csv --set train.epochs=10 --out runs/msft
   lstm-backtest check --config my.yaml               validate config and data, no training
+  lstm-backtest compare --config strategies/sp32_compare.yaml --out runs/sp32
 
 ready configs: {CONFIG_DIR}
 exit status: 0 success, 2 bad input (config, data, output folder), 1 anything else
@@ -94,6 +95,24 @@ def build_parser() -> argparse.ArgumentParser:
                        help="retrain each model config once even if the cache holds it")
     sweep.add_argument("--quiet", action="store_true", help="no progress output")
     sweep.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+    compare = sub.add_parser(
+        "compare", help="several model kinds on one universe, side by side",
+        description="Train each model kind of compare.models (per-asset, pooled, LSTM-GNN), "
+                    "with and without macro (compare.macro), walk-forward on the same bars; "
+                    "trade the cross-sectional strategy (portfolio.*) on each; write "
+                    "comparison.csv/.md (IC, rank IC, ICIR, directional accuracy vs naive, "
+                    "long-short, annual return, information ratio vs equal-weight buy & "
+                    "hold, drawdown, turnover), daily_ic.csv, equity.csv, forecasts.parquet "
+                    "and compare_report.html.",
+        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _common(compare)
+    compare.set_defaults(config="sp32_compare")
+    compare.add_argument("--out", metavar="DIR",
+                         help="folder to write (default: runs/NAME-compare-YYYYmmdd-HHMMSS)")
+    compare.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    compare.add_argument("--quiet", action="store_true", help="no progress output")
+    compare.add_argument("--no-cache", action="store_true",
+                         help="retrain even when the forecast cache holds these results")
     check = sub.add_parser(
         "check", help="validate a config and its data without training",
         description="Load and validate the config and every data file, build the "
@@ -153,6 +172,32 @@ def _sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _say(args: argparse.Namespace) -> Callable[[str], None]:
+    """Progress lines on stderr, or nothing with --quiet."""
+    return (lambda message: None) if args.quiet else (
+        lambda message: print(f"[lstm-backtest] {message}", file=sys.stderr, flush=True))
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from .compare import markdown_table, run_comparison
+    from .evaluation.compare_report import write_comparison
+    from .evaluation.report import check_run_folder
+
+    config = _config(args)
+    out = Path(args.out) if args.out else Path("runs") / (
+        f"{config.name}-compare-{time.strftime('%Y%m%d-%H%M%S')}")
+    check_run_folder(out, overwrite=args.overwrite)
+    started = time.perf_counter()
+    result = run_comparison(config, progress=None if not args.quiet else False,
+                            say=_say(args), use_cache=not args.no_cache)
+    write_comparison(result, out, overwrite=args.overwrite)
+    print(f"\n{config.name}: {len(result.bars)} assets from {stamp(result.start)}, "
+          f"{time.perf_counter() - started:.0f}s")
+    print(markdown_table(result.table))
+    print(f"report: {out / 'compare_report.html'}")
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
     from .evaluation.report import check_run_folder, write_run
     from .experiment import run_experiment
@@ -161,8 +206,7 @@ def _run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("runs") / (
         f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}")
     check_run_folder(out, overwrite=args.overwrite)  # before training, not after
-    say = (lambda message: None) if args.quiet else (
-        lambda message: print(f"[lstm-backtest] {message}", file=sys.stderr, flush=True))
+    say = _say(args)
     started = time.perf_counter()
     result = run_experiment(config, progress=None if not args.quiet else False, log=say,
                             use_cache=not args.no_cache)
@@ -205,7 +249,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
-            return {"check": _check, "sweep": _sweep}.get(args.command, _run)(args)
+            return {"check": _check, "sweep": _sweep, "compare": _compare}.get(
+                args.command, _run)(args)
     except BAD_INPUT as exc:
         if args.debug:
             raise

@@ -16,13 +16,14 @@ import typing
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, make_dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import yaml
 
-from .backtest.decision import RULE_PARAMS, check_rules
+from .backtest.decision import RULE_PARAMS, check_rules, rank_targets
 from .errors import ConfigError, DataError
 from .features import FeatureConfig, publication_lag
-from .models import ModelConfig
+from .models import MODELS, ModelConfig
 from .resources import configs_dir, shipped
 from .training import TrainConfig
 
@@ -157,6 +158,46 @@ class ReportConfig:
 
 
 @dataclass(frozen=True)
+class PortfolioConfig:
+    """The cross-sectional book of a multi-asset comparison (CrossSectionalStrategy)."""
+
+    top_k: int = 5  # assets long (and short, with allow_short) at each rebalance
+    allow_short: bool = True  # short the bottom top_k too (half the book each side)
+    rebalance: int = 5  # bars between rebalances
+    weighting: str = "equal"  # equal | forecast (by distance from the cross-sectional mean)
+    gross: float = 1.0  # gross exposure as a fraction of equity
+    max_turnover: float = 0.0  # most of equity traded at a rebalance (0: no cap)
+
+    def __post_init__(self) -> None:
+        if self.rebalance < 1:
+            raise ConfigError(f"portfolio.rebalance={self.rebalance} must be >= 1 bar.")
+        try:
+            rank_targets(np.zeros(1), np.zeros(1), top_k=self.top_k,
+                         allow_short=self.allow_short, weighting=self.weighting,
+                         gross=self.gross, max_turnover=self.max_turnover)
+        except ConfigError as exc:
+            raise ConfigError(f"portfolio: {exc}") from None
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    """What `lstm-backtest compare` sets side by side: model kinds, with and without macro."""
+
+    models: tuple[str, ...] = ("sequence", "pooled", "lstm_gnn")
+    macro: tuple[bool, ...] = (True, False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "models", tuple(self.models))
+        object.__setattr__(self, "macro", tuple(self.macro))
+        unknown = [m for m in self.models if m not in MODELS]
+        if unknown or not self.models:
+            raise ConfigError(f"compare.models={list(self.models)}; choose from "
+                              f"{sorted(MODELS)}.")
+        if not self.macro:
+            raise ConfigError("compare.macro is empty; give [true], [false] or both.")
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     """A whole experiment; `lstm-backtest run` with no arguments runs the defaults."""
 
@@ -171,6 +212,8 @@ class ExperimentConfig:
     broker: BrokerConfig = field(default_factory=BrokerConfig)
     baselines: BaselineConfig = field(default_factory=BaselineConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+    portfolio: PortfolioConfig = field(default_factory=PortfolioConfig)
+    compare: CompareConfig = field(default_factory=CompareConfig)
 
     def __post_init__(self) -> None:
         _one_of("device", self.device.split(":")[0], ("auto", "cpu", "cuda", "mps"))

@@ -13,6 +13,8 @@ import math
 from collections.abc import Mapping
 from typing import NamedTuple
 
+import numpy as np
+
 from ..errors import ConfigError
 
 SIZINGS = ("fixed", "vol_target", "confidence", "sizer")
@@ -197,3 +199,47 @@ def decide(state: Position, bar: int, signal: float, close: float, vol: float, r
     if blocked == state.blocked:
         return state, None  # nothing moved (the common case: no new object per bar)
     return state._replace(blocked=blocked), None
+
+
+# -- cross-sectional rules ---------------------------------------------------------------
+WEIGHTINGS = ("equal", "forecast")
+
+
+def rank_targets(forecasts: np.ndarray, held: np.ndarray, *, top_k: int, allow_short: bool,
+                 weighting: str = "equal", gross: float = 1.0, max_turnover: float = 0.0
+                 ) -> np.ndarray:
+    """Target weights (fractions of equity) of a cross-sectional book, one per asset.
+
+    The `top_k` highest forecasts go long, and with `allow_short` the `top_k` lowest go
+    short (k shrinks when fewer assets have a finite forecast); everything else is
+    closed. Equal weights split `gross` across the legs (half each when shorting); with
+    "forecast" a leg's weights follow each forecast's distance from the cross-sectional
+    mean. Ties rank by asset order (the earlier asset ranks higher). `max_turnover` > 0
+    caps sum |target - held| by
+    moving every weight the same share of the way.
+    """
+    if weighting not in WEIGHTINGS:
+        raise ConfigError(f"weighting={weighting!r}; choose one of {list(WEIGHTINGS)}.")
+    if top_k < 1 or gross < 0 or max_turnover < 0:
+        raise ConfigError(f"top_k={top_k} must be >= 1, gross={gross} and "
+                          f"max_turnover={max_turnover} >= 0.")
+    target = np.zeros(len(forecasts))
+    finite = np.flatnonzero(np.isfinite(forecasts))
+    k = min(top_k, len(finite) // 2 if allow_short else len(finite))
+    if k > 0:
+        ranked = finite[np.argsort(-forecasts[finite], kind="stable")]
+        centre = forecasts[finite].mean()
+        legs = [(ranked[:k], 1.0)]
+        if allow_short:
+            legs.append((ranked[::-1][:k], -1.0))
+        for members, sign in legs:
+            share = gross / len(legs)
+            scores = np.maximum(sign * (forecasts[members] - centre), 0.0)
+            if weighting == "equal" or not scores.sum() > 0:
+                scores = np.ones(len(members))
+            target[members] = sign * share * scores / scores.sum()
+    change = target - held
+    moved = np.abs(change).sum()
+    if max_turnover > 0 and moved > max_turnover:
+        target = held + change * (max_turnover / moved)
+    return target

@@ -21,7 +21,16 @@ import pandas as pd
 
 from ..errors import ConfigError
 from ..forecaster import one_thread_per_worker
-from .decision import RULE_PARAMS, Param, Position, Rules, check_rules, decide, params_doc
+from .decision import (
+    RULE_PARAMS,
+    Param,
+    Position,
+    Rules,
+    check_rules,
+    decide,
+    params_doc,
+    rank_targets,
+)
 
 
 @dataclass
@@ -329,6 +338,70 @@ class LSTMStrategy(RecordingStrategy):
                              columns=["ticker", "date", "forecast", "signal", "target"])
         frame["date"] = [bt.num2date(d) for d in frame["date"]]
         return frame
+
+
+class CrossSectionalStrategy(RecordingStrategy):
+    """Rank the datas by forecast every `rebalance` bars; long the top k, short the bottom
+    k if allowed (`decision.rank_targets`), orders through the capped `order_targets`.
+
+    Forecasts come from each feed's `forecast` line or the `forecasts` param ({data name:
+    Series}). A rebalance happens on the first bar at or after `trade_start` and every
+    `rebalance` bars after it; the orders fill by the broker's rule (next open by default).
+    """
+
+    params = (("forecasts", None), ("top_k", 5), ("allow_short", False), ("rebalance", 5),
+              ("weighting", "equal"), ("gross", 1.0), ("max_turnover", 0.0),
+              ("trade_start", None))
+
+    def __init__(self) -> None:
+        p = self.p
+        if p.rebalance < 1:
+            raise ConfigError(f"CrossSectionalStrategy: rebalance={p.rebalance} must be >= 1 bar.")
+        rank_targets(np.zeros(1), np.zeros(1), top_k=p.top_k, allow_short=p.allow_short,
+                     weighting=p.weighting, gross=p.gross, max_turnover=p.max_turnover)
+        self._start_num = self.trade_start_num()
+        self._lines, self._lookups = [], []
+        for data in self.datas:
+            if "forecast" in data.lines.getlinealiases():
+                self._lines.append(data.lines.forecast)
+                self._lookups.append(None)
+                continue
+            series = (p.forecasts or {}).get(data._name)
+            if series is None:
+                raise ValueError(f"no forecast for data {data._name!r}: give the feed a "
+                                 f"'forecast' line or pass forecasts={{name: Series}}.")
+            series = pd.Series(series).dropna()
+            self._lines.append(None)
+            self._lookups.append(dict(zip(
+                [bt.date2num(t.to_pydatetime()) for t in pd.DatetimeIndex(series.index)],
+                series.to_numpy(dtype=float), strict=True)))
+        self._since = None  # bars since the last rebalance
+        self.rebalances: list[tuple] = []  # (date, target weights) of each rebalance
+
+    def _forecasts(self) -> np.ndarray:
+        now = self.datetime[0]
+        return np.array([line[0] if line is not None else lookup.get(now, math.nan)
+                         for line, lookup in zip(self._lines, self._lookups, strict=True)])
+
+    def next(self) -> None:
+        if self.datetime[0] < self._start_num:
+            return
+        if self._since is not None and self._since + 1 < self.p.rebalance:
+            self._since += 1
+            return
+        self._since = 0
+        value = self.broker.getvalue()
+        held = np.array([self.getposition(d).size * d.close[0] / value if value > 0 else 0.0
+                         for d in self.datas])
+        p = self.p
+        target = rank_targets(self._forecasts(), held, top_k=p.top_k,
+                              allow_short=p.allow_short, weighting=p.weighting, gross=p.gross,
+                              max_turnover=p.max_turnover)
+        self.rebalances.append((bt.num2date(self.datetime[0]), target))
+        moves = [(d, float(w)) for d, w, h in zip(self.datas, target, held, strict=True)
+                 if w != h]
+        if moves:
+            self.order_targets(moves)
 
 
 class EquityRecorder(bt.Analyzer):

@@ -228,10 +228,12 @@ def format_metric(key: str, value: object) -> str:
         return str(value)
     if key in COUNT_METRICS:
         return f"{round(value):,d}"
-    if key in ("total_return", "cagr"):
+    if key in ("total_return", "cagr", "annual_return") or key.startswith("long_short"):
         return f"{value:+,.1%}"
-    if key in PERCENT_METRICS:
+    if key in PERCENT_METRICS or key.endswith("directional_accuracy"):
         return f"{value:.1%}"
+    if key in ("ic", "rank_ic"):
+        return f"{value:.4f}"
     if key == "turnover":
         return f"{value:,.1f}x / yr"
     if key in ("rmse", "mae"):

@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib
@@ -302,6 +303,13 @@ def remove_stale_temp_folders(out: Path) -> list[Path]:
 
 def write_run(result: ExperimentResult, out: str | Path, *, overwrite: bool = False) -> Path:
     """Write the run folder atomically; an existing `out` is kept unless `overwrite`."""
+    return write_folder(out, lambda folder: _write_contents(result, folder), overwrite=overwrite)
+
+
+def write_folder(out: str | Path, fill: Callable[[Path], None], *, overwrite: bool = False
+                 ) -> Path:
+    """Have `fill` write a temporary folder beside `out`, then move it into place: a failed
+    or interrupted write never leaves a half-written `out`."""
     out = Path(out)
     check_run_folder(out, overwrite=overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -309,7 +317,7 @@ def write_run(result: ExperimentResult, out: str | Path, *, overwrite: bool = Fa
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.{os.getpid()}.", suffix=".tmp",
                                 dir=out.parent))
     try:
-        _write_contents(result, tmp)
+        fill(tmp)
         os.chmod(tmp, 0o755)
         if out.exists():
             old = out.with_name(f".{out.name}.old-{os.getpid()}")

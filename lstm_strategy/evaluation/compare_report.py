@@ -1,0 +1,113 @@
+"""The comparison folder: table (CSV and Markdown), daily IC, equity, forecasts, report.
+
+    comparison.csv / comparison.md   one row per model variant and the benchmark
+    daily_ic.csv                     each variant's daily IC and rank IC
+    equity.csv                       each variant's strategy and the benchmark, per bar
+    forecasts.parquet                every variant's forecasts (columns variant|ticker)
+    config.yaml, compare_report.html (the table and two charts, self-contained)
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from ..compare import BENCHMARK, ComparisonResult, markdown_table
+from ..config import dump_config
+from .metrics import format_metric
+from .report import write_folder
+
+
+def write_comparison(result: ComparisonResult, out: str | Path, *, overwrite: bool = False
+                     ) -> Path:
+    """Write the comparison folder atomically (see the module docstring)."""
+    return write_folder(out, lambda folder: _contents(result, folder), overwrite=overwrite)
+
+
+def _contents(result: ComparisonResult, folder: Path) -> None:
+    result.table.to_csv(folder / "comparison.csv")
+    (folder / "comparison.md").write_text(markdown_table(result.table) + "\n")
+    daily = pd.concat(result.daily_ic, axis=1)
+    daily.columns = [f"{variant}: {column}" for variant, column in daily.columns]
+    daily.index.name = "date"
+    daily.to_csv(folder / "daily_ic.csv")
+    equity = pd.concat({n: b.equity["value"] for n, b in result.backtests.items()}, axis=1)
+    equity.index.name = "date"
+    equity.to_csv(folder / "equity.csv")
+    forecasts = pd.concat({n: v.forecasts for n, v in result.variants.items()}, axis=1)
+    forecasts.columns = [f"{variant}|{ticker}" for variant, ticker in forecasts.columns]
+    forecasts.to_parquet(folder / "forecasts.parquet")
+    (folder / "config.yaml").write_text(dump_config(result.config))
+    (folder / "compare_report.html").write_text(_html(result, equity))
+
+
+def _png(fig: plt.Figure) -> str:
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    data = base64.b64encode(buffer.getvalue()).decode()
+    return f'<figure><img alt="chart" src="data:image/png;base64,{data}"></figure>'
+
+
+def _charts(result: ComparisonResult, equity: pd.DataFrame) -> str:
+    fig, ax = plt.subplots(figsize=(12, 4.5))
+    for name in equity.columns:
+        curve = equity[name].dropna()
+        benchmark = name == BENCHMARK
+        ax.plot(curve.index, curve / curve.iloc[0], lw=1.0 if benchmark else 1.3,
+                ls="--" if benchmark else "-", color="0.3" if benchmark else None, label=name)
+    ax.set_yscale("log")
+    ax.set_ylabel("growth of 1 (log scale)")
+    ax.set_title(f"Cross-sectional strategy on each model's forecasts vs {BENCHMARK}")
+    ax.legend(fontsize=8, loc="upper left")
+    ax.grid(alpha=0.3)
+    charts = _png(fig)
+    fig, ax = plt.subplots(figsize=(12, 4))
+    for name, daily in result.daily_ic.items():
+        ax.plot(daily.index, daily["rank_ic"].fillna(0).cumsum(), lw=1.2, label=name)
+    ax.axhline(0, color="0.5", lw=0.8)
+    ax.set_ylabel("cumulative daily rank IC")
+    ax.set_title("Cumulative rank IC (a steady climb is a steady edge)")
+    ax.legend(fontsize=8, loc="upper left")
+    ax.grid(alpha=0.3)
+    return charts + _png(fig)
+
+
+def _html(result: ComparisonResult, equity: pd.DataFrame) -> str:
+    table = result.table
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in ["model", *table.columns])
+    body = "".join(
+        f"<tr><td>{html.escape(str(name))}</td>" + "".join(
+            f"<td>{html.escape(format_metric(c, v) if v is not None else '–')}</td>"
+            for c, v in row.items()) + "</tr>" for name, row in table.astype(object).iterrows())
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in result.notes)
+    end = next(iter(result.bars.values())).index[-1]
+    cfg = result.config
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>lstm-strategy comparison: {html.escape(cfg.name)}</title>
+<style>body{{font-family:sans-serif;margin:2em;max-width:1250px}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:3px 7px;text-align:right;font-size:13px}}
+td:first-child{{text-align:left}}img{{max-width:100%}}</style></head><body>
+<h1>Model comparison: {html.escape(cfg.name)}</h1>
+<p>{len(result.bars)} assets; every model forecasts walk-forward out of sample, and all are
+compared on the same bars, {result.start.date()} to {end.date()}. IC and rank IC are the
+daily cross-sectional correlations of forecasts with the next {cfg.train.horizon}-bar
+log returns (Qlib's definitions); ICIR = mean / std of the daily values. The strategy
+ranks the assets every {cfg.portfolio.rebalance} bars, long the top
+{cfg.portfolio.top_k}{' and short the bottom ' + str(cfg.portfolio.top_k)
+if cfg.portfolio.allow_short else ''}, with {cfg.broker.commission_bps:g} bps commission
+and {cfg.broker.slippage_bps:g} bps slippage; the information ratio is against
+{BENCHMARK}.</p>
+<table><tr>{head}</tr>{body}</table>
+<h2>Notes</h2><ul>{notes}</ul>
+{_charts(result, equity)}
+</body></html>"""
