@@ -83,8 +83,9 @@ def _charts(result: ComparisonResult, equity: pd.DataFrame) -> str:
 
 
 def _html(result: ComparisonResult, equity: pd.DataFrame) -> str:
-    table = result.table
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in ["model", *table.columns])
+    table = result.table.drop(columns="macro")  # the model's name says it
+    head = "".join(f"<th>{html.escape(str(c).replace('_', ' '))}</th>"
+                   for c in ["model", *table.columns])
     body = "".join(
         f"<tr><td>{html.escape(str(name))}</td>" + "".join(
             f"<td>{html.escape(format_metric(c, v) if v is not None else '–')}</td>"
@@ -96,7 +97,8 @@ def _html(result: ComparisonResult, equity: pd.DataFrame) -> str:
 <html><head><meta charset="utf-8"><title>lstm-strategy comparison: {html.escape(cfg.name)}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1250px}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:3px 7px;text-align:right;font-size:13px}}
-td:first-child{{text-align:left}}img{{max-width:100%}}</style></head><body>
+th{{font-size:12px}}td:first-child{{text-align:left;white-space:nowrap}}
+img{{max-width:100%}}</style></head><body>
 <h1>Model comparison: {html.escape(cfg.name)}</h1>
 <p>{len(result.bars)} assets; every model forecasts walk-forward out of sample, and all are
 compared on the same bars, {result.start.date()} to {end.date()}. IC and rank IC are the
