@@ -217,7 +217,7 @@ def rolling_sharpe(equity: pd.Series, periods_per_year: float, window: int | Non
 PERCENT_METRICS = {"total_return", "cagr", "volatility", "max_drawdown", "win_rate",
                    "exposure", "directional_accuracy"}
 COUNT_METRICS = {"n_trades", "n_open_trades", "n", "n_bars", "rejected_orders",
-                 "nan_forecasts"}
+                 "nan_forecasts", "trainings"}
 
 
 def format_metric(key: str, value: object) -> str:
@@ -240,6 +240,8 @@ def format_metric(key: str, value: object) -> str:
         return f"{value:.5f}"
     if key == "final_value":
         return f"{value:,.0f}"
+    if key == "seconds":
+        return f"{value:,.0f} s"
     return f"{value:,.3f}" if abs(value) < 1000 else f"{value:,.0f}"
 
 

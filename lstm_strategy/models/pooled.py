@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from .base import ForecastModel, ModelConfig, State, TrainingChunk, pad_rows, register
-from .sequence import masked_mean
+from .sequence import masked_mean, stream_layout
 
 
 @register
@@ -58,13 +58,10 @@ class PooledLSTM(ForecastModel):
                         config: object, rng: np.random.Generator) -> Iterator[TrainingChunk]:
         # x [rows, assets, features]; labels and train [rows, assets]
         bptt, burn_in = config.bptt, config.burn_in
-        span = int(train.any(dim=1).nonzero().max().item()) + 1 if train.any() else 0
-        streams = max(1, min(config.batch_streams, span // max(bptt + burn_in, 1)))
-        offset = int(rng.integers(0, max(1, min(bptt, span // (4 * streams) + 1))))
-        length = (span - offset) // streams
-        if length <= burn_in:
+        layout = stream_layout(train, config, rng)
+        if layout is None:
             return
-        cut = slice(offset, offset + streams * length)
+        cut, streams, length = layout
         assets = x.shape[1]
         # [streams, assets, length, ...]: each stream a contiguous stretch of time
         xs = x[cut].reshape(streams, length, assets, -1).transpose(1, 2)

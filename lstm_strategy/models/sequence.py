@@ -22,6 +22,22 @@ def masked_mean(loss: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (loss * mask).sum() / mask.sum().clamp_min(1.0)
 
 
+def stream_layout(train: torch.Tensor, config: object, rng: np.random.Generator
+                  ) -> tuple[slice, int, int] | None:
+    """How an epoch cuts a span into parallel contiguous streams: the rows used (from a
+    random offset below `bptt`, so chunk edges move between epochs), the number of
+    streams and their length; None when a stream would not outlast the burn-in.
+    `train` marks usable labels by row (first dimension)."""
+    used = train.reshape(len(train), -1).any(dim=1)
+    span = int(used.nonzero().max().item()) + 1 if used.any() else 0
+    streams = max(1, min(config.batch_streams, span // max(config.bptt + config.burn_in, 1)))
+    offset = int(rng.integers(0, max(1, min(config.bptt, span // (4 * streams) + 1))))
+    length = (span - offset) // streams
+    if length <= config.burn_in:
+        return None
+    return slice(offset, offset + streams * length), streams, length
+
+
 @register
 class SequenceLSTM(ForecastModel):
     """Causal LSTM: output at step t depends only on inputs at steps <= t."""
@@ -39,13 +55,10 @@ class SequenceLSTM(ForecastModel):
     def training_chunks(self, x: torch.Tensor, labels: torch.Tensor, train: torch.Tensor,
                         config: object, rng: np.random.Generator) -> Iterator[TrainingChunk]:
         bptt, burn_in = config.bptt, config.burn_in
-        span = int(train.nonzero().max().item()) + 1 if train.any() else 0
-        streams = max(1, min(config.batch_streams, span // max(bptt + burn_in, 1)))
-        offset = int(rng.integers(0, max(1, min(bptt, span // (4 * streams) + 1))))
-        length = (span - offset) // streams
-        if length <= burn_in:
+        layout = stream_layout(train, config, rng)
+        if layout is None:
             return
-        cut = slice(offset, offset + streams * length)
+        cut, streams, length = layout
         xs = x[cut].reshape(streams, length, -1)
         ls = labels[cut].reshape(streams, length)
         ms = train[cut].reshape(streams, length).float()
