@@ -119,3 +119,7 @@ def whole_sweep(backtrader_per_point: float) -> None:
             print(f"1,000-point sweep, 1 ticker, 2 workers, {what}: {wall:.1f} s wall (CLI "
                   f"start-up included); backtrader's points alone, 2 workers: "
                   f"{reference:.0f} s ({reference / wall:.0f}x)")
+
+
+if __name__ == "__main__":
+    main()

@@ -106,18 +106,18 @@ def _compare(config: ExperimentConfig, progress: object, say: Callable[[str], No
     bars, _, notes = next(iter(inputs.values()))[1]
     targets = {t: make_target(f["Close"], config.train.horizon) for t, f in bars.items()}
     variants: dict[str, Variant] = {}
-    for kind in config.compare.models:
+    for model_kind in config.compare.models:
         for macro, (base, (_, features, _)) in inputs.items():
-            name = variant_name(kind, macro)
-            experiment = dataclasses.replace(base, model=dataclasses.replace(base.model,
-                                                                             kind=kind))
+            name = variant_name(model_kind, macro)
+            experiment = dataclasses.replace(base, model=dataclasses.replace(
+                base.model, kind=model_kind))
             say(f"{name}: walk-forward")
             started = time.perf_counter()
             seed_everything(experiment.train.seed)
             results, _, trained = forecast_all(experiment, features, targets,
                                                use_cache=use_cache, progress=progress)
             forecasts = pd.DataFrame({t: results[t].predictions for t in bars})
-            variants[name] = Variant(name, kind, macro, experiment, forecasts, trained,
+            variants[name] = Variant(name, model_kind, macro, experiment, forecasts, trained,
                                      time.perf_counter() - started)
     start = max(v.forecasts.dropna(how="any").index[0] for v in variants.values())
     realised = pd.DataFrame(targets)
@@ -149,8 +149,8 @@ def _compare(config: ExperimentConfig, progress: object, say: Callable[[str], No
 
 def _naive(bars: dict[str, pd.DataFrame], horizon: int) -> dict[str, pd.DataFrame]:
     per_ticker = {t: naive_forecasts(f["Close"], horizon) for t, f in bars.items()}
-    return {kind: pd.DataFrame({t: per_ticker[t][kind] for t in bars})
-            for kind in ("naive_last", "naive_drift")}
+    return {name: pd.DataFrame({t: per_ticker[t][name] for t in bars})
+            for name in ("naive_last", "naive_drift")}
 
 
 def _accuracy(forecasts: pd.DataFrame, realised: pd.DataFrame, center: float = 0.0
@@ -179,7 +179,7 @@ def _row(variant: Variant | None, realised: pd.DataFrame, daily: pd.DataFrame | 
             "icir": summary["icir"], "rank_icir": summary["rank_icir"],
             "directional_accuracy": _accuracy(forecasts, realised, center),
             "naive_directional_accuracy": max(
-                _accuracy(naive[kind].loc[start:], realised) or 0.0 for kind in naive),
+                _accuracy(frame.loc[start:], realised) or 0.0 for frame in naive.values()),
             f"long_short_top{k}": (float(long_short.mean() * ppy / config.train.horizon)
                                    if len(long_short) else None),
         })

@@ -336,7 +336,8 @@ def _yaml_problem(text: str, exc: Exception) -> str:
     return first
 
 
-def _set_dotted(tree: dict, dotted: str, value: object) -> None:
+def set_dotted(tree: dict, dotted: str, value: object) -> None:
+    """Set `value` at a dotted key ("train.epochs") of a plain config tree."""
     parts = dotted.split(".")
     node = tree
     for part in parts[:-1]:
@@ -422,10 +423,10 @@ def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] 
         tree = copy.deepcopy(_read_tree(str(path.resolve()), stat.st_mtime_ns, stat.st_size))
     for item in overrides:
         key, value = parse_override(item)
-        _set_dotted(tree, key, value)
+        set_dotted(tree, key, value)
     for key, value in top.items():
         if value is not None:
-            _set_dotted(tree, key, value)
+            set_dotted(tree, key, value)
     try:
         return _build(ExperimentConfig, tree, "")
     except ConfigError as exc:

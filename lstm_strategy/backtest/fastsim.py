@@ -428,17 +428,16 @@ def _simulate_compiled(bars: Mapping[str, pd.DataFrame], forecasts: Mapping[str,
 def _equity_frame(values: np.ndarray, cash_line: np.ndarray, gross: np.ndarray,
                   index: pd.DatetimeIndex, start: int, cash: float) -> pd.DataFrame:
     """Equity like backtest()'s: from the bar before trade_start, or a starting row."""
-    equity = pd.DataFrame({"value": values, "cash": cash_line, "gross_exposure": gross},
-                          index=index)
+    table = np.column_stack([values, cash_line, gross])
     if start > 0:
-        equity = equity.iloc[start - 1:]
+        table, index = table[start - 1:], index[start - 1:]
     else:
         spacing = pd.Series(index).diff().median() if len(index) > 1 else pd.Timedelta(days=1)
-        head = pd.DataFrame({"value": [cash], "cash": [cash], "gross_exposure": [0.0]},
-                            index=[index[0] - spacing])
-        equity = pd.concat([head, equity])
-    equity.index.name = "date"
-    return equity
+        table = np.vstack([[cash, cash, 0.0], table])
+        index = index.insert(0, index[0] - spacing)
+    # one float block, built once (a sweep builds this for every point)
+    return pd.DataFrame(table, index=pd.DatetimeIndex(index, name="date"),
+                        columns=["value", "cash", "gross_exposure"], copy=False)
 
 
 def _frames(out: tuple, tickers: list[str], index: pd.DatetimeIndex, closes: np.ndarray,

@@ -190,15 +190,15 @@ def strategy_metrics(
     }
     if trades is not None and len(trades):
         metrics["n_trades"] = len(trades)
-        metrics["win_rate"] = _clean((trades["pnl_net"] > 0).mean())
+        metrics["win_rate"] = _clean((trades["pnl_net"].to_numpy(dtype=float) > 0).mean())
         if "status" in trades:
-            metrics["n_open_trades"] = int((trades["status"] == "open").sum())
+            metrics["n_open_trades"] = int((trades["status"].to_numpy() == "open").sum())
     if exposure is not None and len(exposure):
         if not exposure.index.equals(equity.index):
             exposure = exposure.reindex(equity.index).fillna(0)
         metrics["exposure"] = _clean((exposure.to_numpy() > 0).mean())
     if fills is not None:
-        traded = float(fills["value"].sum()) if len(fills) else 0.0
+        traded = float(fills["value"].to_numpy(dtype=float).sum()) if len(fills) else 0.0
         metrics["turnover"] = (_clean(traded / (values.sum() / len(values)) / years)
                                if years > 0 else None)
     return metrics

@@ -62,14 +62,19 @@ class LocalBackend:
             return done or list(wait_futures(list(handles), return_when=FIRST_COMPLETED)[0])
         wanted = set(handles)
         future = next(h for h in self._queued if h in wanted)
+        self._run(future)
+        return [future]
+
+    def _run(self, future: Future) -> None:
         fn, args = self._queued.pop(future)
         try:
             future.set_result(fn(*args))
         except Exception as exc:  # the task's own error, raised again by result()
             future.set_exception(exc)
-        return [future]
 
     def result(self, handle: Future) -> object:
+        if handle in self._queued:  # in-process and not waited for: run it now
+            self._run(handle)
         return handle.result()
 
     def close(self, cancel: bool = False) -> None:

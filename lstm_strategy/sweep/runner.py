@@ -10,6 +10,7 @@ others go on. Ranking uses the in-sample span only; the hold-out span is reporte
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
@@ -22,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..config import set_dotted
 from ..errors import ConfigError
 from ..evaluation.stats import (
     deflated_sharpe_ratio,
@@ -263,15 +265,23 @@ def sweep(config: SweepConfig | str | Path, out: str | Path, *, workers: int | N
     with _Lock(folder / "sweep.lock"):
         study, storage, budget = _open_study(config, folder)
         before = len(_finished(study))
-        trainings = _run_trials(config, study, storage, budget, folder, address, refresh,
-                                progress)
-        unchanged = len(_finished(study)) == before and (folder / "sweep_report.html").exists()
-        return _summarise(config, study, folder, trainings, report and not unchanged,
-                          reuse=unchanged)
+        trainings, runner = _run_trials(config, study, storage, budget, folder, address,
+                                        refresh, progress)
+        try:
+            unchanged = (len(_finished(study)) == before
+                         and (folder / "sweep_report.html").exists())
+            return _summarise(config, study, folder, trainings, report and not unchanged,
+                              reuse=unchanged, runner=runner)
+        finally:
+            if runner is not None:
+                runner.close()
 
 
 def _run_trials(config: SweepConfig, study: object, storage: object, budget: int,
-                folder: Path, address: str | None, refresh: bool, progress: object) -> int:
+                folder: Path, address: str | None, refresh: bool, progress: object
+                ) -> tuple[int, object | None]:
+    """Run the trials not finished yet; returns the trainings and the backend, still up
+    (for the recheck; None when nothing was left to run)."""
     import optuna
 
     distributions = config.distributions()
@@ -284,7 +294,7 @@ def _run_trials(config: SweepConfig, study: object, storage: object, budget: int
     done = len(finished)
     if done >= budget:
         meter.close()
-        return 0
+        return 0, None
     if config.engine != "backtrader" and config.backend == "local":
         from ..backtest.fastsim import warm_up
         warm_up()  # compiled once here, inherited by forked workers
@@ -317,6 +327,30 @@ def _run_trials(config: SweepConfig, study: object, storage: object, budget: int
              attrs={"trial": trial.identity, "error": error[-2000:], **attrs})
 
     outcome_keys: dict[int, dict] = {}
+    sides: dict[str, tuple[str, int]] = {}  # model-side params -> model key and seed
+    try:
+        base = config.experiment({}).to_dict()
+    except (ConfigError, ValueError):
+        base = None  # valid only with some swept values: each point is built whole
+
+    def point(params: dict) -> tuple[dict, str, int]:
+        """A point's experiment as plain data, its model key and seed. The strategy side
+        is checked by the worker (a bad point fails there, recorded with the reason);
+        the model side is built and checked once per distinct model-side setting."""
+        if base is None:
+            experiment = config.experiment(params)
+            tree = experiment.to_dict()
+            return tree, config.model_key(experiment, tree), experiment.train.seed
+        tree = copy.deepcopy(base)
+        for dotted, value in params.items():
+            set_dotted(tree, dotted, value)
+        side = json.dumps({k: v for k, v in params.items() if config.model_side(k)},
+                          sort_keys=True, default=str)
+        if side not in sides:
+            model_side = {k: v for k, v in params.items() if config.model_side(k)}
+            experiment = config.experiment(model_side)
+            sides[side] = (config.model_key(experiment), experiment.train.seed)
+        return (tree, *sides[side])
 
     def submit_backtest(trial: object, tree: dict, keys: dict) -> None:
         outcome_keys[trial.number] = keys
@@ -339,13 +373,11 @@ def _run_trials(config: SweepConfig, study: object, storage: object, budget: int
                 asked[trial.number] = trial
                 params = {k: trial.params[k] for k in config.keys()}
                 try:
-                    experiment = config.experiment(params)
+                    tree, key, seed = point(params)
                 except (ConfigError, ValueError) as exc:
                     fail(trial, f"invalid config: {exc}")
                     continue
-                tree = experiment.to_dict()
-                key = config.model_key(experiment, tree)
-                trial.identity = {"model_key": key, "seed": experiment.train.seed}
+                trial.identity = {"model_key": key, "seed": seed}
                 if key in trained_keys:
                     submit_backtest(trial, tree, trained_keys[key])
                 else:
@@ -402,30 +434,35 @@ def _run_trials(config: SweepConfig, study: object, storage: object, budget: int
         meter.close()
         raise
     ledger.flush()
-    runner.close()
     meter.close()
-    return trainings
+    return trainings, runner
 
 
 class EngineMismatch(RuntimeError):
     """The fast evaluator and backtrader disagree on a point: its results cannot be trusted."""
 
 
-def _recheck(config: SweepConfig, study: object, complete: pd.DataFrame) -> list[int]:
-    """Re-run the top points the fast evaluator served through backtrader; any difference
-    stops the sweep with an error naming the point."""
+def _recheck(config: SweepConfig, study: object, complete: pd.DataFrame,
+             runner: object | None = None) -> list[int]:
+    """Re-run the top points the fast evaluator served through backtrader (on the sweep's
+    workers when they are still up); any difference stops the sweep with an error naming
+    the point."""
     if config.recheck <= 0 or "engine" not in complete:
         return []
     served = complete[complete["engine"] == "fast"].sort_values(
         config.objective, ascending=config.direction == "minimize").head(config.recheck)
     checked = []
     trials = study.get_trials(deepcopy=False)
+    jobs = []
     for number in served["trial"].astype(int):
         trial = trials[number]
         outcome = trial.user_attrs.get("outcome", {})
         experiment = config.experiment({k: trial.params[k] for k in config.keys()})
-        again = backtest_task(experiment.to_dict(), outcome["keys"], config.holdout,
-                              engine="backtrader")
+        args = (experiment.to_dict(), outcome["keys"], config.holdout, False, "backtrader")
+        jobs.append((number, trial, outcome,
+                     runner.submit(backtest_task, *args) if runner else backtest_task(*args)))
+    for number, trial, outcome, job in jobs:
+        again = runner.result(job) if runner else job
         for part in ("metrics", "holdout"):
             fast, slow = outcome.get(part) or {}, again[part] or {}
             for key, value in slow.items():
@@ -443,7 +480,8 @@ def _recheck(config: SweepConfig, study: object, complete: pd.DataFrame) -> list
 
 
 def _summarise(config: SweepConfig, study: object, folder: Path, trainings: int,
-               report: bool, reuse: bool = False) -> SweepResult:
+               report: bool, reuse: bool = False, runner: object | None = None
+               ) -> SweepResult:
     """results.csv, the best trial, DSR and PBO (reused from summary.json when no trial
     changed), and the report."""
     rows = []
@@ -493,7 +531,7 @@ def _summarise(config: SweepConfig, study: object, folder: Path, trainings: int,
             result = probability_of_backtest_overfitting(matrix.to_numpy())
             pbo = {"pbo": _clean(result["pbo"]), "n_splits": result["n_splits"],
                    "n_trials": matrix.shape[1], "n_bars": matrix.shape[0]}
-    rechecked = _recheck(config, study, complete) if len(complete) else []
+    rechecked = _recheck(config, study, complete, runner) if len(complete) else []
     summary = {"best": best, "dsr": dsr, "pbo": pbo, "n_trials": len(table),
                "rechecked_with_backtrader": rechecked,
                "n_failed": int((table["status"] == "FAIL").sum()) if len(table) else 0,
