@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import queue
 import sys
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor
-from concurrent.futures import wait as wait_futures
+from concurrent.futures import Future, ProcessPoolExecutor
 
 
 def _worker_init() -> None:
@@ -43,6 +43,8 @@ class LocalBackend:
     def __init__(self, workers: int = 1) -> None:
         self.workers = workers
         self._queued: dict[Future, tuple[Callable, tuple]] = {}
+        self._finished: queue.SimpleQueue = queue.SimpleQueue()  # pool futures as they end
+        self._ready: list[Future] = []  # ended, not yet handed to a wait that asked for them
         self._pool = None
         if workers > 1:
             self._pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_init,
@@ -51,16 +53,23 @@ class LocalBackend:
 
     def submit(self, fn: Callable, *args: object) -> Future:
         if self._pool is not None:
-            return self._pool.submit(fn, *args)
+            future = self._pool.submit(fn, *args)
+            future.add_done_callback(self._finished.put)  # no scan of every handle per wait
+            return future
         future: Future = Future()
         self._queued[future] = (fn, args)
         return future
 
     def wait(self, handles: Sequence[Future]) -> list[Future]:
-        done = [h for h in handles if h.done()]
-        if done or self._pool is not None:
-            return done or list(wait_futures(list(handles), return_when=FIRST_COMPLETED)[0])
         wanted = set(handles)
+        if self._pool is not None:
+            ready = [h for h in self._ready if h in wanted]
+            if not ready:
+                ready = [self._finished.get()]
+            while not self._finished.empty():
+                ready.append(self._finished.get())
+            self._ready = [h for h in dict.fromkeys(self._ready + ready) if h not in wanted]
+            return [h for h in dict.fromkeys(ready) if h in wanted]
         future = next(h for h in self._queued if h in wanted)
         self._run(future)
         return [future]
