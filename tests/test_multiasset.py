@@ -238,16 +238,3 @@ def test_multi_asset_run_has_no_lookahead_through_the_cli(tmp_path: Path) -> Non
     pd.testing.assert_frame_equal(equity_full.loc[:equity_short.index[-2], ["lstm"]],
                                   equity_short.iloc[:-1][["lstm"]])
 
-
-def test_the_shared_graph_product_equals_torch_geometrics_dense_gcn_layer() -> None:
-    torch.manual_seed(0)
-    model = build_model(5, ModelConfig(kind="lstm_gnn", hidden_size=8, num_layers=1), 7)
-    rng = np.random.default_rng(0)
-    links = (rng.random((7, 7)) < 0.4).astype(float)
-    model.set_graph(np.maximum(links, links.T) * (1 - np.eye(7)))
-    hidden = torch.randn(2, 7, 25, 8)  # [batch, assets, steps, width]
-    nodes = hidden.transpose(1, 2).reshape(50, 7, 8)  # one graph per bar, as the layer takes
-    with torch.no_grad():
-        ours = model._convolve(model.convs[0], hidden).transpose(1, 2).reshape(50, 7, 8)
-        np.testing.assert_allclose(ours.numpy(), model.convs[0](nodes, model.adjacency).numpy(),
-                                   atol=1e-6)

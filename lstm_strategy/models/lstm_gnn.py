@@ -18,8 +18,6 @@ from ..errors import ConfigError
 from .base import ModelConfig, register
 from .pooled import PooledLSTM
 
-SPARSE_SHARE = 0.1  # graphs with at most this share of links propagate sparsely
-
 
 @register
 class LSTMGNN(PooledLSTM):
@@ -46,39 +44,9 @@ class LSTMGNN(PooledLSTM):
         self.adjacency.copy_(torch.as_tensor(adjacency, dtype=self.adjacency.dtype))
 
     def mix(self, hidden: torch.Tensor) -> torch.Tensor:
-        # hidden [batch, assets, steps, width]: each bar's states form one graph's nodes
-        for conv in self.convs:
-            hidden = hidden + torch.relu_(self._convolve(conv, hidden))
-        return hidden
-
-    def _convolve(self, conv: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
-        """`conv(states of one bar, adjacency)` for every bar of `hidden` at once.
-
-        DenseGCNConv allows a different graph per sample, so it would multiply each bar's
-        [assets, assets] matrix separately, after moving the bars to the front. Every bar
-        here shares one graph, so the layer's normalised matrix D^-1/2 (A + I) D^-1/2,
-        built as the layer builds it, is applied to all bars in one product, with the
-        layer's own weights and in the states' own layout (equal to the layer's output,
-        tested), as a sparse product when the graph has few links (bench_multiasset: the
-        graph layers then add about a third to the pooled LSTM's cost, 32 or 500 assets).
-        DenseGATConv's attention depends on each bar's states: it runs as it is.
-        """
+        # hidden [batch, assets, steps, width] -> one graph of `assets` nodes per bar
         batch, assets, steps, width = hidden.shape
-        if self.config.graph_layer != "gcn":
-            nodes = hidden.transpose(1, 2).reshape(batch * steps, assets, width)
-            out = conv(nodes, self.adjacency)
-            return out.reshape(batch, steps, assets, width).transpose(1, 2)
-        links = self.adjacency.clone()
-        links.fill_diagonal_(1.0)
-        scale = links.sum(dim=-1).clamp(min=1).pow(-0.5)
-        norm = scale[:, None] * links * scale[None, :]
-        flat = conv.lin(hidden).reshape(batch, assets, steps * width)
-        if links.count_nonzero() <= SPARSE_SHARE * links.numel():
-            # a few links per asset (top-k graphs): a sparse product skips the zeros
-            sparse = norm.to_sparse_csr()
-            out = (sparse @ flat[0]).unsqueeze(0) if batch == 1 else torch.stack(
-                [sparse @ flat[b] for b in range(batch)])
-        else:
-            out = torch.matmul(norm, flat)
-        out = out.view(batch, assets, steps, width)
-        return out.add_(conv.bias) if conv.bias is not None else out
+        nodes = hidden.transpose(1, 2).reshape(batch * steps, assets, width)
+        for conv in self.convs:
+            nodes = nodes + torch.relu(conv(nodes, self.adjacency))
+        return nodes.reshape(batch, steps, assets, width).transpose(1, 2)
