@@ -238,3 +238,31 @@ def test_multi_asset_run_has_no_lookahead_through_the_cli(tmp_path: Path) -> Non
     pd.testing.assert_frame_equal(equity_full.loc[:equity_short.index[-2], ["lstm"]],
                                   equity_short.iloc[:-1][["lstm"]])
 
+
+
+def random_walk_bars(index: pd.DatetimeIndex, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, len(index))))
+    open_ = np.r_[close[0], close[:-1]]
+    return pd.DataFrame({"Open": open_, "High": np.maximum(open_, close) * 1.002,
+                         "Low": np.minimum(open_, close) * 0.998, "Close": close,
+                         "Volume": rng.integers(100, 1000, len(index)).astype(float)},
+                        index=index)
+
+
+@pytest.mark.parametrize("spacing", ["h", "MS"])
+def test_graph_model_has_no_lookahead_on_hourly_and_monthly_bars(spacing: str) -> None:
+    index = pd.date_range("1990-01-01", periods=700, freq=spacing)
+    bars = {t: random_walk_bars(index, seed) for seed, t in enumerate("ABC")}
+    features = {t: build_features(f, FeatureConfig()) for t, f in bars.items()}
+    targets = {t: make_target(f["Close"], 1) for t, f in bars.items()}
+    train = TrainConfig(min_train_bars=300, step=100, epochs=2, context_bars=40, bptt=32,
+                        burn_in=5, batch_streams=4, patience=2)
+    full = walk_forward(features, targets, GNN, train, device="cpu", progress=False)
+    end = full.folds[1].retrain_date + (index[1] - index[0]) * 30
+    short = walk_forward(cut(features, end), cut(targets, end), GNN, train, device="cpu",
+                         progress=False)
+    pd.testing.assert_frame_equal(short.predictions, full.predictions.loc[:end])
+    for date, graph in short.graphs().items():
+        pd.testing.assert_frame_equal(graph, full.graphs()[date])
+    assert short.predictions.notna().sum().min() > 50
