@@ -2,7 +2,8 @@
 
 The key covers the feature matrix and the labels (so the data's content, the feature
 settings and the exogenous series), the model and training configs (seed included),
-the device kind, and the versions of this package and of torch. A one-byte change to
+the device kind, the versions of this package and of torch, and the source of the
+modules that compute forecasts. A one-byte change to
 any input is a different key; nothing is ever served for other inputs. The folder
 (`LSTM_STRATEGY_CACHE`, else $XDG_CACHE_HOME/lstm-strategy, else ~/.cache/lstm-strategy)
 is safe to delete at any time.
@@ -10,6 +11,7 @@ is safe to delete at any time.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -35,6 +37,25 @@ def cache_dir() -> Path:
     return Path(base) / "lstm-strategy"
 
 
+# the modules whose code shapes a forecast: a change to any of them is a new cache key
+FORECAST_CODE = ("data.py", "features.py", "sentiment.py", "graph.py", "training.py",
+                 "forecaster.py", "models")
+
+
+@functools.cache
+def code_digest() -> str:
+    """A hash of the source of the modules that compute forecasts (so an edited checkout
+    never gets forecasts an older version of the code computed)."""
+    root = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for name in FORECAST_CODE:
+        for path in sorted((root / name).rglob("*.py")) if (root / name).is_dir() else [
+                root / name]:
+            digest.update(path.name.encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def forecast_key(features: pd.DataFrame | Mapping[str, pd.DataFrame],
                  target: pd.Series | Mapping[str, pd.Series], model_config: ModelConfig,
                  train_config: TrainConfig, device: str | torch.device,
@@ -47,7 +68,7 @@ def forecast_key(features: pd.DataFrame | Mapping[str, pd.DataFrame],
     first = next(iter(frames.values()))
     digest = hashlib.sha256()
     digest.update(json.dumps({
-        "package": __version__, "torch": torch.__version__,
+        "package": __version__, "torch": torch.__version__, "code": code_digest(),
         "device": resolve_device(device).type, "model": asdict(model_config),
         "train": asdict(train_config), "columns": [str(c) for c in first.columns],
         "assets": list(frames), "sectors": dict(sectors) if sectors else None,

@@ -266,3 +266,15 @@ def test_graph_model_has_no_lookahead_on_hourly_and_monthly_bars(spacing: str) -
     for date, graph in short.graphs().items():
         pd.testing.assert_frame_equal(graph, full.graphs()[date])
     assert short.predictions.notna().sum().min() > 50
+
+
+def test_the_attention_variant_is_causal_too(panel: tuple) -> None:
+    features, targets = panel
+    gat = ModelConfig(kind="lstm_gnn", hidden_size=8, num_layers=1, graph_k=1,
+                      graph_window=60, graph_layer="gat")
+    full = walk_forward(features, targets, gat, TRAIN, device="cpu", progress=False)
+    end = full.folds[1].retrain_date + pd.Timedelta(days=20)
+    short = walk_forward(cut(features, end), cut(targets, end), gat, TRAIN, device="cpu",
+                         progress=False)
+    pd.testing.assert_frame_equal(short.predictions, full.predictions.loc[short.predictions.index])
+    assert full.predictions.notna().sum().min() > 100

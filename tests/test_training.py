@@ -379,6 +379,13 @@ def test_the_forecast_cache_serves_only_identical_inputs(aapl_small: pd.DataFram
     assert trained
     _, trained = run(aapl_small, use_cache=False)
     assert trained
+    # code that computes forecasts is an input too: an edited model file is another key
+    import lstm_strategy.cache as cache
+    monkeypatch.setattr(cache, "code_digest", lambda: "edited")
+    _, trained = run(aapl_small)
+    assert trained
+    monkeypatch.undo()
+    monkeypatch.setenv("LSTM_STRATEGY_CACHE", str(tmp_path / "cache"))
     shutil.rmtree(tmp_path / "cache")  # safe to delete at any time
     _, trained = run(aapl_small)
     assert trained

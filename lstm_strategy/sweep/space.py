@@ -183,7 +183,8 @@ class SweepConfig:
         tree = tree or config.to_dict()
         side = {k: tree[k] for k in ("data", "features", "model", "train", "device")}
         digest = hashlib.sha256(json.dumps(side, sort_keys=True, default=str).encode())
-        for path in (*config.data.paths, config.data.macro):
+        data = config.data
+        for path in (*data.paths, data.macro, data.sentiment, data.sectors):
             if path:
                 resolved = resolve_path(path)
                 digest.update(_content_digest(str(resolved), *_version(resolved))
