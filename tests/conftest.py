@@ -58,13 +58,19 @@ def tiny_overrides(**extra: str) -> list[str]:
     return [f"{k}={v}" for k, v in values.items()]
 
 
+def random_walk_bars(index: pd.DatetimeIndex, seed: int = 0, step: float = 0.01,
+                     spread: float = 0.002) -> pd.DataFrame:
+    """Seeded random-walk OHLCV bars on any index (any bar spacing)."""
+    rng = np.random.default_rng(seed)
+    close = 100 * np.exp(np.cumsum(rng.normal(0, step, len(index))))
+    open_ = np.r_[close[0], close[:-1]]
+    return pd.DataFrame({"Open": open_, "High": np.maximum(open_, close) * (1 + spread),
+                         "Low": np.minimum(open_, close) * (1 - spread), "Close": close,
+                         "Volume": rng.integers(100, 1000, len(index)).astype(float)},
+                        index=index)
+
+
 def hourly_bars(days: pd.DatetimeIndex, seed: int = 0) -> pd.DataFrame:
     """Seeded random-walk bars every hour around the clock (FX-like), on the given days."""
     index = pd.DatetimeIndex([d + pd.Timedelta(hours=h) for d in days for h in range(24)])
-    rng = np.random.default_rng(seed)
-    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.002, len(index))))
-    open_ = np.r_[close[0], close[:-1]]
-    return pd.DataFrame({"Open": open_, "High": np.maximum(open_, close) * 1.001,
-                         "Low": np.minimum(open_, close) * 0.999, "Close": close,
-                         "Volume": rng.integers(100, 1000, len(index)).astype(float)},
-                        index=index)
+    return random_walk_bars(index, seed, step=0.002, spread=0.001)

@@ -18,7 +18,7 @@ from lstm_strategy.graph import correlation_graph, load_sectors
 from lstm_strategy.models import build_model
 from lstm_strategy.training import WalkForwardResult
 
-from .conftest import DATA
+from .conftest import DATA, random_walk_bars
 
 SP32 = DATA / "sp32"
 FOUR = ["XOM", "CVX", "JPM", "BAC"]
@@ -238,16 +238,6 @@ def test_multi_asset_run_has_no_lookahead_through_the_cli(tmp_path: Path) -> Non
     pd.testing.assert_frame_equal(equity_full.loc[:equity_short.index[-2], ["lstm"]],
                                   equity_short.iloc[:-1][["lstm"]])
 
-
-
-def random_walk_bars(index: pd.DatetimeIndex, seed: int) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, len(index))))
-    open_ = np.r_[close[0], close[:-1]]
-    return pd.DataFrame({"Open": open_, "High": np.maximum(open_, close) * 1.002,
-                         "Low": np.minimum(open_, close) * 0.998, "Close": close,
-                         "Volume": rng.integers(100, 1000, len(index)).astype(float)},
-                        index=index)
 
 
 @pytest.mark.parametrize("spacing", ["h", "MS"])
