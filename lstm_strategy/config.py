@@ -16,11 +16,10 @@ import typing
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, make_dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import yaml
 
-from .backtest.decision import RULE_PARAMS, check_rules, rank_targets
+from .backtest.decision import RULE_PARAMS, check_book, check_rules
 from .errors import ConfigError, DataError
 from .features import FeatureConfig, publication_lag
 from .models import MODELS, ModelConfig
@@ -169,12 +168,9 @@ class PortfolioConfig:
     max_turnover: float = 0.0  # most of equity traded at a rebalance (0: no cap)
 
     def __post_init__(self) -> None:
-        if self.rebalance < 1:
-            raise ConfigError(f"portfolio.rebalance={self.rebalance} must be >= 1 bar.")
         try:
-            rank_targets(np.zeros(1), np.zeros(1), top_k=self.top_k,
-                         allow_short=self.allow_short, weighting=self.weighting,
-                         gross=self.gross, max_turnover=self.max_turnover)
+            check_book(top_k=self.top_k, weighting=self.weighting, gross=self.gross,
+                       max_turnover=self.max_turnover, rebalance=self.rebalance)
         except ConfigError as exc:
             raise ConfigError(f"portfolio: {exc}") from None
 

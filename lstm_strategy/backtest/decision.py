@@ -205,6 +205,18 @@ def decide(state: Position, bar: int, signal: float, close: float, vol: float, r
 WEIGHTINGS = ("equal", "forecast")
 
 
+def check_book(*, top_k: int, weighting: str = "equal", gross: float = 1.0,
+               max_turnover: float = 0.0, rebalance: int = 1) -> None:
+    """The one set of checks for a cross-sectional book's settings (ConfigError)."""
+    if weighting not in WEIGHTINGS:
+        raise ConfigError(f"weighting={weighting!r}; choose one of {list(WEIGHTINGS)}.")
+    if top_k < 1 or gross < 0 or max_turnover < 0:
+        raise ConfigError(f"top_k={top_k} must be >= 1, gross={gross} and "
+                          f"max_turnover={max_turnover} >= 0.")
+    if rebalance < 1:
+        raise ConfigError(f"rebalance={rebalance} must be >= 1 bar.")
+
+
 def rank_targets(forecasts: np.ndarray, held: np.ndarray, *, top_k: int, allow_short: bool,
                  weighting: str = "equal", gross: float = 1.0, max_turnover: float = 0.0
                  ) -> np.ndarray:
@@ -215,14 +227,9 @@ def rank_targets(forecasts: np.ndarray, held: np.ndarray, *, top_k: int, allow_s
     closed. Equal weights split `gross` across the legs (half each when shorting); with
     "forecast" a leg's weights follow each forecast's distance from the cross-sectional
     mean. Ties rank by asset order (the earlier asset ranks higher). `max_turnover` > 0
-    caps sum |target - held| by
-    moving every weight the same share of the way.
+    caps sum |target - held| by moving every weight the same share of the way.
     """
-    if weighting not in WEIGHTINGS:
-        raise ConfigError(f"weighting={weighting!r}; choose one of {list(WEIGHTINGS)}.")
-    if top_k < 1 or gross < 0 or max_turnover < 0:
-        raise ConfigError(f"top_k={top_k} must be >= 1, gross={gross} and "
-                          f"max_turnover={max_turnover} >= 0.")
+    check_book(top_k=top_k, weighting=weighting, gross=gross, max_turnover=max_turnover)
     target = np.zeros(len(forecasts))
     finite = np.flatnonzero(np.isfinite(forecasts))
     k = min(top_k, len(finite) // 2 if allow_short else len(finite))

@@ -26,6 +26,7 @@ from .decision import (
     Param,
     Position,
     Rules,
+    check_book,
     check_rules,
     decide,
     params_doc,
@@ -355,10 +356,11 @@ class CrossSectionalStrategy(RecordingStrategy):
 
     def __init__(self) -> None:
         p = self.p
-        if p.rebalance < 1:
-            raise ConfigError(f"CrossSectionalStrategy: rebalance={p.rebalance} must be >= 1 bar.")
-        rank_targets(np.zeros(1), np.zeros(1), top_k=p.top_k, allow_short=p.allow_short,
-                     weighting=p.weighting, gross=p.gross, max_turnover=p.max_turnover)
+        try:
+            check_book(top_k=p.top_k, weighting=p.weighting, gross=p.gross,
+                       max_turnover=p.max_turnover, rebalance=p.rebalance)
+        except ConfigError as exc:
+            raise ConfigError(f"CrossSectionalStrategy: {exc}") from None
         self._start_num = self.trade_start_num()
         self._lines, self._lookups = [], []
         for data in self.datas:
