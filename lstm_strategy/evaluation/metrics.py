@@ -130,6 +130,15 @@ def drawdown_series(equity: pd.Series) -> pd.Series:
     return 1.0 - equity / equity.cummax()
 
 
+def bar_returns(equity: pd.Series) -> pd.Series:
+    """`equity.pct_change().dropna()`, in NumPy (sweeps take it for every point)."""
+    values = equity.to_numpy(dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        change = values[1:] / values[:-1] - 1.0
+    kept = ~np.isnan(change)
+    return pd.Series(change[kept], index=equity.index[1:][kept], name=equity.name)
+
+
 def strategy_metrics(
     equity: pd.Series,
     *,
@@ -156,12 +165,10 @@ def strategy_metrics(
     # numpy on the values (a sweep scores thousands of curves); pandas' formulas exactly
     values = equity.to_numpy(dtype=float)
     index = pd.DatetimeIndex(equity.index)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        returns = values[1:] / values[:-1] - 1.0
-    kept = ~np.isnan(returns)
+    per_bar = bar_returns(equity)
+    returns = per_bar.to_numpy()
     if gaps is not None and len(gaps):
-        kept &= ~index[1:].isin(gaps)
-    returns = returns[kept]
+        returns = returns[~per_bar.index.isin(gaps)]
     total = values[-1] / values[0] - 1.0
     years = (index[-1] - index[0]) / YEAR if len(values) > 1 else 0.0
     cagr = (1.0 + total) ** (1.0 / years) - 1.0 if years > 0 and total > -1 else math.nan

@@ -12,7 +12,6 @@ import functools
 import time
 import warnings
 
-import numpy as np
 import pandas as pd
 
 from ..backtest import LSTMStrategy, backtest
@@ -20,7 +19,7 @@ from ..backtest.fastsim import FastEvaluator, unsupported
 from ..cache import cached_predictions
 from ..config import ExperimentConfig, config_from_dict, resolve_path
 from ..data import gap_after, load_many, ticker_from_path
-from ..evaluation.metrics import infer_periods_per_year, strategy_metrics
+from ..evaluation.metrics import bar_returns, infer_periods_per_year, strategy_metrics
 from ..experiment import forecast_all, load_experiment_data, seed_everything, strategy_params
 from ..features import make_target
 from ..forecaster import torch_threads
@@ -162,22 +161,13 @@ def backtest_task(config_tree: dict, keys: dict[str, str], holdout: float,
     result = {
         "metrics": score(inside, fills_in, trades_in),
         "holdout": None if outside is None else score(outside, fills_out, trades_out),
-        "returns": _returns(inside["value"]),
+        "returns": bar_returns(inside["value"]),
         "trade_start": trade_start, "holdout_start": split, "engine": served,
         "seconds": time.perf_counter() - started,
     }
     if keep_equity:
         result["equity"] = equity["value"]
     return result
-
-
-def _returns(values: pd.Series) -> pd.Series:
-    """`values.pct_change().dropna()`, in NumPy (a sweep takes it for every point)."""
-    array = values.to_numpy(dtype=float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        change = array[1:] / array[:-1] - 1.0
-    kept = ~np.isnan(change)
-    return pd.Series(change[kept], index=values.index[1:][kept], name=values.name)
 
 
 def returns_matrix(returns: dict[int, pd.Series]) -> pd.DataFrame:
