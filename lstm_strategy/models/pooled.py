@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from .base import ForecastModel, ModelConfig, State, TrainingChunk, pad_rows, register
-from .sequence import masked_mean, stream_layout
+from .sequence import masked_mean, stream_chunks, stream_layout
 
 
 @register
@@ -67,15 +67,9 @@ class PooledLSTM(ForecastModel):
         xs = x[cut].reshape(streams, length, assets, -1).transpose(1, 2)
         ls = labels[cut].reshape(streams, length, assets).transpose(1, 2)
         ms = train[cut].reshape(streams, length, assets).transpose(1, 2).float()
-        ms[:, :, :burn_in] = 0.0
         flat = torch.arange(cut.start * assets, cut.stop * assets, device=x.device)
         rows = flat.reshape(streams, length, assets).transpose(1, 2)  # into [rows * assets]
-        starts = range(0, length, bptt)
-        active = torch.stack([ms[:, :, i:i + bptt].sum() for i in starts]).gt(0).tolist()
-        for start, has_loss in zip(starts, active, strict=True):
-            chunk = slice(start, start + bptt)
-            yield TrainingChunk(xs[:, :, chunk], ls[:, :, chunk], ms[:, :, chunk],
-                                rows[:, :, chunk], carry=True, has_loss=has_loss)
+        yield from stream_chunks(xs, ls, ms, rows, bptt, burn_in)
 
     @torch.no_grad()
     def validation_loss(self, x: torch.Tensor, labels: torch.Tensor, val: torch.Tensor,

@@ -38,6 +38,20 @@ def stream_layout(train: torch.Tensor, config: object, rng: np.random.Generator
     return slice(offset, offset + streams * length), streams, length
 
 
+def stream_chunks(xs: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor,
+                  rows: torch.Tensor, bptt: int, burn_in: int) -> Iterator[TrainingChunk]:
+    """Cut streams along time (the last axis of labels, mask and rows; the one before the
+    features in xs) into `bptt`-long chunks; the first `burn_in` steps carry no loss."""
+    mask[..., :burn_in] = 0.0
+    starts = range(0, mask.shape[-1], bptt)
+    # which chunks carry any loss, fetched once (no device sync per chunk)
+    active = torch.stack([mask[..., i:i + bptt].sum() for i in starts]).gt(0).tolist()
+    for start, has_loss in zip(starts, active, strict=True):
+        chunk = slice(start, start + bptt)
+        yield TrainingChunk(xs[..., chunk, :], labels[..., chunk], mask[..., chunk],
+                            rows[..., chunk], carry=True, has_loss=has_loss)
+
+
 @register
 class SequenceLSTM(ForecastModel):
     """Causal LSTM: output at step t depends only on inputs at steps <= t."""
@@ -62,15 +76,8 @@ class SequenceLSTM(ForecastModel):
         xs = x[cut].reshape(streams, length, -1)
         ls = labels[cut].reshape(streams, length)
         ms = train[cut].reshape(streams, length).float()
-        ms[:, :burn_in] = 0.0
         rows = torch.arange(cut.start, cut.stop, device=x.device).reshape(streams, length)
-        starts = range(0, length, bptt)
-        # which chunks carry any loss, fetched once (no device sync per chunk)
-        active = torch.stack([ms[:, i:i + bptt].sum() for i in starts]).gt(0).tolist()
-        for start, has_loss in zip(starts, active, strict=True):
-            chunk = slice(start, start + bptt)
-            yield TrainingChunk(xs[:, chunk], ls[:, chunk], ms[:, chunk], rows[:, chunk],
-                                carry=True, has_loss=has_loss)
+        yield from stream_chunks(xs, ls, ms, rows, bptt, burn_in)
 
     @torch.no_grad()
     def validation_loss(self, x: torch.Tensor, labels: torch.Tensor, val: torch.Tensor,
