@@ -344,10 +344,9 @@ def _run_trials(config: SweepConfig, study: object, storage: object, budget: int
         tree = copy.deepcopy(base)
         for dotted, value in params.items():
             set_dotted(tree, dotted, value)
-        side = json.dumps({k: v for k, v in params.items() if config.model_side(k)},
-                          sort_keys=True, default=str)
+        model_side = {k: v for k, v in params.items() if config.model_side(k)}
+        side = json.dumps(model_side, sort_keys=True, default=str)
         if side not in sides:
-            model_side = {k: v for k, v in params.items() if config.model_side(k)}
             experiment = config.experiment(model_side)
             sides[side] = (config.model_key(experiment), experiment.train.seed)
         return (tree, *sides[side])
