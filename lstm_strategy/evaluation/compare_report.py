@@ -9,9 +9,7 @@
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 from pathlib import Path
 
 import matplotlib
@@ -23,7 +21,7 @@ import pandas as pd
 from ..compare import BENCHMARK, ComparisonResult, markdown_table
 from ..config import dump_config
 from .metrics import format_metric
-from .report import write_folder
+from .report import inline_png, write_folder
 
 
 def write_comparison(result: ComparisonResult, out: str | Path, *, overwrite: bool = False
@@ -49,13 +47,8 @@ def _contents(result: ComparisonResult, folder: Path) -> None:
     (folder / "compare_report.html").write_text(_html(result, equity))
 
 
-def _png(fig: plt.Figure) -> str:
-    buffer = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    data = base64.b64encode(buffer.getvalue()).decode()
-    return f'<figure><img alt="chart" src="data:image/png;base64,{data}"></figure>'
+def _figure(fig: plt.Figure) -> str:
+    return f"<figure>{inline_png(fig)}</figure>"
 
 
 def _charts(result: ComparisonResult, equity: pd.DataFrame) -> str:
@@ -70,7 +63,7 @@ def _charts(result: ComparisonResult, equity: pd.DataFrame) -> str:
     ax.set_title(f"Cross-sectional strategy on each model's forecasts vs {BENCHMARK}")
     ax.legend(fontsize=8, loc="upper left")
     ax.grid(alpha=0.3)
-    charts = _png(fig)
+    charts = _figure(fig)
     fig, ax = plt.subplots(figsize=(12, 4))
     for name, daily in result.daily_ic.items():
         ax.plot(daily.index, daily["rank_ic"].fillna(0).cumsum(), lw=1.2, label=name)
@@ -79,7 +72,7 @@ def _charts(result: ComparisonResult, equity: pd.DataFrame) -> str:
     ax.set_title("Cumulative rank IC (a steady climb is a steady edge)")
     ax.legend(fontsize=8, loc="upper left")
     ax.grid(alpha=0.3)
-    return charts + _png(fig)
+    return charts + _figure(fig)
 
 
 def _html(result: ComparisonResult, equity: pd.DataFrame) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import html
+import io
 import json
 import os
 import re
@@ -260,6 +261,16 @@ def _write_contents(result: ExperimentResult, folder: Path) -> None:
             wf.save(folder / f"models_{ticker}.pt", ticker=ticker)
     charts = write_charts(result, folder) if result.config.report.charts else []
     (folder / "report.html").write_text(render_html(result, charts))
+
+
+def inline_png(fig: plt.Figure) -> str:
+    """A figure as a self-contained <img> tag (base64 PNG), the figure closed."""
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    data = base64.b64encode(buffer.getvalue()).decode()
+    return f'<img alt="chart" src="data:image/png;base64,{data}">'
 
 
 def model_runs(result: ExperimentResult) -> dict[str, WalkForwardResult]:

@@ -8,9 +8,7 @@ curves against buy & hold.
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 from typing import TYPE_CHECKING
 
 import matplotlib
@@ -21,20 +19,13 @@ import pandas as pd
 
 from ..backtest import BuyAndHold, backtest
 from .metrics import format_metric
+from .report import inline_png
 
 if TYPE_CHECKING:
     from ..sweep.runner import SweepResult
 
 TOP = 5
 SHOWN = ("total_return", "cagr", "sharpe", "sortino", "max_drawdown", "n_trades", "exposure")
-
-
-def _png(fig: plt.Figure) -> str:
-    buffer = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    return f'<img alt="chart" src="data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}">'
 
 
 def _heatmap(result: SweepResult) -> str:
@@ -54,7 +45,7 @@ def _heatmap(result: SweepResult) -> str:
     ax.set_ylabel(keys[0])
     ax.set_title(f"in-sample {objective} (mean over the other keys)")
     fig.colorbar(image, ax=ax)
-    return _png(fig)
+    return inline_png(fig)
 
 
 def _equity_curves(result: SweepResult) -> str:
@@ -95,7 +86,7 @@ def _equity_curves(result: SweepResult) -> str:
     ax.set_title(f"Top {len(done)} configs by in-sample {result.config.objective} vs buy & hold")
     ax.legend(loc="upper left", fontsize=9)
     ax.grid(alpha=0.3)
-    return _png(fig)
+    return inline_png(fig)
 
 
 def _cell(column: str, value: object) -> str:
