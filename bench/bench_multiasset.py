@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from lstm_strategy import ModelConfig, TrainConfig  # noqa: E402
+from lstm_strategy.forecaster import full_precision  # noqa: E402
 from lstm_strategy.models import build_model  # noqa: E402
 
 FEATURES, HIDDEN, BARS = 20, 32, 1024
@@ -55,7 +56,7 @@ def forecast_cost(assets: int, device: str, repeats: int) -> None:
     x = torch.randn(BARS, assets, FEATURES, device=device)
     models = {kind: model(kind, assets, device) for kind in ("pooled", "lstm_gnn")}
     times: dict[str, list[float]] = {kind: [] for kind in models}
-    with torch.no_grad():
+    with torch.no_grad(), full_precision(torch.device(device)):
         for m in models.values():
             m.forecast_segment(x, 256, 256)  # warm up
         for _ in range(repeats):
@@ -66,9 +67,32 @@ def forecast_cost(assets: int, device: str, repeats: int) -> None:
                 synchronise(device)
                 times[kind].append(time.perf_counter() - started)
     per_bar = {k: statistics.median(v) / BARS for k, v in times.items()}
-    print(f"{assets} assets, batch forecasts on {device}: pooled {per_bar['pooled'] * 1e6:.0f} "
-          f"us/bar, LSTM-GNN {per_bar['lstm_gnn'] * 1e6:.0f} us/bar: the graph layers add "
+    print(f"{assets} assets, batch forecasts on {device}: pooled {per_bar['pooled'] * 1e6:.2f} "
+          f"us/bar, LSTM-GNN {per_bar['lstm_gnn'] * 1e6:.2f} us/bar: the graph layers add "
           f"{per_bar['lstm_gnn'] / per_bar['pooled'] - 1:+.0%} (target < +50%)")
+    if device.startswith("cuda"):
+        try:
+            gpu_breakdown(models, assets, device)
+        except RuntimeError as exc:  # a measurement aid only: say why and go on
+            print(f"  GPU breakdown failed: {exc}")
+
+
+def gpu_breakdown(models: dict, assets: int, device: str) -> None:
+    """Where a GPU's time goes: the kernels' own time (profiler) per bar, for each model;
+    the rest of the wall-clock time is launching them from Python."""
+    from torch.profiler import ProfilerActivity, profile
+
+    x = torch.randn(BARS, assets, FEATURES, device=device)
+    kernel: dict[str, float] = {}
+    with torch.no_grad(), full_precision(torch.device(device)):
+        for kind, m in models.items():
+            with profile(activities=[ProfilerActivity.CUDA]) as prof:
+                m.forecast_segment(x, 256, 256)
+                synchronise(device)
+            kernel[kind] = sum(getattr(e, "self_device_time_total", 0.0)
+                               for e in prof.key_averages()) / BARS
+    print(f"  GPU kernel time per bar: pooled {kernel['pooled']:.2f} us, LSTM-GNN "
+          f"{kernel['lstm_gnn']:.2f} us ({kernel['lstm_gnn'] / kernel['pooled'] - 1:+.0%})")
 
 
 def fold_training(device: str) -> None:
@@ -90,6 +114,11 @@ def fold_training(device: str) -> None:
     retrain = len(next(iter(bars.values()))) - 1
     rows = slice(0, int(np.searchsorted(panel.pos, retrain)))
     timings = {}
+    warm = slice(0, int(np.searchsorted(panel.pos, 800)))  # device and kernel set-up, untimed
+    fit_fold(panel, names, warm, 800, ModelConfig(kind="lstm_gnn", hidden_size=HIDDEN,
+                                                  num_layers=1),
+             TrainConfig(min_train_bars=500, epochs=1, context_bars=250, bptt=64, burn_in=20,
+                         batch_streams=8), torch.device(device), seed=0)
     for kind in ("pooled", "lstm_gnn"):
         started = time.perf_counter()
         fit_fold(panel, names, rows, retrain, ModelConfig(kind=kind, hidden_size=HIDDEN,
@@ -115,7 +144,7 @@ def memory_child(task: str, device: str) -> None:
     x = torch.randn(bars, assets, FEATURES, device=device)
     m = model("lstm_gnn", assets, device)
     if task == "forecast":
-        with torch.no_grad():
+        with torch.no_grad(), full_precision(torch.device(device)):
             m.forecast_segment(x, 256, 256)
     else:
         from lstm_strategy.training import train_epochs
@@ -148,6 +177,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--assets", default="32,500", help="universe sizes for the cost part")
     parser.add_argument("--memory-child", choices=["forecast", "train"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(1)  # the project's setting (BENCHMARKS.md: threads)
@@ -155,7 +185,7 @@ def main() -> None:
         memory_child(args.memory_child, args.device)
         return
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), device {args.device}")
-    for assets in (32, 500):
+    for assets in map(int, args.assets.split(",")):
         forecast_cost(assets, args.device, args.repeats)
     fold_training(args.device)
     memory(args.device)

@@ -24,9 +24,10 @@ import torch
 from . import __version__
 from .errors import CheckpointError, DeviceError
 from .models import ForecastModel, ModelConfig, build_model
+from .models.base import CHUNK_BARS
 
 CHECKPOINT_FORMAT = 1
-FORECAST_CHUNK_BARS = 256  # LSTM steps per batch-forecast call (the shape every call has)
+FORECAST_CHUNK_BARS = CHUNK_BARS  # LSTM steps per batch-forecast call (the shape every call has)
 FORECAST_BATCH = 256  # windows per batch-forecast call (window models)
 
 
@@ -50,6 +51,28 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         raise DeviceError("device=mps asked for, but PyTorch sees no Apple GPU here; use "
                           "--device auto or cpu.")
     return torch.device(device)
+
+
+@contextmanager
+def full_precision(device: torch.device) -> Iterator[None]:
+    """On CUDA, run the block in plain float32 with cuDNN's deterministic kernels.
+
+    PyTorch lets cuDNN's LSTMs use TF32 (a 10-bit mantissa) on Ampere and newer GPUs, which
+    moved forecasts by about 1e-3 of their size against the CPU's on an H200 (tests/
+    test_cuda.py); these models are too small for TF32 to save time. Elsewhere a no-op.
+    """
+    if device.type != "cuda":
+        yield
+        return
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    matmul_tf32 = matmul.allow_tf32
+    matmul.allow_tf32 = False
+    try:
+        with cudnn.flags(enabled=cudnn.enabled, benchmark=False, deterministic=True,
+                         allow_tf32=False):
+            yield
+    finally:
+        matmul.allow_tf32 = matmul_tf32
 
 
 @contextmanager
@@ -135,7 +158,8 @@ class Forecaster:
         """
         if len(rows) == 0:
             return np.empty(0)
-        raw = self.model.forecast_segment(self.scale(rows), chunk_bars, batch_size)
+        with full_precision(self.device):
+            raw = self.model.forecast_segment(self.scale(rows), chunk_bars, batch_size)
         # float64 only on the host: some devices (MPS) have no float64
         return self.output(raw).cpu().double().numpy()
 
@@ -204,17 +228,19 @@ class Forecaster:
 
 
 class ForecastStream:
-    """One model step per bar with the state kept on the device (live feeds, streaming backtests).
+    """One model step per bar (live feeds, streaming backtests).
 
-    On the CPU a model that offers a NumPy stepper (the sequence LSTM) steps in NumPy;
-    elsewhere the state stays on the device and each step moves one row in and one
-    number out.
+    A model that offers a NumPy stepper (the sequence LSTM) steps on the host whatever its
+    device: a batch-1 step is all latency, and on an H200 machine a CUDA step cost about
+    three times the host's (BENCHMARKS.md). Warming over the context rows still runs on
+    the device. Other models keep their state on the device; each step moves one row in
+    and one number out.
     """
 
     def __init__(self, forecaster: Forecaster) -> None:
         self.forecaster = forecaster
         model = forecaster.model
-        self._numpy = model.numpy_stepper() if forecaster.device.type == "cpu" else None
+        self._numpy = model.numpy_stepper()
         if self._numpy is not None:
             self._mean = forecaster.scaler.mean.astype(np.float64)
             self._std = forecaster.scaler.std.astype(np.float64)
@@ -229,10 +255,12 @@ class ForecastStream:
         if len(rows) == 0:
             return
         f = self.forecaster
-        if self._numpy is None:
-            self._state = f.model.stream_warm(f.scale(rows), self._state)
-            return
-        state = f.model.stream_warm(f.scale(rows), self._numpy.to_torch(self._state))
+        with full_precision(f.device):
+            if self._numpy is None:
+                self._state = f.model.stream_warm(f.scale(rows), self._state)
+                return
+            state = f.model.stream_warm(f.scale(rows),
+                                        self._numpy.to_torch(self._state, f.device))
         self._state = self._numpy.from_torch(state)
 
     @torch.no_grad()
@@ -249,7 +277,8 @@ class ForecastStream:
             if f.model_config.head == "direction":
                 return 1.0 / (1.0 + np.exp(-raw))
             return raw * f.target_std
-        raw, self._state = f.model.stream_step(f.scale(row[None, :])[0], self._state)
+        with full_precision(f.device):
+            raw, self._state = f.model.stream_step(f.scale(row[None, :])[0], self._state)
         if isinstance(raw, float):
             return raw
         return float(f.output(raw).item())

@@ -29,6 +29,7 @@ from .forecaster import (
     Forecaster,
     Scaler,
     WalkForwardStream,
+    full_precision,
     load_checkpoint,
     resolve_device,
     save_checkpoint,
@@ -255,6 +256,14 @@ def fit_fold(
     Early stopping on the purged validation tail keeps the best epoch's weights. Raises
     `TooFewSamples` when fewer than MIN_TRAIN_SAMPLES labels could enter a loss.
     """
+    with full_precision(device):
+        return _fit_fold(panel, feature_names, rows, retrain_pos, model_config, config, device,
+                         seed, init_state)
+
+
+def _fit_fold(panel: Panel, feature_names: list[str], rows: slice, retrain_pos: int,
+              model_config: ModelConfig, config: TrainConfig, device: torch.device, seed: int,
+              init_state: dict | None) -> FoldFit:
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     x_raw = panel.x[rows]

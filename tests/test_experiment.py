@@ -352,7 +352,12 @@ def _threads_in_a_worker(seed: int) -> int:
 
 def test_parallel_workers_step_models_on_one_thread_each() -> None:
     import multiprocessing
-    with multiprocessing.get_context("fork").Pool(2) as pool:
+
+    from lstm_strategy.sweep.backends import start_method
+
+    # fork, as the sweep pool does, unless this process has used CUDA (then autograd's
+    # device threads make a forked child's training fail, so the pool spawns)
+    with multiprocessing.get_context(start_method()).Pool(2) as pool:
         assert pool.map(_threads_in_a_worker, [0, 1]) == [1, 1]
 
 

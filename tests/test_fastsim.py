@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from lstm_strategy import LSTMStrategy, backtest, load_many, load_ohlcv
+from lstm_strategy.backtest.decision import left_sum
 from lstm_strategy.backtest.fastsim import simulate, unsupported
 from lstm_strategy.config import BrokerConfig
 
@@ -88,6 +89,13 @@ def test_random_points_match_backtrader(universes: dict) -> None:
         start = next(iter(bars.values())).index[int(rng.integers(0, 60))]
         ref, fast = both(bars, forecasts, broker, start, **params)
         assert_same(ref, fast, (draw, params, broker))
+
+
+def test_gross_exposure_is_added_left_to_right_on_every_python() -> None:
+    # Python 3.12's sum() compensates (it gives 1.0 here); the compiled loop adds plainly,
+    # and a reference loop that used sum() differed from it in the last digit on 3.12
+    assert left_sum([1e16, 1.0, -1e16]) == 0.0
+    assert left_sum(iter([0.1, 0.2, 0.3])) == (0.1 + 0.2) + 0.3
 
 
 def test_the_compiled_loop_equals_the_reference_loop(universes: dict) -> None:

@@ -27,8 +27,8 @@ TRAIN = TrainConfig(min_train_bars=300, step=150, epochs=2, context_bars=60, bpt
                     burn_in=5, batch_streams=4, patience=2)
 
 
-@pytest.fixture(scope="module")
-def panel() -> tuple[dict, dict]:
+def load_panel() -> tuple[dict, dict]:
+    """Features and next-bar targets of four sp32 stocks, 2004 to mid-2007."""
     from lstm_strategy import load_many
 
     with warnings.catch_warnings():
@@ -38,6 +38,11 @@ def panel() -> tuple[dict, dict]:
     features = {t: build_features(f, FeatureConfig()) for t, f in bars.items()}
     targets = {t: make_target(f["Close"], 1) for t, f in bars.items()}
     return features, targets
+
+
+@pytest.fixture(scope="module")
+def panel() -> tuple[dict, dict]:
+    return load_panel()
 
 
 def cut(frames: dict, end: pd.Timestamp) -> dict:

@@ -10,7 +10,9 @@ calls it, and any other engine (a compiled one for sweeps) must agree with it.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+import operator
+from collections.abc import Iterable, Mapping
+from functools import reduce
 from typing import NamedTuple
 
 import numpy as np
@@ -53,6 +55,15 @@ RULE_PARAMS: tuple[Param, ...] = (
     Param("rebalance_band", 0.05, float,
           "re-size only when the target moves by more than this share of the position"),
 )
+
+
+def left_sum(values: Iterable[float]) -> float:
+    """Floats added left to right, as the compiled loop adds them.
+
+    Python 3.12's `sum()` compensates rounding and Numba's loop does not, so the backtrader
+    strategy, the reference loop and the compiled loop all add this way to stay bit-equal.
+    """
+    return reduce(operator.add, values, 0.0)
 
 
 def check_rules(values: Mapping[str, object], prefix: str = "") -> None:

@@ -21,7 +21,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 
-from .decision import RULE_PARAMS, Position, Rules, decide
+from .decision import RULE_PARAMS, Position, Rules, decide, left_sum
 
 PARAM_DEFAULTS = {p.name: p.default for p in RULE_PARAMS}
 
@@ -295,7 +295,7 @@ def simulate(bars: Mapping[str, pd.DataFrame], forecasts: Mapping[str, pd.Series
                                         slip, fractional, bar)
         values[bar] = value
         cash_line[bar] = cash
-        gross[bar] = sum(abs(positions[i].size) * close_rows[bar][i] for i in range(n))
+        gross[bar] = left_sum(abs(positions[i].size) * close_rows[bar][i] for i in range(n))
     equity = _equity_frame(values, cash_line, gross, index, start, starting_cash)
     frame = pd.DataFrame(fills, columns=["date", "ticker", "side", "size", "price", "value",
                                          "commission"])

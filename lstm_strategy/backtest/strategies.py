@@ -29,6 +29,7 @@ from .decision import (
     check_book,
     check_rules,
     decide,
+    left_sum,
     params_doc,
     rank_targets,
 )
@@ -415,8 +416,8 @@ class EquityRecorder(bt.Analyzer):
     def next(self) -> None:
         broker = self.strategy.broker
         value = broker.getvalue()
-        gross = sum(abs(self.strategy.getposition(d).size) * d.close[0]
-                    for d in self.strategy.datas)
+        gross = left_sum(abs(self.strategy.getposition(d).size) * d.close[0]
+                         for d in self.strategy.datas)
         self.rows.append((self.strategy.datetime[0], value, broker.getcash(), gross))
 
     def get_analysis(self) -> pd.DataFrame:

@@ -21,6 +21,10 @@ from torch import nn
 from ..errors import ConfigError
 
 HEADS = ("regression", "direction")
+# LSTM steps per model call when a whole span is run (forecasts, validation): one fixed
+# shape, so no output depends on how many rows follow it, and no single cuDNN call is
+# longer than it supports (100,000 steps in one call failed on an H200)
+CHUNK_BARS = 256
 MODELS: dict[str, type[ForecastModel]] = {}
 
 State = Any  # whatever a model carries from one call to the next (None = cold)
@@ -151,7 +155,7 @@ class ForecastModel(nn.Module):
         raise NotImplementedError
 
     def numpy_stepper(self) -> Any | None:
-        """A NumPy copy of `stream_step` for the CPU, where torch's per-call cost dominates."""
+        """A NumPy copy of `stream_step` run on the host, where torch's per-call cost dominates."""
         return None
 
 

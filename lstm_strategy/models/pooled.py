@@ -16,7 +16,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from .base import ForecastModel, ModelConfig, State, TrainingChunk, pad_rows, register
+from .base import (
+    CHUNK_BARS,
+    ForecastModel,
+    ModelConfig,
+    State,
+    TrainingChunk,
+    pad_rows,
+    register,
+)
 from .sequence import masked_mean, stream_chunks, stream_layout
 
 
@@ -76,8 +84,8 @@ class PooledLSTM(ForecastModel):
                         loss_fn: nn.Module) -> float:
         if not val.any():
             return float("nan")
-        out, _ = self(x.transpose(0, 1).unsqueeze(0))
-        return float(masked_mean(loss_fn(out[0].T, labels), val.float()).item())
+        out = self.forecast_segment(x, CHUNK_BARS, CHUNK_BARS)
+        return float(masked_mean(loss_fn(out, labels), val.float()).item())
 
     def forecast_segment(self, x: torch.Tensor, chunk_bars: int, batch_size: int
                          ) -> torch.Tensor:

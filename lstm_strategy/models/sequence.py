@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .base import ForecastModel, State, TrainingChunk, pad_rows, register
+from .base import CHUNK_BARS, ForecastModel, State, TrainingChunk, pad_rows, register
 
 
 def masked_mean(loss: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -84,8 +84,8 @@ class SequenceLSTM(ForecastModel):
                         loss_fn: nn.Module) -> float:
         if not val.any():
             return float("nan")
-        out, _ = self(x.unsqueeze(0))
-        return float(masked_mean(loss_fn(out[0], labels), val.float()).item())
+        out = self.forecast_segment(x, CHUNK_BARS, CHUNK_BARS)
+        return float(masked_mean(loss_fn(out, labels), val.float()).item())
 
     def forecast_segment(self, x: torch.Tensor, chunk_bars: int, batch_size: int
                          ) -> torch.Tensor:
@@ -110,7 +110,7 @@ class SequenceLSTM(ForecastModel):
 
 
 class NumpyLSTMStep:
-    """One step of a trained SequenceLSTM in NumPy, for streaming on the CPU.
+    """One step of a trained SequenceLSTM in NumPy, for streaming on the host (any device).
 
     Written by hand because a batch-1, one-step call through PyTorch costs about 40 us of
     dispatch per layer on a small CPU (nn.LSTM about 300 us), against a few us for the
@@ -136,19 +136,19 @@ class NumpyLSTMStep:
         return [(zeros, zeros) for _ in self.layers]
 
     @staticmethod
-    def to_torch(state: list | None) -> State:
-        """This stepper's state as nn.LSTM's (h, c) tensors (None stays None)."""
+    def to_torch(state: list | None, device: torch.device | str = "cpu") -> State:
+        """This stepper's state as nn.LSTM's (h, c) tensors on `device` (None stays None)."""
         if state is None:
             return None
         return tuple(torch.as_tensor(np.stack([s[k] for s in state])[:, None, :],
-                                     dtype=torch.float32) for k in (0, 1))
+                                     dtype=torch.float32, device=device) for k in (0, 1))
 
     @staticmethod
     def from_torch(state: State) -> list | None:
         """nn.LSTM's (h, c) tensors as this stepper's state."""
         if state is None:
             return None
-        h, c = (s[:, 0, :].double().numpy() for s in state)
+        h, c = (s[:, 0, :].double().cpu().numpy() for s in state)
         return [(h[layer], c[layer]) for layer in range(len(h))]
 
     def __call__(self, x: np.ndarray, state: list[tuple[np.ndarray, np.ndarray]]) -> float:

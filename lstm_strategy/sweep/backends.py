@@ -23,12 +23,15 @@ def _worker_init() -> None:
     torch.set_num_threads(1)
 
 
-def _start_method() -> str:
-    """fork where it is safe (Linux, no CUDA in this process): workers start at once with
-    the imports done; spawn elsewhere (a forked CUDA context breaks, and macOS forbids)."""
+def start_method() -> str:
+    """fork where it is safe (Linux without a CUDA GPU): workers start at once with the
+    imports done; spawn elsewhere. On a machine with a GPU a forked child can use neither
+    CUDA once this process has, nor autograd once this process has run a backward pass,
+    even on the CPU (autograd then runs a thread per GPU; seen on an H200 machine);
+    macOS forbids fork."""
     import torch
 
-    if sys.platform.startswith("linux") and not torch.cuda.is_initialized():
+    if sys.platform.startswith("linux") and not torch.cuda.is_available():
         return "fork"
     return "spawn"
 
@@ -49,7 +52,7 @@ class LocalBackend:
         if workers > 1:
             self._pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_init,
                                              mp_context=multiprocessing.get_context(
-                                                 _start_method()))
+                                                 start_method()))
 
     def submit(self, fn: Callable, *args: object) -> Future:
         if self._pool is not None:
