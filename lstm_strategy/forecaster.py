@@ -2,8 +2,9 @@
 
 A `Forecaster` is one trained model with the constants that turn raw feature rows into
 its inputs (feature names and order, a `Scaler`) and its outputs back into forecasts.
-Model, scaler and recurrent state live on the chosen device; a whole segment goes over in
-one transfer each way, a streaming step moves one row in and one number out. A
+Model and scaler live on the chosen device; a whole segment goes over in one transfer each
+way. A streaming step of the sequence LSTM runs on the host (a batch-1 step is all
+latency); other models step on the device, one row in and one number out. A
 `WalkForwardStream` steps the models of every walk-forward fold, switching at each
 retrain date. Checkpoints hold tensors and plain values only.
 """
