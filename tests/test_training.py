@@ -27,7 +27,7 @@ from lstm_strategy import (
     walk_forward,
 )
 from lstm_strategy.evaluation.metrics import forecast_report, naive_forecasts
-from lstm_strategy.forecaster import Scaler, load_checkpoint, save_checkpoint
+from lstm_strategy.forecaster import Scaler, full_precision, load_checkpoint, save_checkpoint
 from lstm_strategy.models import build_model
 from lstm_strategy.training import Panel, fold_schedule, label_masks
 
@@ -262,6 +262,39 @@ def test_device_choice() -> None:
             resolve_device("cuda")
     with pytest.raises(ValueError, match="use auto, cpu"):
         resolve_device("tpu")
+
+
+def test_full_precision_turns_tf32_off_on_cuda_only_and_restores_the_flags() -> None:
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    before = (cudnn.allow_tf32, cudnn.deterministic, cudnn.benchmark, matmul.allow_tf32)
+    with full_precision(torch.device("cpu")):
+        assert (cudnn.allow_tf32, cudnn.deterministic) == before[:2]
+    matmul.allow_tf32 = True  # as a user who asked for TF32 matmuls would have it
+    try:
+        with full_precision(torch.device("cuda")):  # the flags exist on CPU builds too
+            assert not cudnn.allow_tf32 and cudnn.deterministic and not matmul.allow_tf32
+        assert matmul.allow_tf32 and (cudnn.allow_tf32, cudnn.deterministic) == before[:2]
+    finally:
+        matmul.allow_tf32 = before[3]
+
+
+@pytest.mark.parametrize("kind", ["sequence", "pooled"])
+def test_validation_in_chunks_equals_one_pass(kind: str) -> None:
+    # validation runs in CHUNK_BARS-long calls carrying the state (one cuDNN call over a
+    # long span fails on a GPU); the loss must be the one a single pass gives
+    torch.manual_seed(0)
+    assets = 3 if kind == "pooled" else 1
+    model = build_model(4, ModelConfig(kind=kind, hidden_size=8, num_layers=2), assets).eval()
+    shape = (1000, assets) if kind == "pooled" else (1000,)
+    x = torch.randn(*shape, 4)
+    labels, val = torch.randn(shape), torch.rand(shape) < 0.3
+    loss_fn = torch.nn.MSELoss(reduction="none")
+    chunked = model.validation_loss(x, labels, val, loss_fn)
+    with torch.no_grad():
+        one = model(x.transpose(0, 1).unsqueeze(0) if kind == "pooled" else x.unsqueeze(0))[0][0]
+    out = one.T if kind == "pooled" else one
+    whole = float((loss_fn(out, labels) * val).sum() / val.sum())
+    assert chunked == pytest.approx(whole, rel=1e-5)
 
 
 def test_too_few_complete_rows_is_a_data_error(inputs: tuple) -> None:
