@@ -2,6 +2,11 @@
 # The checks a machine with an NVIDIA GPU runs: the CUDA tests, the three benchmarks that
 # take --device cuda, then the whole suite. Logs go to $OUT (or ./gpu-results).
 #   PYTHON=python3 bash bench/gpu_check.sh
+# Needs the project's dependencies importable by $PYTHON. On the device tool's CUDA image
+# (Python 3.12, its own torch and torch-geometric) that meant carrying cp312 wheels of
+# backtrader, optuna, alembic, SQLAlchemy, Mako, colorlog, vaderSentiment, finvader 1.0.4
+# (installed with --ignore-requires-python; only its lexicon files are read) and a wheel
+# of ta built from its sdist (`pip wheel --no-deps ta==0.11.0`); Ray was left out.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-gpu-results}
