@@ -17,7 +17,6 @@ import torch
 from torch import nn
 
 from .base import (
-    CHUNK_BARS,
     ForecastModel,
     ModelConfig,
     State,
@@ -25,7 +24,7 @@ from .base import (
     pad_rows,
     register,
 )
-from .sequence import masked_mean, stream_chunks, stream_layout
+from .sequence import span_validation_loss, stream_chunks, stream_layout
 
 
 @register
@@ -79,13 +78,9 @@ class PooledLSTM(ForecastModel):
         rows = flat.reshape(streams, length, assets).transpose(1, 2)  # into [rows * assets]
         yield from stream_chunks(xs, ls, ms, rows, bptt, burn_in)
 
-    @torch.no_grad()
     def validation_loss(self, x: torch.Tensor, labels: torch.Tensor, val: torch.Tensor,
                         loss_fn: nn.Module) -> float:
-        if not val.any():
-            return float("nan")
-        out = self.forecast_segment(x, CHUNK_BARS, CHUNK_BARS)
-        return float(masked_mean(loss_fn(out, labels), val.float()).item())
+        return span_validation_loss(self, x, labels, val, loss_fn)
 
     def forecast_segment(self, x: torch.Tensor, chunk_bars: int, batch_size: int
                          ) -> torch.Tensor:

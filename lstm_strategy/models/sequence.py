@@ -22,6 +22,17 @@ def masked_mean(loss: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (loss * mask).sum() / mask.sum().clamp_min(1.0)
 
 
+@torch.no_grad()
+def span_validation_loss(model: ForecastModel, x: torch.Tensor, labels: torch.Tensor,
+                         val: torch.Tensor, loss_fn: nn.Module) -> float:
+    """A recurrent model's loss on the `val` labels of a whole span, run as its forecasts
+    are (CHUNK_BARS-long calls carrying the state); NaN without validation labels."""
+    if not val.any():
+        return float("nan")
+    out = model.forecast_segment(x, CHUNK_BARS, CHUNK_BARS)
+    return float(masked_mean(loss_fn(out, labels), val.float()).item())
+
+
 def stream_layout(train: torch.Tensor, config: object, rng: np.random.Generator
                   ) -> tuple[slice, int, int] | None:
     """How an epoch cuts a span into parallel contiguous streams: the rows used (from a
@@ -79,13 +90,9 @@ class SequenceLSTM(ForecastModel):
         rows = torch.arange(cut.start, cut.stop, device=x.device).reshape(streams, length)
         yield from stream_chunks(xs, ls, ms, rows, bptt, burn_in)
 
-    @torch.no_grad()
     def validation_loss(self, x: torch.Tensor, labels: torch.Tensor, val: torch.Tensor,
                         loss_fn: nn.Module) -> float:
-        if not val.any():
-            return float("nan")
-        out = self.forecast_segment(x, CHUNK_BARS, CHUNK_BARS)
-        return float(masked_mean(loss_fn(out, labels), val.float()).item())
+        return span_validation_loss(self, x, labels, val, loss_fn)
 
     def forecast_segment(self, x: torch.Tensor, chunk_bars: int, batch_size: int
                          ) -> torch.Tensor:
