@@ -14,7 +14,7 @@ from pathlib import Path
 from . import __version__
 from .config import CONFIG_DIR, ExperimentConfig, load_config
 from .data import stamp
-from .errors import BAD_INPUT
+from .errors import BAD_INPUT, DataWarning
 from .evaluation.metrics import format_metric
 
 EXIT_BAD_INPUT = 2
@@ -237,6 +237,16 @@ def _terminate(signum: int, frame: object) -> None:
     raise Terminated
 
 
+def _show_note(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+               file: object = None, line: str | None = None) -> None:
+    """The package's own warnings (repairs, left-out inputs) as one plain line each."""
+    if issubclass(category, DataWarning):
+        print(f"lstm-backtest: note: {message}", file=sys.stderr, flush=True)
+    else:
+        print(warnings.formatwarning(message, category, filename, lineno, line).rstrip(),
+              file=sys.stderr, flush=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status."""
     parser = build_parser()
@@ -245,6 +255,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_BAD_INPUT
     main_thread = threading.current_thread() is threading.main_thread()
+    shown = warnings.showwarning
+    warnings.showwarning = _show_note
     previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None  # like Ctrl-C
     try:
         with warnings.catch_warnings():
@@ -263,6 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("lstm-backtest: interrupted; no run folder was written.", file=sys.stderr)
         return 130
     finally:
+        warnings.showwarning = shown
         if main_thread:
             signal.signal(signal.SIGTERM, previous)
 

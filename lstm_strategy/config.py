@@ -13,6 +13,7 @@ import functools
 import re
 import types
 import typing
+import warnings
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, make_dataclass
 from pathlib import Path
 
@@ -20,7 +21,8 @@ import pandas as pd
 import yaml
 
 from .backtest.decision import RULE_PARAMS, check_book, check_rules
-from .errors import ConfigError, DataError
+from .data import split_source
+from .errors import ConfigError, DataError, DataWarning
 from .features import FeatureConfig, publication_lag
 from .models import MODELS, ModelConfig
 from .resources import configs_dir, shipped
@@ -56,6 +58,10 @@ class DataConfig:
     sentiment_half_life: str = "3D"  # a headline's weight halves every this long
     close_time: str = "16:00"  # when daily bars close (headlines after it count next day)
     sectors: str | None = None  # CSV of ticker,sector: graph links by sector (model.graph)
+    volume: str = "required"  # required | none (FX, indices: volume features left out)
+    adjust: bool = True  # scale prices by Adj Close / Close where the file has Adj Close
+    exchange_tz: str = "America/New_York"  # the bars' clock when data.tz is unset: close_time
+    # is in it, and headline stamps with a UTC offset are converted to it
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "paths", tuple(self.paths))
@@ -72,6 +78,20 @@ class DataConfig:
                                       f"YYYY-MM-DD.") from exc
         _one_of("data.macro_transform", self.macro_transform, ("level", "diff"))
         _one_of("data.gaps", self.gaps, ("exclude", "refuse"))
+        _one_of("data.volume", self.volume, ("required", "none"))
+        for key in ("tz", "exchange_tz"):
+            zone = getattr(self, key)
+            if zone is not None:
+                try:
+                    pd.Timestamp("2000-01-01", tz=zone)
+                except Exception:
+                    raise ConfigError(f"data.{key}={zone!r} is not a time zone; use a name "
+                                      f"such as UTC or America/New_York.") from None
+        tickers = [split_source(p)[0] for p in self.paths]
+        twice = sorted({t for t in tickers if tickers.count(t) > 1})
+        if twice:
+            raise ConfigError(f"data.paths names ticker(s) {twice} twice: {list(self.paths)}. "
+                              f"Name each file's ticker: NAME=path (e.g. NVDA=nvda-1999.csv).")
         try:
             if not pd.Timedelta(self.sentiment_half_life) > pd.Timedelta(0):
                 raise ValueError
@@ -84,6 +104,21 @@ class DataConfig:
             publication_lag(self.macro_lag)
         except DataError as exc:
             raise ConfigError(f"data.macro_lag={self.macro_lag!r}: {exc}") from None
+
+    def sources(self) -> dict[str, str]:
+        """Ticker -> path as written, from data.paths (NAME=path names the ticker)."""
+        return dict(split_source(p) for p in self.paths)
+
+    @property
+    def clock_tz(self) -> str:
+        """The zone of the bars' clock: data.tz when intraday stamps are converted to it,
+        else the exchange's."""
+        return self.tz or self.exchange_tz
+
+    def loader(self) -> dict:
+        """Keyword arguments for `load_many` from this section."""
+        return {"align": self.align, "adjust": self.adjust, "date_format": self.date_format,
+                "dayfirst": self.dayfirst, "tz": self.tz, "volume": self.volume != "none"}
 
 
 def _strategy_post_init(self: StrategyConfig) -> None:
@@ -380,8 +415,17 @@ def _paths_from(tree: dict, folder: Path) -> None:
             return str((folder / value).resolve())
         return value
 
+    def near_entry(value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        ticker, path = split_source(value)
+        if path == value:
+            return near(value)
+        moved = near(path)
+        return value if moved == path else f"{ticker}={moved}"
+
     if isinstance(data.get("paths"), list):
-        data["paths"] = [near(p) for p in data["paths"]]
+        data["paths"] = [near_entry(p) for p in data["paths"]]
     for key in ("macro", "sentiment", "sectors"):
         if key in data:
             data[key] = near(data[key])
@@ -441,8 +485,15 @@ def dump_config(config: ExperimentConfig) -> str:
 
 def resolve_path(path: str | Path) -> Path:
     """A data path: as given if it exists from here, else the file shipped with the package
-    ("data/AAPL.csv"), else as given (the loader then names it in its error)."""
+    ("data/AAPL.csv", said in a DataWarning), else as given (the loader then names it in
+    its error)."""
     path = Path(path)
     if path.is_absolute() or path.exists():
         return path
-    return shipped(path) or path
+    sample = shipped(path)
+    if sample is None:
+        return path
+    warnings.warn(f"{path} is not in the current directory ({Path.cwd()}); using the "
+                  f"package's sample file {sample}. Give an absolute path, or run from the "
+                  f"folder that holds your file, to use your own.", DataWarning, stacklevel=2)
+    return sample

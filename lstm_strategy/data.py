@@ -28,7 +28,11 @@ _ALIASES = {
     "volume": "Volume", "vol": "Volume", "v": "Volume",
     "adjclose": "Adj Close", "adjustedclose": "Adj Close",
 }
+_TICK_VOLUME = ("tickvol", "tickvolume", "ticks")
 _DATE_NAMES = ("date", "datetime", "timestamp", "time", "dt", "day")
+_DAY_NAMES = ("date", "day")  # with a separate time column these hold the day only
+_TIME_NAMES = ("time",)
+_VOLUME_SUFFIX = {"K": 1e3, "M": 1e6, "B": 1e9, "T": 1e12}
 # Relative slack for High/Low checks: adjusted prices are rounded to a few decimals.
 _PRICE_TOL = 1e-6
 
@@ -90,6 +94,29 @@ def _sniff_csv(path: Path) -> tuple[str, str, int, str]:
     return delimiter, decimal, skip, described
 
 
+_DAY_CELL = re.compile(r"^\d{4}[.\-/]\d{1,2}[.\-/]\d{1,2}$|^\d{8}$")
+_TIME_CELL = re.compile(r"^\d{1,2}:\d{2}(:\d{2})?$")
+_NUMBER_CELL = re.compile(r"^-?\d+([.,]\d+)?$")
+
+
+def _headerless_names(path: Path, delimiter: str) -> list[str] | None:
+    """Column names for a file whose first line is already a bar (MT4's history CSV:
+    date, time, open, high, low, close, volume), or None when the file has a header."""
+    with path.open(newline="", encoding="utf-8-sig", errors="replace") as handle:
+        first = handle.readline().strip()
+    cells = [c.strip().strip('"') for c in first.split(delimiter)]
+    if len(cells) < 6 or not _DAY_CELL.match(cells[0]):
+        return None
+    timed = bool(_TIME_CELL.match(cells[1]))
+    values = cells[2:] if timed else cells[1:]
+    if not all(_NUMBER_CELL.match(v) for v in values):
+        return None
+    names = ["Date", *(["Time"] if timed else []), "Open", "High", "Low", "Close", "Volume"]
+    if len(cells) != len(names):
+        return None
+    return names
+
+
 def _read_table(path: Path) -> tuple[pd.DataFrame, _Label]:
     if not path.exists():
         raise DataError(f"{path}: no such file. Check the path (it is read relative to "
@@ -105,11 +132,21 @@ def _read_table(path: Path) -> tuple[pd.DataFrame, _Label]:
         if suffix in (".parquet", ".pq"):
             return pd.read_parquet(path), _Label(str(path))
         delimiter, decimal, skip, described = _sniff_csv(path)
-        frame = pd.read_csv(path, sep=delimiter, decimal=decimal,
-                            skiprows=range(1, 1 + skip) if skip else None)
-        if skip:  # yfinance: the first header cell says "Price"; the first column holds dates
-            frame = frame.rename(columns={frame.columns[0]: "Date"})
-        label = _Label(str(path), first_line=2 + skip)
+        names = _headerless_names(path, delimiter)
+        if names is not None:
+            frame = pd.read_csv(path, sep=delimiter, decimal=decimal, header=None,
+                                names=names, encoding="utf-8-sig")
+            described += f", no header line (read as MT4-style columns {', '.join(names)})"
+            warnings.warn(f"{path}: no header line; read the columns as {', '.join(names)} "
+                          f"(the MetaTrader 4 history layout). Add a header line if they "
+                          f"are in another order.", DataWarning, stacklevel=3)
+            label = _Label(str(path), first_line=1)
+        else:
+            frame = pd.read_csv(path, sep=delimiter, decimal=decimal, encoding="utf-8-sig",
+                                skiprows=range(1, 1 + skip) if skip else None)
+            if skip:  # yfinance: the first header cell says "Price"; the first column: dates
+                frame = frame.rename(columns={frame.columns[0]: "Date"})
+            label = _Label(str(path), first_line=2 + skip)
         frame.attrs["format"] = described
         return frame, label
     except pd.errors.EmptyDataError as exc:
@@ -127,6 +164,96 @@ def _date_column(frame: pd.DataFrame) -> str | None:
         if _norm(col) in _DATE_NAMES:
             return col
     return None
+
+
+def _time_column(frame: pd.DataFrame, date_col: object) -> object | None:
+    """A separate time-of-day column beside a date column (MetaTrader, broker exports)."""
+    if _norm(date_col) not in _DAY_NAMES:
+        return None
+    return next((c for c in frame.columns if c != date_col and _norm(c) in _TIME_NAMES), None)
+
+
+def _clock_text(values: pd.Series, label: str, column: str) -> pd.Series:
+    """Times of day as HH:MM:SS text; integers are HHMMSS (Stooq) or HHMM when none > 2359."""
+    if pd.api.types.is_numeric_dtype(values):
+        if values.isna().any() or (values % 1 != 0).any():
+            bad = int(np.flatnonzero((values.isna() | (values % 1 != 0)).to_numpy())[0])
+            raise DataError(f"{label}: column '{column}' has time {values.iloc[bad]!r} at "
+                            f"{_rows_text([bad], label)}; write times as HH:MM or HH:MM:SS.")
+        digits = values.astype("int64")
+        width = 6 if (digits > 2359).any() else 4
+        text = digits.astype(str).str.zfill(width)
+        return (text.str[:2] + ":" + text.str[2:4] + ":" + (text.str[4:6] if width == 6
+                                                              else "00"))
+    return values.astype(str).str.strip()
+
+
+def _day_text(values: pd.Series) -> pd.Series:
+    """Dates as text, YYYYMMDD integers and YYYY.MM.DD (MetaTrader) written as ISO dates."""
+    text = values.astype(str).str.strip()
+    if pd.api.types.is_numeric_dtype(values):
+        text = values.astype("Int64").astype(str)
+    return text.str.replace(r"^(\d{4})(\d{2})(\d{2})$", r"\1-\2-\3", regex=True
+                            ).str.replace(r"^(\d{4})\.(\d{1,2})\.(\d{1,2})", r"\1-\2-\3",
+                                          regex=True)
+
+
+def _combine_date_time(frame: pd.DataFrame, date_col: object, time_col: object,
+                       label: str) -> pd.Series:
+    """One timestamp text per row from a date column and a time-of-day column."""
+    days = _day_text(frame[date_col])
+    times = _clock_text(frame[time_col], label, str(time_col))
+    warnings.warn(f"{label}: combined column '{date_col}' (day) and '{time_col}' (time of "
+                  f"day) into each bar's timestamp.", DataWarning, stacklevel=4)
+    return days + " " + times
+
+
+_EPOCH_UNITS = (("s", 1e8, 1e11), ("ms", 1e11, 1e14), ("us", 1e14, 1e17), ("ns", 1e17, 1e20))
+
+
+def _numeric_dates(raw: pd.Series, source: str, column: str, tz: str | None
+                   ) -> pd.DatetimeIndex | None:
+    """Dates written as numbers: YYYYMMDD, or Unix epoch times in s, ms, us or ns (by
+    magnitude, read as UTC). None when the column is not numbers; numbers that are
+    neither are refused rather than read as nanoseconds since 1970."""
+    if pd.api.types.is_bool_dtype(raw):
+        return None
+    if pd.api.types.is_numeric_dtype(raw):
+        numbers = raw.astype("float64")
+    else:
+        text = raw.astype(str).str.strip()
+        if not text.str.fullmatch(r"-?\d+(\.\d+)?").all():
+            return None
+        numbers = text.astype("float64")
+    if numbers.isna().any():
+        bad = np.flatnonzero(numbers.isna().to_numpy())
+        raise DataError(f"{source}: column '{column}' is empty at {_rows_text(bad, source)}. "
+                        f"Fill in those dates or remove the rows.")
+    size = numbers.abs()
+    if ((numbers % 1 == 0) & (size >= 1e7) & (size < 1e8)).all():
+        parsed = pd.to_datetime(numbers.astype("int64").astype(str), format="%Y%m%d",
+                                errors="coerce")
+        if parsed.notna().all():
+            return pd.DatetimeIndex(parsed)
+    for unit, low, high in _EPOCH_UNITS:
+        if ((size >= low) & (size < high)).all():
+            exact = raw if pd.api.types.is_integer_dtype(raw) else (
+                raw.astype(str).str.strip().astype("int64")
+                if not pd.api.types.is_numeric_dtype(raw) and (numbers % 1 == 0).all()
+                else numbers)  # integers stay integers: ns times exceed float64's 2**53
+            instants = pd.to_datetime(exact, unit=unit, utc=True)
+            zone = tz or "UTC"
+            warnings.warn(f"{source}: column '{column}' holds Unix epoch times in {unit} "
+                          f"({numbers.iloc[0]:.0f} = {instants.iloc[0]}); read as UTC"
+                          + (f" and converted to {tz} (data.tz)" if tz else
+                             "; set data.tz to put the bars on an exchange's clock")
+                          + ".", DataWarning, stacklevel=4)
+            return pd.DatetimeIndex(instants.dt.tz_convert(zone).dt.tz_localize(None))
+    raise DataError(f"{source}: column '{column}' holds numbers such as {numbers.iloc[0]:g} "
+                    f"(from {numbers.min():g} to {numbers.max():g}) that are neither dates "
+                    f"written YYYYMMDD nor Unix epoch times of one unit (seconds ~1e9, "
+                    f"milliseconds ~1e12, microseconds ~1e15, nanoseconds ~1e18). Write the "
+                    f"dates as ISO text (2013-03-01 or 2013-03-01 15:30:00).")
 
 
 _NUMERIC_DATE = re.compile(r"^\s*(\d{1,2})[./-](\d{1,2})[./-](\d{2,4})\b")
@@ -172,6 +299,12 @@ def _parse_dates(values: pd.Series | pd.Index, source: str, column: str, *,
     stays on its date) unless `tz` names the zone to convert them to.
     """
     raw = pd.Series(values).reset_index(drop=True)
+    if not date_format and not pd.api.types.is_datetime64_any_dtype(raw):
+        numeric = _numeric_dates(raw, source, column, tz)
+        if numeric is not None:
+            return numeric
+        raw = _day_text(raw) if raw.astype(str).str.match(r"^\s*\d{4}\.\d{1,2}\.\d{1,2}"
+                                                          ).all() else raw
     how = {"format": date_format} if date_format else None
     if how is None and not pd.api.types.is_datetime64_any_dtype(raw):
         if pd.to_datetime(raw, errors="coerce", format="ISO8601", utc=True).notna().all():
@@ -239,6 +372,7 @@ def load_ohlcv(
     date_format: str | None = None,
     dayfirst: bool | None = None,
     tz: str | None = None,
+    volume: bool = True,
 ) -> pd.DataFrame:
     """Read and validate one ticker's bars; returns Open/High/Low/Close/Volume on a DatetimeIndex.
 
@@ -253,6 +387,12 @@ def load_ohlcv(
     carry yfinance's multi-row header. Dates are never guessed row by row: d/m/y vs m/d/y
     needs `date_format` or `dayfirst` unless a field above 12 settles it. Timestamps with
     UTC offsets keep their local wall clock; `tz` converts intraday ones to a zone.
+    Numeric dates are YYYYMMDD or Unix epoch times (unit from the magnitude, read as UTC);
+    a separate time-of-day column (MetaTrader, broker exports) is joined to the date;
+    MetaTrader's headerless history CSV and its <DATE>/<TICKVOL>/<VOL> exports read as
+    they are. `volume=False` reads files without volume (FX, indices): Volume is 0 and
+    `attrs["volume"]` is False, so volume features are left out. Volumes like 3.83M read
+    with their K/M/B suffix. Every such reading is said in a DataWarning.
     """
     if isinstance(source, pd.DataFrame):
         label = _Label(name or "input frame")
@@ -275,26 +415,45 @@ def load_ohlcv(
         raise DataError(f"{label}: no date column{f' (read as {seen})' if seen else ''}. "
                         f"Name one of the columns 'Date' (or Datetime/Timestamp), or pass a "
                         f"frame with a DatetimeIndex. Columns found: {list(frame.columns)}.")
+    time_col = _time_column(frame, date_col)
     found = [str(c) for c in frame.columns if c != date_col]
     rename: dict[str, str] = {}
+    tick_col = None
     for col in frame.columns:
         key = _norm(col)
         if key in _ALIASES and _ALIASES[key] not in rename.values():
             rename[col] = _ALIASES[key]
+        elif key in _TICK_VOLUME and tick_col is None:
+            tick_col = col
     frame = frame.rename(columns=rename)
-    missing = [c for c in OHLCV if c not in frame.columns]
+    if volume:
+        _volume_from_ticks(frame, tick_col, label)
+    elif "Volume" in frame.columns or tick_col is not None:
+        warnings.warn(f"{label}: volume left out (data.volume: none); the file's volume "
+                      f"column is not read.", DataWarning, stacklevel=2)
+    needed = OHLCV if volume else OHLCV[:4]
+    missing = [c for c in needed if c not in frame.columns]
     if missing:
+        fix = (" Files without volume (FX, indices): set data.volume: none "
+               "(load_ohlcv(..., volume=False)); volume features are then left out."
+               if missing == ["Volume"] else "")
         raise DataError(f"{label}: missing column(s) {missing}. Expected Date, Open, High, "
                         f"Low, Close, Volume (any case; 'Adj Close' optional). Columns found: "
-                        f"{found}.")
+                        f"{found}.{fix}")
 
-    index = _parse_dates(frame[date_col], label, str(date_col), date_format=date_format,
+    dates = (frame[date_col] if time_col is None
+             else _combine_date_time(frame, date_col, time_col, label))
+    shown = str(date_col) if time_col is None else f"{date_col}' + '{time_col}"
+    index = _parse_dates(dates, label, shown, date_format=date_format,
                          dayfirst=dayfirst, tz=tz)
-    keep = [*OHLCV, "Adj Close"] if "Adj Close" in frame.columns else OHLCV
+    keep = [*needed, "Adj Close"] if "Adj Close" in frame.columns else list(needed)
     values = frame[keep].reset_index(drop=True)
     for col in keep:
-        values[col] = _numeric(values[col], label, "Fix or remove those rows.")
+        values[col] = (_volume_numbers(values[col], label) if col == "Volume" else
+                       _numeric(values[col], label, "Fix or remove those rows."))
     values = values.astype("float64")
+    if not volume:
+        values["Volume"] = 0.0
     _check_finite(values, label)
     _check_dates(index, label, sort)
 
@@ -319,6 +478,14 @@ def load_ohlcv(
                 values[col] = values[col] * factor
             values["Close"] = values["Adj Close"]
             values["Volume"] = values["Volume"] / factor
+            changed = int((factor != 1.0).sum())
+            if changed:
+                warnings.warn(f"{label}: prices adjusted by 'Adj Close' / 'Close' (splits and "
+                              f"dividends) on {changed} of {len(values)} bars, factor "
+                              f"{factor.min():.4g}..{factor.max():.4g}; Volume divided by "
+                              f"the same factor. Set data.adjust: false (load_ohlcv(..., "
+                              f"adjust=False)) to trade the raw prices.", DataWarning,
+                              stacklevel=2)
         values = values.drop(columns="Adj Close")
 
     if len(values) < min_rows:
@@ -326,7 +493,41 @@ def load_ohlcv(
                         f"(feature warm-up + lookback + first training window). Supply "
                         f"more history or shrink train.min_train_bars / model.window.")
     values.attrs["source"] = label
+    values.attrs["volume"] = volume
     return values
+
+
+def _volume_from_ticks(frame: pd.DataFrame, tick_col: object, label: str) -> None:
+    """MetaTrader's <VOL> is all zero for FX: trade on <TICKVOL> then, and say so."""
+    if tick_col is None:
+        return
+    if "Volume" not in frame.columns:
+        frame["Volume"] = frame[tick_col]
+        warnings.warn(f"{label}: no volume column; using tick volume '{tick_col}' as Volume.",
+                      DataWarning, stacklevel=3)
+    elif (pd.to_numeric(frame["Volume"], errors="coerce").fillna(0) == 0).all():
+        frame["Volume"] = frame[tick_col]
+        warnings.warn(f"{label}: the volume column is zero on every bar (FX in MetaTrader); "
+                      f"using tick volume '{tick_col}' as Volume.", DataWarning, stacklevel=3)
+
+
+def _volume_numbers(column: pd.Series, label: str) -> pd.Series:
+    """Volumes as numbers: plain, or with thousands separators or K/M/B suffixes
+    (Investing.com's '3.83M'); said in a warning when suffixes were read."""
+    if pd.api.types.is_numeric_dtype(column):
+        return column
+    text = column.astype(str).str.strip().str.replace(",", "", regex=False)
+    parts = text.str.extract(r"^(-?\d+(?:\.\d+)?)\s*([KMBTkmbt]?)$")
+    readable = parts[0].notna() & column.notna()
+    if readable.sum() == column.notna().sum() and (parts[1] != "").any():
+        scale = parts[1].str.upper().map(lambda unit: _VOLUME_SUFFIX.get(unit, 1.0))
+        warnings.warn(f"{label}: column 'Volume' read with K/M/B suffixes (e.g. "
+                      f"{column.dropna().iloc[0]!r} = {float(parts[0].iloc[0]) * scale.iloc[0]:g}"
+                      f").", DataWarning, stacklevel=3)
+        return (parts[0].astype(float) * scale).where(column.notna())
+    if readable.sum() == column.notna().sum():
+        return parts[0].astype(float).where(column.notna())
+    return _numeric(column, label, "Fix or remove those rows.")
 
 
 def _numeric(column: pd.Series, label: str, fix: str) -> pd.Series:
@@ -334,6 +535,11 @@ def _numeric(column: pd.Series, label: str, fix: str) -> pd.Series:
     if pd.api.types.is_numeric_dtype(column):
         return column
     converted = pd.to_numeric(column, errors="coerce")
+    text = column.astype(str).str.strip()
+    grouped = text.str.fullmatch(r"-?\d{1,3}(,\d{3})+(\.\d+)?")
+    if grouped.any():  # thousands separators in a comma-decimal-point file: "1,234.50"
+        converted = converted.where(~grouped, pd.to_numeric(
+            text.where(grouped).str.replace(",", "", regex=False), errors="coerce"))
     bad = np.flatnonzero(converted.isna().to_numpy() & column.notna().to_numpy())
     if len(bad):
         raise DataError(f"{label}: column '{column.name}' has non-numeric value "
@@ -357,9 +563,12 @@ def _check_dates(index: pd.DatetimeIndex, label: str, sort: bool) -> None:
     dup = index.duplicated(keep=False)
     if dup.any():
         positions = np.flatnonzero(dup)
-        raise DataError(f"{label}: duplicate date {index[positions[0]]} at "
-                        f"{_rows_text(positions, label)}. Keep one row per bar (e.g. "
-                        f"df[~df.index.duplicated(keep='last')]).")
+        raise DataError(f"{label}: duplicate timestamp {index[positions[0]]} at "
+                        f"{_rows_text(positions, label)}: two rows for one bar. If they are "
+                        f"different bars (intraday bars whose time of day is missing or in a "
+                        f"column not named Time), write each bar's full timestamp "
+                        f"(2020-01-02 09:30) in the date column; if one is a repeat, delete "
+                        f"it after checking which row is right.")
     if not sort and not index.is_monotonic_increasing:
         back = int(np.flatnonzero(np.diff(index.asi8) < 0)[0]) + 1
         raise DataError(f"{label}: dates are not in ascending order ({index[back]} at "
@@ -438,6 +647,19 @@ def ticker_from_path(path: str | Path) -> str:
     return Path(path).stem.upper()
 
 
+_NAMED = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._^\-]*)=(.+)$")
+
+
+def split_source(entry: str | Path) -> tuple[str, str]:
+    """A data entry as (ticker, path): "NVDA=data/nvda-1999-2014.csv" names the ticker;
+    a plain path takes it from the file name (data/AAPL.csv -> AAPL)."""
+    text = str(entry)
+    match = _NAMED.match(text)
+    if match and not Path(text).exists():
+        return match.group(1).upper(), match.group(2)
+    return ticker_from_path(text), text
+
+
 def load_many(
     sources: Mapping[str, str | Path | pd.DataFrame] | Sequence[str | Path],
     *,
@@ -447,6 +669,7 @@ def load_many(
     date_format: str | None = None,
     dayfirst: bool | None = None,
     tz: str | None = None,
+    volume: bool = True,
 ) -> dict[str, pd.DataFrame]:
     """Load several tickers and put them on one calendar.
 
@@ -463,7 +686,8 @@ def load_many(
     if not sources:
         raise DataError("no data files given. Pass at least one CSV or parquet path.")
     frames = {t: load_ohlcv(s, name=None if not isinstance(s, pd.DataFrame) else t,
-                            adjust=adjust, date_format=date_format, dayfirst=dayfirst, tz=tz)
+                            adjust=adjust, date_format=date_format, dayfirst=dayfirst, tz=tz,
+                            volume=volume)
               for t, s in sources.items()}
     if len(frames) == 1:
         (ticker, frame), = frames.items()
@@ -518,6 +742,7 @@ def load_many(
                       + "; ".join(notes) + ".", DataWarning, stacklevel=2)
     for ticker, frame in spans.items():
         frame.attrs["source"] = frames[ticker].attrs.get("source", ticker)
+        frame.attrs["volume"] = frames[ticker].attrs.get("volume", True)
         if len(frame) < min_rows:
             raise DataError(f"{frame.attrs['source']}: {len(frame)} rows on the common "
                             f"calendar, at least {min_rows} needed.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import warnings
 from collections.abc import Callable
@@ -14,13 +15,19 @@ import torch
 from .backtest import BacktestResult, BuyAndHold, LSTMStrategy, SmaCross, backtest
 from .cache import asset_key, cached_walk_forward, forecast_key
 from .config import DEFAULT_MACRO, ExperimentConfig, resolve_path
-from .data import describe_gaps, load_exogenous, load_many, stamp, ticker_from_path
-from .errors import ConfigError, DataError
+from .data import describe_gaps, load_exogenous, load_many, stamp
+from .errors import ConfigError, DataError, DataWarning
 from .evaluation.metrics import forecast_report, infer_periods_per_year, naive_forecasts
-from .features import build_features, exog_coverage_problem, make_target, warmup_bars
+from .features import (
+    VOLUME_FEATURES,
+    build_features,
+    exog_coverage_problem,
+    make_target,
+    warmup_bars,
+)
 from .forecaster import torch_threads
 from .graph import load_sectors
-from .sentiment import load_sentiment, sentiment_feature
+from .sentiment import load_sentiment, sentiment_feature, sentiment_usage
 from .training import WalkForwardResult
 
 
@@ -80,14 +87,13 @@ def load_experiment_data(config: ExperimentConfig) -> tuple[dict[str, pd.DataFra
                                                             dict[str, pd.DataFrame], list[str]]:
     """Validated bars and features per ticker, plus notes for the report."""
     notes: list[str] = []
-    paths = {ticker_from_path(p): resolve_path(p) for p in config.data.paths}
-    if len(paths) != len(config.data.paths):
-        raise DataError(f"data.paths names a ticker twice: {list(config.data.paths)}.")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        bars = load_many(paths, align=config.data.align, date_format=config.data.date_format,
-                         dayfirst=config.data.dayfirst, tz=config.data.tz)
-    notes += [str(w.message) for w in caught]
+        paths = {t: resolve_path(p) for t, p in config.data.sources().items()}
+        bars = load_many(paths, **config.data.loader())
+    notes += _unique(str(w.message) for w in caught)
+    for line in notes:
+        warnings.warn(line, DataWarning, stacklevel=2)  # the caller sees them too
     if config.data.start or config.data.end:
         bars = {t: f.loc[config.data.start:config.data.end] for t, f in bars.items()}
     for ticker, frame in bars.items():
@@ -99,9 +105,26 @@ def load_experiment_data(config: ExperimentConfig) -> tuple[dict[str, pd.DataFra
                             f"returns that span it out of training and metrics.")
         notes += [f"{g}; labels and returns across it are left out of training and "
                   f"metrics (features after it still look back across it)" for g in gaps]
+    cost = cost_warning(bars, config.broker)
+    if cost:
+        notes.append(cost)
+        warnings.warn(cost, DataWarning, stacklevel=2)
+    feature_config = config.features
+    if config.data.volume == "none":
+        kept = tuple(n for n in feature_config.names if n not in VOLUME_FEATURES)
+        dropped = [n for n in feature_config.names if n in VOLUME_FEATURES]
+        if not kept:
+            raise ConfigError(f"data.volume: none leaves no feature: features.names "
+                              f"{list(feature_config.names)} all need volume.")
+        if dropped:
+            notes.append(f"volume features {dropped} left out (data.volume: none).")
+            feature_config = dataclasses.replace(feature_config, names=kept)
     exog = None
     if config.data.macro:
-        exog = load_exogenous(resolve_path(config.data.macro))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            exog = load_exogenous(resolve_path(config.data.macro))
+        notes += _unique(str(w.message) for w in caught)
         calendar = next(iter(bars.values())).index
         problem = exog_coverage_problem(calendar, exog)
         fix = ("Give exogenous data that covers the bars (data.macro: FILE) or leave it out "
@@ -117,15 +140,22 @@ def load_experiment_data(config: ExperimentConfig) -> tuple[dict[str, pd.DataFra
                             f"bars: {problem}. {fix}.")
     events = None
     if config.data.sentiment:
-        events = load_sentiment(resolve_path(config.data.sentiment))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            events = load_sentiment(resolve_path(config.data.sentiment),
+                                    clock_tz=config.data.clock_tz)
+        notes += _unique(str(w.message) for w in caught)
         kind = (" (ILLUSTRATIVE example headlines, not real news: no result here says "
                 "anything about real sentiment)") if events.attrs.get("illustrative") else ""
         notes.append(f"sentiment feature from {events.attrs['source']}{kind}: "
                      f"{len(events)} items, half-life {config.data.sentiment_half_life}, "
-                     f"daily bars close at {config.data.close_time}.")
+                     f"daily bars close at {config.data.close_time} "
+                     f"({config.data.clock_tz}).")
+        notes.append(sentiment_usage(events, list(bars)))
+        warnings.warn(notes[-1], DataWarning, stacklevel=2)
     features = {}
     for ticker, frame in bars.items():
-        feats = build_features(frame, config.features, exogenous=exog,
+        feats = build_features(frame, feature_config, exogenous=exog,
                                exog_lag=config.data.macro_lag, exog_prefix="macro_",
                                exog_transform=config.data.macro_transform)
         if events is not None:
@@ -143,6 +173,34 @@ def load_experiment_data(config: ExperimentConfig) -> tuple[dict[str, pd.DataFra
                             f"lower train.min_train_bars.")
         notes.append(f"{ticker}: {warm} warm-up bar(s) before every feature is defined.")
     return bars, features, notes
+
+
+def _unique(lines: object) -> list[str]:
+    """Lines in order, each once (a warning raised per ticker or per call is noted once)."""
+    return list(dict.fromkeys(lines))
+
+
+COST_SHARE = 0.25  # round-trip costs above this share of the median bar range get a warning
+
+
+def cost_warning(bars: dict[str, pd.DataFrame], broker: object) -> str | None:
+    """A line when a round trip's costs (commission + slippage, both sides) exceed
+    COST_SHARE of the median bar's High-Low range: such costs decide the result, as the
+    equity defaults (5 + 2 bps a side) do on hourly FX bars. None when they do not."""
+    per_side = broker.commission_bps + broker.slippage_bps
+    if per_side <= 0:
+        return None
+    ranges = {t: float(((f["High"] - f["Low"]) / f["Close"]).median() * 1e4)
+              for t, f in bars.items()}
+    worst = min(ranges, key=ranges.get)
+    if not ranges[worst] > 0 or 2 * per_side <= COST_SHARE * ranges[worst]:
+        return None
+    return (f"costs: a round trip costs {2 * per_side:g} bps (broker.commission_bps "
+            f"{broker.commission_bps:g} + broker.slippage_bps {broker.slippage_bps:g}, each "
+            f"side), {2 * per_side / ranges[worst]:.0%} of {worst}'s median bar range "
+            f"({ranges[worst]:.1f} bps); at that size costs, not forecasts, decide the "
+            f"result. Check them against your market (liquid FX: about 0.5-1 bps a side; "
+            f"US large caps: 1-5 bps) and set broker.commission_bps / slippage_bps.")
 
 
 def forecast_all(config: ExperimentConfig, features: dict[str, pd.DataFrame],

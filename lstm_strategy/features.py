@@ -26,6 +26,8 @@ NON_CAUSAL_TA = (
     "trend_visual_ichimoku_a", "trend_visual_ichimoku_b",
 )
 
+VOLUME_FEATURES = ("obv_slope", "volume_z")  # left out for data without volume
+
 DEFAULT_FEATURES = (
     "log_ret_1", "log_ret_5", "log_ret_20", "realized_vol",
     "rsi", "macd", "macd_hist", "bb_pband", "bb_width", "atr",

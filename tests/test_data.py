@@ -96,7 +96,8 @@ def test_unparsable_date(tmp_path: Path) -> None:
 
 def test_duplicate_date(tmp_path: Path) -> None:
     path = write(tmp_path, [ROWS[0], ROWS[1], ROWS[1]])
-    expect_error(path, str(path), "duplicate date 2020-01-03", "lines 3, 4", "one row per bar")
+    expect_error(path, str(path), "duplicate timestamp 2020-01-03", "lines 3, 4", "two rows for one bar",
+                 "full timestamp")
 
 
 def test_unsorted_dates_are_sorted_with_a_warning(tmp_path: Path) -> None:

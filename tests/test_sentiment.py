@@ -100,3 +100,59 @@ def test_the_illustrative_example_feeds_a_run_and_says_so() -> None:
     feature = result.features["AAPL"]["sentiment"]
     assert (feature != 0).sum() > 100 and feature.abs().max() <= 1
     assert any("ILLUSTRATIVE" in note for note in result.notes)
+
+
+def test_offsets_are_honoured_across_daylight_saving(tmp_path: Path) -> None:
+    # 2010-03-14: New York moves from -05:00 to -04:00; a US feed carries both offsets
+    path = tmp_path / "news.csv"
+    path.write_text("timestamp,ticker,score\n"
+                    "2010-03-10 14:30-08:00,X,0.5\n"  # 17:30 in New York: after the close
+                    "2010-03-12 15:59-05:00,X,0.4\n"  # before the close
+                    "2010-03-15 16:30-04:00,X,-0.3\n"  # 16:30 EDT: after the close
+                    "2010-03-16 19:00Z,X,0.2\n"  # 15:00 EDT: before the close
+                    "2010-03-17 15:00,X,0.1\n")  # naive: on the bars' clock already
+    events = load_sentiment(path)
+    assert [str(t) for t in events["timestamp"]] == [
+        "2010-03-10 17:30:00", "2010-03-12 15:59:00", "2010-03-15 16:30:00",
+        "2010-03-16 15:00:00", "2010-03-17 15:00:00"]
+    days = pd.bdate_range("2010-03-09", "2010-03-18")
+    feature = sentiment_feature(days, events, "X")
+    assert feature["2010-03-10"] == 0  # the -08:00 headline is not on its own date's bar
+    assert feature["2010-03-11"] > 0
+    before = feature["2010-03-15"]
+    assert feature["2010-03-16"] < before  # the EDT after-close headline moved the next bar
+    tokyo = load_sentiment(path, clock_tz="Asia/Tokyo")
+    assert str(tokyo["timestamp"].iloc[0]) == "2010-03-11 07:30:00"
+
+
+def test_a_hash_in_a_headline_is_text_not_a_comment(tmp_path: Path) -> None:
+    path = tmp_path / "news.csv"
+    path.write_text("# my feed\ntimestamp,ticker,text\n"
+                    "2010-03-10 10:00,X,shares plunge #1 worst day after profit warning\n")
+    events = load_sentiment(path)
+    assert events["score"].iloc[0] == pytest.approx(
+        score_texts(["shares plunge #1 worst day after profit warning"])[0])
+    assert events["score"].iloc[0] < -0.3
+
+
+def test_headlines_per_ticker_and_unmatched_tickers_are_said(tmp_path: Path) -> None:
+    news = tmp_path / "news.csv"
+    news.write_text("timestamp,ticker,score\n2009-01-05 10:00,NVDA,0.5\n"
+                    "2009-01-06 10:00,NVDA,0.2\n2009-01-07 10:00,*,0.1\n")
+    source = tmp_path / "nvda-1999-2014.csv"
+    source.write_bytes((DATA / "AAPL.csv").read_bytes())
+    plain = load_config(None, tiny_overrides(**{"data.sentiment": str(news)}),
+                        **{"data.paths": [str(source)]})
+    from lstm_strategy.experiment import load_experiment_data
+
+    with pytest.warns(UserWarning, match="match no data ticker"):
+        _, features, notes = load_experiment_data(plain)
+    line = next(n for n in notes if n.startswith("sentiment headlines per ticker"))
+    assert "NVDA-1999-2014 1" in line and "2 headline(s) for ['NVDA']" in line
+    assert "NAME=path" in line
+    named = load_config(None, tiny_overrides(**{"data.sentiment": str(news)}),
+                        **{"data.paths": [f"NVDA={source}"]})
+    _, features, notes = load_experiment_data(named)
+    line = next(n for n in notes if n.startswith("sentiment headlines per ticker"))
+    assert "NVDA 3" in line and "match no data ticker" not in line
+    assert (features["NVDA"]["sentiment"] != 0).any()

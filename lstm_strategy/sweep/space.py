@@ -184,7 +184,7 @@ class SweepConfig:
         side = {k: tree[k] for k in ("data", "features", "model", "train", "device")}
         digest = hashlib.sha256(json.dumps(side, sort_keys=True, default=str).encode())
         data = config.data
-        for path in (*data.paths, data.macro, data.sentiment, data.sectors):
+        for path in (*data.sources().values(), data.macro, data.sentiment, data.sectors):
             if path:
                 resolved = resolve_path(path)
                 digest.update(_content_digest(str(resolved), *_version(resolved))

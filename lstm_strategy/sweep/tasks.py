@@ -18,7 +18,7 @@ from ..backtest import LSTMStrategy, backtest
 from ..backtest.fastsim import FastEvaluator, unsupported
 from ..cache import cached_predictions
 from ..config import ExperimentConfig, config_from_dict, resolve_path
-from ..data import gap_after, load_many, ticker_from_path
+from ..data import gap_after, load_many
 from ..evaluation.metrics import bar_returns, infer_periods_per_year, strategy_metrics
 from ..experiment import forecast_all, load_experiment_data, seed_everything, strategy_params
 from ..features import make_target
@@ -44,13 +44,11 @@ def train_task(config_tree: dict, refresh: bool = False) -> dict:
 
 
 @functools.lru_cache(maxsize=8)
-def _bars(paths: tuple[str, ...], align: str, start: str | None, end: str | None,
-          date_format: str | None, dayfirst: bool | None, tz: str | None
-          ) -> dict[str, pd.DataFrame]:
+def _bars(sources: tuple[tuple[str, str], ...], start: str | None, end: str | None,
+          loader: tuple[tuple[str, object], ...]) -> dict[str, pd.DataFrame]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        bars = load_many({ticker_from_path(p): resolve_path(p) for p in paths}, align=align,
-                         date_format=date_format, dayfirst=dayfirst, tz=tz)
+        bars = load_many({t: resolve_path(p) for t, p in sources}, **dict(loader))
     return {t: f.loc[start:end] for t, f in bars.items()}
 
 
@@ -85,7 +83,7 @@ def _evaluator(paths: tuple, start: object, end: object, keys: tuple, bars: dict
 def bars_for(config: ExperimentConfig) -> dict[str, pd.DataFrame]:
     """The experiment's bars, loaded once per process."""
     d = config.data
-    return _bars(tuple(d.paths), d.align, d.start, d.end, d.date_format, d.dayfirst, d.tz)
+    return _bars(tuple(d.sources().items()), d.start, d.end, tuple(d.loader().items()))
 
 
 def holdout_start(calendar: pd.DatetimeIndex, trade_start: pd.Timestamp, share: float
