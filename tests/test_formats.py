@@ -3,8 +3,6 @@ or refused with a line that names the fix; none misread."""
 
 from __future__ import annotations
 
-import functools
-import operator
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -232,8 +230,8 @@ def test_check_names_repairs_and_runs_without_volume(tmp_path: Path, daily: pd.D
     _write(path, "timestamp,open,high,low,close",
            [",".join([str(t.value // 10**9), *(repr(float(r[c])) for c in COLUMNS[:4])])
             for t, r in aapl.iterrows()])
-    args = ["check", "--data", str(path), *functools.reduce(operator.iadd, (["--set", o] for o in tiny_overrides(
-        **{"data.macro": "null"})), [])]
+    overrides = tiny_overrides(**{"data.macro": "null"})
+    args = ["check", "--data", str(path), *(part for o in overrides for part in ("--set", o))]
     assert main(args) == 2
     assert "data.volume: none" in capsys.readouterr().err
     assert main([*args, "--set", "data.volume=none"]) == 0
