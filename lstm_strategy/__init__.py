@@ -27,7 +27,7 @@ from .backtest import (
 )
 from .config import ExperimentConfig, load_config
 from .data import load_exogenous, load_many, load_ohlcv
-from .errors import CheckpointError, ConfigError, DataError, DeviceError
+from .errors import CheckpointError, ConfigError, DataError, DeviceError, LedgerError
 from .evaluation.metrics import forecast_metrics, forecast_report, strategy_metrics
 from .experiment import run_experiment
 from .features import FeatureConfig, build_features, make_target, warmup_bars
@@ -44,7 +44,7 @@ def write_run(*args: object, **kwargs: object) -> object:
 
 
 __all__ = [
-    "BuyAndHold", "CheckpointError", "ConfigError", "CrossSectionalStrategy", "DataError",
+    "BuyAndHold", "CheckpointError", "ConfigError", "CrossSectionalStrategy", "DataError", "LedgerError",
     "DeviceError",
     "EquityRecorder", "ExperimentConfig", "FeatureConfig", "Forecaster", "LSTMStrategy",
     "ModelConfig", "SmaCross", "TrainConfig", "WalkForwardResult", "backtest",

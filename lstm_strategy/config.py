@@ -352,7 +352,7 @@ def _build(cls: type, values: object, prefix: str) -> object:
     raise error
 
 
-def _yaml_problem(text: str, exc: Exception) -> str:
+def yaml_problem(text: str, exc: Exception) -> str:
     """A YAML error with its line: the parser's mark, or the line of an impossible date."""
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     first = str(exc).splitlines()[0]
@@ -440,7 +440,7 @@ def _read_tree(path: str, _mtime_ns: int, _size: int) -> dict:
     try:
         loaded = yaml.safe_load(text)
     except (yaml.YAMLError, ValueError) as exc:  # ValueError: e.g. a date like 2008-02-31
-        raise ConfigError(f"{file}: not valid YAML ({_yaml_problem(text, exc)}).") from exc
+        raise ConfigError(f"{file}: not valid YAML ({yaml_problem(text, exc)}).") from exc
     if loaded is None:
         loaded = {}
     if not isinstance(loaded, dict):

@@ -27,8 +27,13 @@ class DeviceError(ValueError):
     """A device that was asked for but is not there."""
 
 
+class LedgerError(ValueError):
+    """A sweep ledger (study.db) that cannot be read: the message names it and the way out."""
+
+
 class RunFolderExists(FileExistsError):
     """The output folder exists and overwriting was not asked for."""
 
 
-BAD_INPUT = (ConfigError, DataError, CheckpointError, DeviceError, RunFolderExists)
+BAD_INPUT = (ConfigError, DataError, CheckpointError, DeviceError, LedgerError,
+             RunFolderExists)

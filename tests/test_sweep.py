@@ -265,12 +265,13 @@ def test_engines_serve_points_and_the_top_is_rechecked_with_backtrader(
                "holdout_sharpe", "holdout_total_return"]
     np.testing.assert_allclose(slow.table[metrics].to_numpy(float),
                                plain.table[metrics].to_numpy(float), rtol=1e-9)
-    # a point the fast evaluator cannot model goes to backtrader, labelled so
+    # a stream-mode point says what ran: the batch forecasts of the same walk-forward
     streaming = dataclasses.replace(plain.config,
                                     set={**plain.config.set, "strategy.mode": "stream"},
                                     vary={"strategy.entry_threshold": [0.0, 0.001]})
     stream = sweep(streaming, tmp_path / "stream", progress=False)
-    assert set(stream.table["engine"]) == {"backtrader (fast cannot: stream mode)"}
+    assert set(stream.table["engine"]) == {
+        "fast on batch forecasts (stream mode's forecasts, computed in one pass)"}
     # fault injection: a wrong fast result must stop the sweep at the re-check
     from lstm_strategy.backtest import fastsim
     from lstm_strategy.sweep import runner

@@ -11,13 +11,31 @@ import multiprocessing
 import os
 import queue
 import sys
+import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 
-def _worker_init() -> None:
-    """One torch thread per worker process (see BENCHMARKS.md: threads)."""
+WATCH_SECONDS = 0.5  # how often a worker checks that its driver is still there
+
+
+def _watch_parent(parent: int) -> None:
+    """End this worker once its driver is gone (killed, even by SIGKILL): the worker is
+    re-parented then, on Linux and macOS alike, so a changed parent pid is the signal."""
+    while True:
+        time.sleep(WATCH_SECONDS)
+        if os.getppid() != parent:
+            os._exit(1)
+
+
+def _worker_init(parent: int) -> None:
+    """One torch thread per worker process (see BENCHMARKS.md: threads), and a watchdog
+    that ends the worker with its driver."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True,
+                     name="lstm-strategy-driver-watch").start()
     import torch
 
     torch.set_num_threads(1)
@@ -36,41 +54,99 @@ def start_method() -> str:
     return "spawn"
 
 
+class WorkerLost(RuntimeError):
+    """A task's worker process died (killed, out of memory) more often than it is retried:
+    an infrastructure failure, not the task's own error, so a resumed sweep runs it again."""
+
+
 class LocalBackend:
     """`workers` processes on this machine; with one worker, tasks run in this process, one
     per `wait` in the order submitted (so results, progress and ledger commits come as
-    each task ends, as they do with a pool)."""
+    each task ends, as they do with a pool).
+
+    A worker that dies (SIGKILL, out of memory) breaks a process pool and fails every task
+    in it; here the pool is replaced and those tasks run again (each up to `retries`
+    times, then `WorkerLost`), so one lost worker costs its tasks' time, not the sweep.
+    Workers end with the driver (`_watch_parent`).
+    """
 
     name = "local"
 
-    def __init__(self, workers: int = 1) -> None:
-        self.workers = workers
+    def __init__(self, workers: int = 1, retries: int = 2) -> None:
+        self.workers, self.retries = workers, retries
         self._queued: dict[Future, tuple[Callable, tuple]] = {}
-        self._finished: queue.SimpleQueue = queue.SimpleQueue()  # pool futures as they end
+        self._finished: queue.SimpleQueue = queue.SimpleQueue()  # handles as they end
         self._ready: list[Future] = []  # ended, not yet handed to a wait that asked for them
+        self._tasks: dict[Future, list] = {}  # handle -> [fn, args, tries] while in a pool
         self._pool = None
+        self.replaced = 0  # pools replaced after a lost worker
         if workers > 1:
-            self._pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_init,
-                                             mp_context=multiprocessing.get_context(
-                                                 start_method()))
+            self._pool = self._new_pool()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(max_workers=self.workers, initializer=_worker_init,
+                                   initargs=(os.getpid(),),
+                                   mp_context=multiprocessing.get_context(start_method()))
 
     def submit(self, fn: Callable, *args: object) -> Future:
+        handle: Future = Future()
         if self._pool is not None:
-            future = self._pool.submit(fn, *args)
-            future.add_done_callback(self._finished.put)  # no scan of every handle per wait
-            return future
-        future: Future = Future()
-        self._queued[future] = (fn, args)
-        return future
+            self._tasks[handle] = [fn, args, 0]
+            self._send(handle)
+            return handle
+        self._queued[handle] = (fn, args)
+        return handle
+
+    def _send(self, handle: Future) -> None:
+        fn, args, _ = self._tasks[handle]
+        pool = self._pool
+        try:
+            inner = pool.submit(fn, *args)
+        except BrokenProcessPool:
+            self._finished.put((handle, None, pool))
+            return
+        inner.add_done_callback(lambda done: self._finished.put((handle, done, pool)))
+
+    def _settle(self, handle: Future, inner: Future | None, pool: object) -> bool:
+        """Pass a pool future's outcome to its handle; a lost worker's task goes again.
+        True when the handle is done."""
+        error = None if inner is None else inner.exception()
+        if inner is not None and not isinstance(error, BrokenProcessPool):
+            task = self._tasks.pop(handle, None)
+            if task is not None:
+                if error is None:
+                    handle.set_result(inner.result())
+                else:
+                    handle.set_exception(error)
+            return True
+        task = self._tasks[handle]
+        task[2] += 1
+        if task[2] > self.retries:
+            del self._tasks[handle]
+            handle.set_exception(WorkerLost(
+                f"a worker process died {task[2]} times running this task (killed or out "
+                f"of memory); the sweep's rerun runs it again"))
+            return True
+        if pool is self._pool:  # the first news of this break: a fresh pool for the rest
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = self._new_pool()
+            self.replaced += 1
+        self._send(handle)
+        return False
 
     def wait(self, handles: Sequence[Future]) -> list[Future]:
         wanted = set(handles)
         if self._pool is not None:
             ready = [h for h in self._ready if h in wanted]
-            if not ready:
-                ready = [self._finished.get()]
+            while not ready:
+                handle, inner, pool = self._finished.get()
+                if self._settle(handle, inner, pool):
+                    ready.append(handle)
+                    ready += [h for h in self._ready if h in wanted]
             while not self._finished.empty():
-                ready.append(self._finished.get())
+                handle, inner, pool = self._finished.get()
+                if self._settle(handle, inner, pool):
+                    ready.append(handle)
             self._ready = [h for h in dict.fromkeys(self._ready + ready) if h not in wanted]
             return [h for h in dict.fromkeys(ready) if h in wanted]
         future = next(h for h in self._queued if h in wanted)
@@ -87,12 +163,23 @@ class LocalBackend:
     def result(self, handle: Future) -> object:
         if handle in self._queued:  # in-process and not waited for: run it now
             self._run(handle)
+        while not handle.done():  # a pool task asked for before its wait
+            self.wait([handle])
         return handle.result()
 
     def close(self, cancel: bool = False) -> None:
         self._queued.clear()
-        if self._pool is not None:
-            self._pool.shutdown(wait=not cancel, cancel_futures=cancel)
+        if self._pool is None:
+            return
+        if not cancel:
+            self._pool.shutdown(wait=True)
+            return
+        workers = list((getattr(self._pool, "_processes", None) or {}).values())
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        for process in workers:  # never wait on a task that is still running
+            process.kill()
+        for process in workers:
+            process.join(timeout=5)
 
 
 class RayBackend:

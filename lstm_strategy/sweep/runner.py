@@ -10,11 +10,14 @@ others go on. Ranking uses the in-sample span only; the hold-out span is reporte
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
 import math
 import os
+import shutil
+import sqlite3
 import sys
 import time
 from dataclasses import dataclass
@@ -24,14 +27,14 @@ import numpy as np
 import pandas as pd
 
 from ..config import set_dotted
-from ..errors import ConfigError
+from ..errors import BAD_INPUT, ConfigError, LedgerError
 from ..evaluation.stats import (
     deflated_sharpe_ratio,
     probability_of_backtest_overfitting,
     sharpe_per_bar,
 )
 from ..processes import pid_alive
-from .backends import make_backend
+from .backends import WorkerLost, make_backend
 from .ledger import Ledger
 from .space import SweepConfig, load_sweep
 from .tasks import backtest_task, returns_matrix, train_task
@@ -166,7 +169,7 @@ def _planned_slots(config: SweepConfig, study: object, ledger: Ledger) -> list[_
             continue
         if trial.state == optuna.trial.TrialState.RUNNING:
             running[point] = trial
-        else:
+        elif not trial.user_attrs.get("infrastructure"):
             done.add(point)
     plan = config.plan()
     slots = {point: _Slot(ledger.storage.get_trial_id_from_study_id_trial_number(
@@ -196,10 +199,13 @@ def _fast_commits(storage: object) -> None:
 
 
 def _finished(study: object) -> list:
+    """The trials that count: complete, or failed by their own error. A trial failed by the
+    infrastructure (its worker lost) does not: a rerun runs its point again."""
     import optuna
 
     states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL)
-    return [t for t in study.get_trials(deepcopy=False) if t.state in states]
+    return [t for t in study.get_trials(deepcopy=False)
+            if t.state in states and not t.user_attrs.get("infrastructure")]
 
 
 class _Returns:
@@ -256,25 +262,69 @@ def sweep(config: SweepConfig | str | Path, out: str | Path, *, workers: int | N
     config once even when the forecast cache holds it; `progress` as in `walk_forward`.
     """
 
+    try:
+        import optuna  # noqa: F401 - the ledger
+    except ImportError:
+        raise ConfigError("lstm-backtest sweep keeps its ledger in an Optuna study, and Optuna "
+                          "is not installed: pip install 'lstm-strategy[sweep]' (Optuna and "
+                          "Numba; add [ray] for a Ray cluster).") from None
     if not isinstance(config, SweepConfig):
         config = load_sweep(config)
     config = dataclasses.replace(config, workers=workers or config.workers,
                                  backend=backend or config.backend)
     folder = Path(out)
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"{folder}: is a file, not a sweep folder; choose another --out.")
+    check_ledger(folder / "study.db")
+    created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
-    with _Lock(folder / "sweep.lock"):
-        study, storage, budget = _open_study(config, folder)
-        before = len(_finished(study))
-        trainings, runner = _run_trials(config, study, storage, budget, folder, address,
-                                        refresh, progress)
-        try:
-            unchanged = (len(_finished(study)) == before
-                         and (folder / "sweep_report.html").exists())
-            return _summarise(config, study, folder, trainings, report and not unchanged,
-                              reuse=unchanged, runner=runner)
-        finally:
-            if runner is not None:
-                runner.close()
+    try:
+        with _Lock(folder / "sweep.lock"):
+            study, storage, budget = _open_study(config, folder)
+            before = len(_finished(study))
+            trainings, runner = _run_trials(config, study, storage, budget, folder, address,
+                                            refresh, progress)
+            try:
+                unchanged = (len(_finished(study)) == before
+                             and (folder / "sweep_report.html").exists())
+                return _summarise(config, study, folder, trainings, report and not unchanged,
+                                  reuse=unchanged, runner=runner)
+            finally:
+                if runner is not None:
+                    runner.close()
+    except (*BAD_INPUT, ImportError):
+        if created:  # refused before any work: leave no folder behind
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def check_ledger(path: Path) -> None:
+    """Refuse a study.db that is not a readable SQLite file (truncated, overwritten, empty),
+    naming the file and the way out; nothing in the folder is touched."""
+    if not path.exists():
+        return
+    fix = (f"Move it away (e.g. mv {path} {path}.broken) to start the sweep over; "
+           f"results.csv beside it keeps the last good table.")
+    if path.stat().st_size == 0:
+        raise LedgerError(f"{path}: the sweep ledger is empty (0 bytes), so it holds no "
+                          f"trials and cannot be resumed. {fix}")
+    with path.open("rb") as handle:
+        head = handle.read(16)
+    if head != _SQLITE_MAGIC:
+        raise LedgerError(f"{path}: not a SQLite file (an Optuna study); it was overwritten "
+                          f"or is not a sweep ledger. {fix}")
+    try:
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            verdict = db.execute("PRAGMA quick_check").fetchone()[0]
+            db.execute("SELECT count(*) FROM trials").fetchone()
+    except sqlite3.DatabaseError as exc:
+        raise LedgerError(f"{path}: the sweep ledger cannot be read ({exc}); it is "
+                          f"truncated or damaged. {fix}") from None
+    if verdict != "ok":
+        raise LedgerError(f"{path}: the sweep ledger is damaged ({verdict}). {fix}")
 
 
 def _run_trials(config: SweepConfig, study: object, storage: object, budget: int,
@@ -393,7 +443,8 @@ def _run_trials(config: SweepConfig, study: object, storage: object, budget: int
                         outcome = runner.result(handle)
                     except Exception as exc:
                         for trial, _ in waiting.pop(subject):
-                            fail(trial, f"training failed: {type(exc).__name__}: {exc}")
+                            fail(trial, f"training failed: {type(exc).__name__}: {exc}",
+                                 **_infrastructure(exc))
                         continue
                     trainings += outcome["trained"]
                     trained_keys[subject] = outcome["keys"]
@@ -404,7 +455,7 @@ def _run_trials(config: SweepConfig, study: object, storage: object, budget: int
                 try:
                     outcome = runner.result(handle)
                 except Exception as exc:
-                    fail(trial, f"{type(exc).__name__}: {exc}")
+                    fail(trial, f"{type(exc).__name__}: {exc}", **_infrastructure(exc))
                     continue
                 metrics = {k: _clean(v) for k, v in outcome["metrics"].items()}
                 record = {
@@ -435,6 +486,11 @@ def _run_trials(config: SweepConfig, study: object, storage: object, budget: int
     ledger.flush()
     meter.close()
     return trainings, runner
+
+
+def _infrastructure(error: Exception) -> dict:
+    """Marks a failure that was the machine's, not the trial's (rerun on resume)."""
+    return {"infrastructure": True} if isinstance(error, WorkerLost) else {}
 
 
 class EngineMismatch(RuntimeError):

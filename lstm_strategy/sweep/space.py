@@ -30,7 +30,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from ..config import ExperimentConfig, load_config, resolve_path
+from ..config import ExperimentConfig, load_config, resolve_path, yaml_problem
+from ..resources import configs_dir, shipped
 from ..errors import ConfigError
 
 MODEL_SIDE = ("data.", "features.", "model.", "train.", "device")
@@ -212,37 +213,108 @@ def _content_digest(path: str, _mtime_ns: int, _size: int) -> bytes:
     return hashlib.sha256(Path(path).read_bytes()).digest()
 
 
-def load_sweep(path: str | Path, **overrides: object) -> SweepConfig:
-    """Read a sweep file; `overrides` (workers=..., backend=...) replace its top-level keys."""
+_SCALARS = {"base": (str,), "search": (str,), "objective": (str,), "direction": (str,),
+            "engine": (str,), "backend": (str,), "trials": (int,), "seed": (int,),
+            "workers": (int,), "recheck": (int,), "holdout": (int, float)}
+_TYPE_WORDS = {str: "a string", int: "a whole number", float: "a number"}
+
+
+def _is(value: object, kinds: tuple[type, ...]) -> bool:
+    return isinstance(value, kinds) and not isinstance(value, bool)
+
+
+def _range(path: Path, key: str, spec: dict) -> Range:
+    """A `{low, high[, step, log, type]}` range, every rule checked with the key named."""
+    where = f"{path}: vary.{key}"
+    extra = sorted(set(spec) - {"low", "high", "step", "log", "type"})
+    if extra or not {"low", "high"} <= set(spec):
+        raise ConfigError(f"{where} must be a list of values or {{low, high[, step, log, "
+                          f"type: int|float]}}" + (f"; unknown key(s) {extra}" if extra else
+                                                   "; low and high are both needed") + ".")
+    kind = spec.get("type")
+    if kind not in (None, "int", "float"):
+        raise ConfigError(f"{where}.type={kind!r}; use int or float (or leave it out).")
+    for part in ("low", "high", "step"):
+        if part in spec and spec[part] is not None and not _is(spec[part], (int, float)):
+            raise ConfigError(f"{where}.{part}={spec[part]!r} must be a number.")
+    low, high, step = spec["low"], spec["high"], spec.get("step")
+    if low > high:
+        raise ConfigError(f"{where}: low={low!r} is above high={high!r}; swap them.")
+    if step is not None and step <= 0:
+        raise ConfigError(f"{where}.step={step!r} must be > 0 (the distance between grid "
+                          f"values), or left out for a random or tpe search.")
+    log = spec.get("log", False)
+    if not isinstance(log, bool):
+        raise ConfigError(f"{where}.log={log!r} must be true or false.")
+    if log and low <= 0:
+        raise ConfigError(f"{where}: log: true needs low > 0 (got {low!r}); give a positive "
+                          f"low or drop log.")
+    if log and step is not None:
+        raise ConfigError(f"{where}: log: true takes no step; drop one of them.")
+    integer = kind == "int" or (kind is None and all(isinstance(spec[k], int)
+                                                     for k in ("low", "high")))
+    if integer and step is not None and step != int(step):
+        raise ConfigError(f"{where}.step={step!r} must be a whole number for an int range.")
+    return Range(low, high, step, log, integer)
+
+
+def sweep_file(path: str | Path) -> Path:
+    """The sweep file at `path`, or the ready sweep of that name (strategies/NAME.yaml)."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such sweep file.")
+    if path.is_file():
+        return path
+    for candidate in (path, Path("strategies") / path.name,
+                      Path("strategies") / f"{path.name}.yaml"):
+        ready = shipped(candidate)
+        if ready is not None:
+            return ready
+    raise ConfigError(f"{path}: no such sweep file. Ready sweeps are in {configs_dir()} "
+                      f"(name one, e.g. --config sweep_example).")
+
+
+def load_sweep(path: str | Path, **overrides: object) -> SweepConfig:
+    """Read a sweep file; `overrides` (workers=..., backend=...) replace its top-level keys.
+
+    Every key is checked before anything is written: a bad file is one ConfigError that
+    names the file, the key and the fix.
+    """
+    path = sweep_file(path)
+    text = path.read_text()
     try:
-        tree = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]}).") from exc
+        tree = yaml.safe_load(text) or {}
+    except (yaml.YAMLError, ValueError) as exc:
+        raise ConfigError(f"{path}: not valid YAML ({yaml_problem(text, exc)}).") from exc
     if not isinstance(tree, dict):
         raise ConfigError(f"{path}: the top level must be a mapping (key: value).")
     allowed = {f for f in SweepConfig.__dataclass_fields__ if f != "base_dir"}
     unknown = [k for k in tree if k not in allowed]
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) {unknown}; allowed: {sorted(allowed)}.")
+    for key, kinds in _SCALARS.items():
+        value = tree.get(key)
+        if value is not None and not _is(value, kinds):
+            raise ConfigError(f"{path}: {key}={value!r} must be {_TYPE_WORDS[kinds[-1]]}"
+                              + (" (e.g. trials: 10)" if key == "trials" else "")
+                              + (" (a share of the trading period, e.g. holdout: 0.25)"
+                                 if key == "holdout" else "") + ".")
+    if "trials" in tree and tree["trials"] is not None and tree["trials"] < 1:
+        raise ConfigError(f"{path}: trials={tree['trials']!r} must be >= 1.")
+    for key in ("vary", "set"):
+        if tree.get(key) is not None and not isinstance(tree[key], dict):
+            example = ("vary:\n  strategy.entry_threshold: [0.0, 0.001]" if key == "vary"
+                       else "set:\n  train.epochs: 5")
+            raise ConfigError(f"{path}: {key} must be a mapping of dotted keys to "
+                              f"{'values to search' if key == 'vary' else 'values'}, got a "
+                              f"{type(tree[key]).__name__}; write it as {example!r}.")
     vary = {}
     for key, spec in (tree.get("vary") or {}).items():
         if isinstance(spec, dict):
-            extra = set(spec) - {"low", "high", "step", "log", "type"}
-            if extra or not {"low", "high"} <= set(spec):
-                raise ConfigError(f"{path}: vary.{key} must be a list of values or "
-                                  f"{{low, high[, step, log, type: int|float]}}.")
-            integer = spec.get("type") == "int" or (
-                spec.get("type") is None and all(isinstance(spec.get(k), int)
-                                                 for k in ("low", "high")))
-            vary[key] = Range(spec["low"], spec["high"], spec.get("step"),
-                              bool(spec.get("log", False)), integer)
+            vary[key] = _range(path, key, spec)
         elif isinstance(spec, list):
             vary[key] = spec
         else:
-            raise ConfigError(f"{path}: vary.{key} must be a list of values or a range.")
+            raise ConfigError(f"{path}: vary.{key}={spec!r} must be a list of values or a "
+                              f"range {{low, high[, step]}}.")
     tree["vary"] = vary
     tree["set"] = dict(tree.get("set") or {})
     tree.update({k: v for k, v in overrides.items() if v is not None})

@@ -113,7 +113,9 @@ def backtest_task(config_tree: dict, keys: dict[str, str], holdout: float,
     calendar = next(iter(bars.values())).index
     params = strategy_params(config, calendar, trade_start,
                              periods_per_year=_calendar(calendar[calendar < trade_start])[0])
-    reason = unsupported(params) if config.strategy.mode == "batch" else "stream mode"
+    # a stream-mode point is scored on the batch forecasts of the same walk-forward (the
+    # stream steps the same models to the same forecasts, within 1e-6: tests/test_training)
+    reason = unsupported(params)
     if engine == "fast" and reason:
         raise ValueError(f"engine=fast cannot serve this point: {reason}")
     served = "fast" if engine != "backtrader" and not reason else "backtrader"
@@ -132,6 +134,8 @@ def backtest_task(config_tree: dict, keys: dict[str, str], holdout: float,
                                   for t, f in forecasts.items()}, **params)
         if engine != "backtrader" and reason:
             served = f"backtrader (fast cannot: {reason})"
+    if config.strategy.mode == "stream":
+        served += " on batch forecasts (stream mode's forecasts, computed in one pass)"
     split = holdout_start(calendar, trade_start, holdout)
     equity = run.equity
     ppy, gaps = _calendar(calendar)
