@@ -17,7 +17,6 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
-
 WATCH_SECONDS = 0.5  # how often a worker checks that its driver is still there
 
 

@@ -31,8 +31,8 @@ import numpy as np
 import yaml
 
 from ..config import ExperimentConfig, load_config, resolve_path, yaml_problem
-from ..resources import configs_dir, shipped
 from ..errors import ConfigError
+from ..resources import configs_dir, shipped
 
 MODEL_SIDE = ("data.", "features.", "model.", "train.", "device")
 SEARCHES = ("grid", "random", "tpe")
