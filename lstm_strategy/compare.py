@@ -4,8 +4,8 @@
 single-asset kinds, one for all of them for pooled and lstm_gnn), with and without the
 macro series (`compare.macro`), on the same bars and schedule. Over the bars every one
 of them forecasts, it reports the forecasts' daily cross-sectional IC and rank IC and
-their ICIR, the directional accuracy beside the naive forecasts', the top-k long-short
-return, and the cross-sectional strategy (`portfolio.*`) traded on each in backtrader
+their ICIR, the directional accuracy beside the naive forecasts', the top-k minus bottom-k
+spread and Qlib's long-short return (half the spread of the top and bottom 20%), and the cross-sectional strategy (`portfolio.*`) traded on each in backtrader
 with the configured costs: annualised return, information ratio against equal-weight
 buy & hold of the universe, Sharpe, maximum drawdown and turnover.
 """
@@ -30,6 +30,7 @@ from .evaluation.metrics import (
     long_short_returns,
     naive_forecasts,
     panel_ic,
+    qlib_long_short_returns,
 )
 from .experiment import forecast_all, load_experiment_data, seed_everything
 from .features import make_target
@@ -174,6 +175,7 @@ def _row(variant: Variant | None, realised: pd.DataFrame, daily: pd.DataFrame | 
         summary = ic_summary(daily)
         k = config.portfolio.top_k
         long_short = long_short_returns(forecasts, realised, k)
+        qlib_spread = qlib_long_short_returns(forecasts, realised)
         row.update({
             "ic": summary["ic_mean"], "rank_ic": summary["rank_ic_mean"],
             "icir": summary["icir"], "rank_icir": summary["rank_icir"],
@@ -182,6 +184,8 @@ def _row(variant: Variant | None, realised: pd.DataFrame, daily: pd.DataFrame | 
                 _accuracy(frame.loc[start:], realised) or 0.0 for frame in naive.values()),
             f"long_short_top{k}": (float(long_short.mean() * ppy / config.train.horizon)
                                    if len(long_short) else None),
+            "qlib_long_short": (float(qlib_spread.mean() * ppy / config.train.horizon)
+                                if len(qlib_spread) else None),
         })
     metrics = run.metrics
     returns = run.equity["value"].pct_change()

@@ -149,3 +149,13 @@ def test_points_it_cannot_model_are_refused_with_the_reason() -> None:
     assert unsupported({"entry_threshold": 0.1, "sizing": "vol_target"}) is None
     with pytest.raises(ValueError, match="cannot serve this point"):
         simulate({}, {}, sizing="sizer")
+
+
+def test_tickers_on_different_calendars_are_refused(universes: dict) -> None:
+    from lstm_strategy.backtest.fastsim import FastEvaluator
+
+    three = universes["three"]
+    ragged = {"AAPL": three["AAPL"], "MSFT": three["MSFT"].drop(three["MSFT"].index[10])}
+    forecasts = {t: f["Close"].pct_change() for t, f in ragged.items()}
+    with pytest.raises(ValueError, match="MSFT's bars are on another calendar"):
+        FastEvaluator(ragged, forecasts)

@@ -321,3 +321,23 @@ def test_the_batched_ledger_reads_back_like_optunas_own_calls(tmp_path: Path) ->
     assert [row[1] for row in seen[0]] == ["COMPLETE", "COMPLETE", "FAIL", "COMPLETE",
                                            "RUNNING", "RUNNING"]
     assert seen[0][3][2] == 1.5 and seen[0][3][4] == {"outcome": {"n": 3}, "point": 3}
+
+
+def test_trials_that_never_trade_are_left_out_of_pbo_and_dsr_alike() -> None:
+    rng = np.random.default_rng(11)
+    noise = rng.normal(0, 0.01, (1000, 20))
+    with_flat = np.hstack([np.zeros((1000, 10)), noise])
+    alone = probability_of_backtest_overfitting(noise, n_blocks=10)
+    mixed = probability_of_backtest_overfitting(with_flat, n_blocks=10)
+    assert mixed["pbo"] == alone["pbo"]  # not 0.75: the flat trials do not count
+    assert mixed["n_left_out"] == 10 and mixed["n_trials"] == 20
+    assert 0.3 < alone["pbo"] < 0.7  # pure noise stays near one half
+    sharpes = np.array([sharpe_per_bar(c) for c in with_flat.T])
+    best = int(np.nanargmax(sharpes))
+    dsr_mixed = deflated_sharpe_ratio(with_flat[:, best], sharpes)
+    dsr_alone = deflated_sharpe_ratio(noise[:, best - 10], sharpes[10:])
+    assert dsr_mixed["n_trials"] == 20 and dsr_mixed["dsr"] == dsr_alone["dsr"]
+    # a trial that sits out one half counts there as cash (Sharpe 0), not as missing
+    part = noise.copy()
+    part[:500, 3] = 0.0
+    assert probability_of_backtest_overfitting(part, n_blocks=2)["n_left_out"] == 0

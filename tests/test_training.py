@@ -450,3 +450,23 @@ def test_panel_ic_icir_and_long_short_by_hand() -> None:
     assert spread.loc[dates[0]] == pytest.approx(0.04 - 0.01)
     assert spread.loc[dates[1]] == pytest.approx(0.01 - 0.04)
     assert spread.loc[dates[2]] == pytest.approx(0.02 - 0.0)
+
+
+def test_qlib_long_short_is_half_the_quantile_spread_by_hand() -> None:
+    """Qlib's calc_long_short_return (dropna=True): (top 20% mean - bottom 20% mean) / 2."""
+    from lstm_strategy.evaluation.metrics import long_short_returns, qlib_long_short_returns
+    dates = pd.date_range("2020-01-01", periods=2)
+    names = [f"S{i}" for i in range(10)]
+    forecast = pd.DataFrame([np.arange(10.0), np.r_[np.arange(9.0)[::-1], np.nan]],
+                            index=dates, columns=names)
+    realised = pd.DataFrame([np.linspace(-0.05, 0.04, 10), np.linspace(0.02, -0.07, 10)],
+                            index=dates, columns=names)
+    qlib = qlib_long_short_returns(forecast, realised)
+    # day 1: int(10 * 0.2) = 2 each side: top S9, S8; bottom S0, S1
+    top, bottom = realised.iloc[0][["S9", "S8"]].mean(), realised.iloc[0][["S0", "S1"]].mean()
+    assert qlib.iloc[0] == pytest.approx((top - bottom) / 2)
+    # day 2: S9 has no forecast, so 9 assets and int(9 * 0.2) = 1 each side: S0 vs S8
+    assert qlib.iloc[1] == pytest.approx((realised.iloc[1]["S0"] - realised.iloc[1]["S8"]) / 2)
+    # the top-k minus bottom-k spread with the same k is exactly twice Qlib's figure
+    assert long_short_returns(forecast.iloc[:1], realised.iloc[:1], k=2).iloc[0] == \
+        pytest.approx(2 * qlib.iloc[0])

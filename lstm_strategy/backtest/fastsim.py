@@ -350,6 +350,13 @@ class FastEvaluator:
                  forecasts: Mapping[str, pd.Series]) -> None:
         self.tickers = list(bars)
         self.index = bars[self.tickers[0]].index
+        for ticker in self.tickers[1:]:
+            if not bars[ticker].index.equals(self.index):
+                raise ValueError(
+                    f"FastEvaluator: {ticker}'s bars are on another calendar than "
+                    f"{self.tickers[0]}'s ({len(bars[ticker])} vs {len(self.index)} bars); "
+                    f"backtrader would trade each feed on its own clock. Put them on one "
+                    f"calendar first (load_many(..., align='inner' or 'ffill')).")
         self.columns = {k: np.ascontiguousarray(np.column_stack(
             [bars[t][k].to_numpy(float) for t in self.tickers]))
             for k in ("Open", "High", "Low", "Close")}

@@ -235,7 +235,8 @@ def format_metric(key: str, value: object) -> str:
         return str(value)
     if key in COUNT_METRICS:
         return f"{round(value):,d}"
-    if key in ("total_return", "cagr", "annual_return") or key.startswith("long_short"):
+    if key in ("total_return", "cagr", "annual_return") or key.startswith(
+            ("long_short", "qlib_long_short")):
         return f"{value:+,.1%}"
     if key in PERCENT_METRICS or key.endswith("directional_accuracy"):
         return f"{value:.1%}"
@@ -281,8 +282,31 @@ def ic_summary(daily: pd.DataFrame) -> dict:
     return out
 
 
+def qlib_long_short_returns(forecasts: pd.DataFrame, realised: pd.DataFrame,
+                            quantile: float = 0.2) -> pd.Series:
+    """Qlib's `calc_long_short_return` (qlib.contrib.eva.alpha) with dropna=True: each
+    date, half the gap between the mean realised return of the top `quantile` of the
+    forecasts and that of the bottom `quantile` (int(n * quantile) assets each, n the
+    assets with both a forecast and a realised return; ties keep the earlier asset)."""
+    forecasts, realised = forecasts.align(realised, join="inner")
+    out = {}
+    for date in forecasts.index:
+        both = forecasts.loc[date].notna() & realised.loc[date].notna()
+        count = int(int(both.sum()) * quantile)
+        if count < 1:
+            continue
+        pred = forecasts.loc[date][both]
+        label = realised.loc[date][both]
+        top = pred.nlargest(count, keep="first").index
+        bottom = pred.nsmallest(count, keep="first").index
+        out[date] = float((label[top].mean() - label[bottom].mean()) / 2)
+    return pd.Series(out, name="qlib_long_short", dtype=float)
+
+
 def long_short_returns(forecasts: pd.DataFrame, realised: pd.DataFrame, k: int) -> pd.Series:
-    """Each date's mean realised return of the top-k forecasts minus that of the bottom k."""
+    """Each date's mean realised return of the top-k forecasts minus that of the bottom k
+    (the full spread: twice what Qlib's `calc_long_short_return` reports for k assets,
+    see `qlib_long_short_returns`)."""
     forecasts, realised = forecasts.align(realised, join="inner")
     out = {}
     for date in forecasts.index:

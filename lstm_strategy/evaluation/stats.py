@@ -29,6 +29,19 @@ def sharpe_per_bar(returns: np.ndarray) -> float:
     return float(returns.mean() / std) if std > 0 else math.nan
 
 
+def traded(returns: np.ndarray) -> np.ndarray:
+    """The one rule for which trials DSR and PBO count: those whose per-bar returns vary
+    (a trial that never trades has a flat equity curve and no Sharpe ratio; counting it
+    as the worst, or as anything, would skew both). `returns` is [bars, trials]; a mask
+    over trials comes back."""
+    matrix = np.asarray(returns, dtype=float)
+    if matrix.ndim == 1:
+        matrix = matrix[:, None]
+    if len(matrix) < 2:
+        return np.zeros(matrix.shape[1], dtype=bool)
+    return np.nanstd(matrix, axis=0, ddof=1) > 0
+
+
 def expected_max_sharpe(n_trials: int, sharpe_variance: float) -> float:
     """SR0: the expected best Sharpe of `n_trials` unskilled trials (paper, eq. 2)."""
     if n_trials < 2 or not sharpe_variance > 0:
@@ -51,7 +64,8 @@ def deflated_sharpe_ratio(best_returns: np.ndarray, trial_sharpes: np.ndarray) -
     """DSR of the best trial: PSR against the expected best Sharpe of as many unskilled trials.
 
     `best_returns`: the chosen trial's per-bar returns; `trial_sharpes`: every trial's
-    per-bar Sharpe (their variance sets how far luck alone reaches).
+    per-bar Sharpe (their variance sets how far luck alone reaches). Trials without one
+    (NaN: they never traded, see `traded`) are left out, as PBO leaves them out.
     """
     returns = np.asarray(best_returns, dtype=float)
     sharpes = np.asarray(trial_sharpes, dtype=float)
@@ -76,11 +90,18 @@ def probability_of_backtest_overfitting(returns: np.ndarray, n_blocks: int = 16)
     blocks; every half of them in turn is the in-sample set and the rest out of sample.
     PBO is the share of splits where the in-sample winner's out-of-sample rank logit is
     <= 0. Near 0.5 for trials that are all noise, near 0 for one that truly dominates.
+    Trials that never trade (`traded` is False) are left out, as DSR leaves them out;
+    `n_left_out` says how many. Within a half, a trial that did not trade there has a
+    Sharpe ratio of 0 (it held cash).
     """
     matrix = np.asarray(returns, dtype=float)
+    active = traded(matrix)
+    left_out = int((~active).sum())
+    matrix = matrix[:, active]
     bars, trials = matrix.shape
     if trials < 2:
-        return {"pbo": math.nan, "n_splits": 0, "logits": np.empty(0)}
+        return {"pbo": math.nan, "n_splits": 0, "logits": np.empty(0), "n_trials": trials,
+                "n_left_out": left_out}
     n_blocks = max(2, min(n_blocks - n_blocks % 2, bars // 2 * 2))
     # trials with the same returns rank alike: each distinct column once, weighted by how
     # many trials share it, in order of first appearance (ties go to the first, as before)
@@ -109,7 +130,8 @@ def probability_of_backtest_overfitting(returns: np.ndarray, n_blocks: int = 16)
         second = _block_sharpe(sums, squares, counts, members[other])
         logits[one] = _rank_logits(first, second, weights)
         logits[other] = _rank_logits(second, first, weights)
-    return {"pbo": float((logits <= 0).mean()), "n_splits": len(logits), "logits": logits}
+    return {"pbo": float((logits <= 0).mean()), "n_splits": len(logits), "logits": logits,
+            "n_trials": trials, "n_left_out": left_out}
 
 
 def _rank_logits(in_sharpe: np.ndarray, out_sharpe: np.ndarray, weights: np.ndarray
@@ -138,4 +160,4 @@ def _block_sharpe(sums: np.ndarray, squares: np.ndarray, counts: np.ndarray,
     mean = total / n
     variance = (total_sq - n * mean ** 2) / np.maximum(n - 1, 1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(variance > 0, mean / np.sqrt(np.maximum(variance, 0)), np.nan)
+        return np.where(variance > 0, mean / np.sqrt(np.maximum(variance, 0)), 0.0)

@@ -142,7 +142,8 @@ would reach by chance (expected best per-bar Sharpe
 distinguishable from selection luck.<br>
 <b>Probability of Backtest Overfitting {format_metric("pbo", pbo.get("pbo"))}</b> over
 {pbo.get("n_splits")} combinatorial splits of the in-sample bars: how often the in-sample
-winner ranks below the median out of sample (0.5: the ranking carries no information).</p>
+winner ranks below the median out of sample (0.5: the ranking carries no information).<br>
+Both count only trials that traded: {_left_out(dsr, pbo)}</p>
 <h2>The chosen config: in sample and on the hold-out</h2>
 <p>Trial {best.get("trial")}: {html.escape(json_params(best.get("params") or {}))}</p>
 <table><tr><th></th><th>in sample (ranked)</th><th>hold-out (never ranked)</th></tr>
@@ -156,6 +157,15 @@ winner ranks below the median out of sample (0.5: the ranking carries no informa
     tmp = result.folder / "sweep_report.html.tmp"
     tmp.write_text(page)
     tmp.replace(result.folder / "sweep_report.html")
+
+
+def _left_out(dsr: dict, pbo: dict) -> str:
+    """The rule DSR and PBO share, with how many trials it left out."""
+    count = max(int(dsr.get("n_left_out") or 0), int(pbo.get("n_left_out") or 0))
+    if not count:
+        return "every completed trial traded, so none was left out."
+    return (f"{count} completed trial(s) never traded (a flat equity curve has no Sharpe "
+            f"ratio) and are left out of both.")
 
 
 def json_params(params: dict) -> str:

@@ -585,7 +585,10 @@ def _summarise(config: SweepConfig, study: object, folder: Path, trainings: int,
             matrix = returns_matrix(returns)
             result = probability_of_backtest_overfitting(matrix.to_numpy())
             pbo = {"pbo": _clean(result["pbo"]), "n_splits": result["n_splits"],
-                   "n_trials": matrix.shape[1], "n_bars": matrix.shape[0]}
+                   "n_trials": result["n_trials"], "n_left_out": result["n_left_out"],
+                   "n_bars": matrix.shape[0]}
+        if dsr is not None:
+            dsr["n_left_out"] = len(returns) - int(dsr["n_trials"])
     rechecked = _recheck(config, study, complete, runner) if len(complete) else []
     summary = {"best": best, "dsr": dsr, "pbo": pbo, "n_trials": len(table),
                "rechecked_with_backtrader": rechecked,
