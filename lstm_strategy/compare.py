@@ -4,8 +4,9 @@
 single-asset kinds, one for all of them for pooled and lstm_gnn), with and without the
 macro series (`compare.macro`), on the same bars and schedule. Over the bars every one
 of them forecasts, it reports the forecasts' daily cross-sectional IC and rank IC and
-their ICIR, the directional accuracy beside the naive forecasts', the top-k minus bottom-k
-spread and Qlib's long-short return (half the spread of the top and bottom 20%), and the cross-sectional strategy (`portfolio.*`) traded on each in backtrader
+their ICIR, the directional accuracy beside the naive forecasts', the top-k minus
+bottom-k spread and Qlib's long-short return (half the spread of the top and bottom
+20%), and the cross-sectional strategy (`portfolio.*`) traded on each in backtrader
 with the configured costs: annualised return, information ratio against equal-weight
 buy & hold of the universe, Sharpe, maximum drawdown and turnover.
 """
