@@ -48,11 +48,12 @@ def test_long_only_orders_fill_at_next_open_with_commission(bars: pd.DataFrame) 
     assert list(fills["date"].dt.date) == [bars.index[i].date() for i in (1, 6, 11, 17)]
     assert list(fills["side"]) == ["buy", "sell", "buy", "sell"]
     np.testing.assert_allclose(fills["price"], opens[[1, 6, 11, 17]], rtol=0, atol=1e-12)
-    size1 = math.floor(0.95 * 100_000 / closes[0])  # target 95% of equity at the signal close
+    # 95% of the equity at the signal close, in shares at the open the order fills at
+    size1 = math.floor(0.95 * 100_000 / opens[1])
     assert fills["size"].iloc[0] == size1 and fills["size"].iloc[1] == -size1
     np.testing.assert_allclose(fills["commission"], fills["value"] * 5e-4, rtol=1e-12)
     cash_after = (100_000 + size1 * (opens[6] - opens[1]) - fills["commission"].iloc[:2].sum())
-    size2 = math.floor(0.95 * cash_after / closes[10])
+    size2 = math.floor(0.95 * cash_after / opens[11])
     assert fills["size"].iloc[2] == size2
     trades = result.trades
     assert len(trades) == 2 and list(trades["direction"]) == ["long", "long"]
@@ -68,16 +69,17 @@ def test_long_short_flips_through_zero(bars: pd.DataFrame) -> None:
     result = backtest({"AAPL": bars}, LSTMStrategy, broker=NO_COSTS, allow_short=True,
                       forecasts=forecast_series(bars, PATTERN), fraction=0.5)
     fills = result.fills
-    closes = bars["Close"].to_numpy()
+    opens = bars["Open"].to_numpy()
     assert list(fills["date"].dt.date) == [bars.index[i].date() for i in (1, 6, 11, 17)]
     assert list(fills["side"]) == ["buy", "sell", "buy", "sell"]
     position = fills["size"].cumsum().to_numpy()
     assert position[0] > 0 and position[1] < 0 and position[2] > 0 and position[3] < 0
-    # after each flip the new position is about half the equity at the signal bar's close
+    # after each flip the new position is about half the equity at the signal bar's close,
+    # in shares at the next open (where it fills)
     values = result.equity["value"]
     for k, signal_bar in enumerate((0, 5, 10, 16)):
         equity = values.loc[bars.index[signal_bar]]
-        assert abs(abs(position[k]) - 0.5 * equity / closes[signal_bar]) <= 1.0
+        assert abs(abs(position[k]) - 0.5 * equity / opens[signal_bar + 1]) <= 1.0
     assert list(result.trades["direction"]) == ["long", "short", "long", "short"]
     assert list(result.trades["status"]) == ["closed"] * 3 + ["open"]
 
@@ -194,7 +196,7 @@ def test_vol_target_sizing(bars: pd.DataFrame) -> None:
                       trade_start=bars.index[21])
     closes = bars["Close"].to_numpy()
     vol = np.diff(np.log(closes[1:22])).std(ddof=1) * math.sqrt(252)  # 20 returns to bar 21
-    expected = math.floor(0.95 * 0.10 / vol * 100_000 / closes[21])
+    expected = math.floor(0.95 * 0.10 / vol * 100_000 / bars["Open"].iloc[22])
     assert result.fills["size"].iloc[0] == expected
 
 
@@ -202,7 +204,7 @@ def test_confidence_sizing_scales_with_the_signal(bars: pd.DataFrame) -> None:
     forecasts = forecast_series(bars, [0.005])
     result = backtest({"AAPL": bars}, LSTMStrategy, broker=NO_COSTS, sizing="confidence",
                       confidence_scale=0.01, forecasts=forecasts)
-    expected = math.floor(0.95 * 0.5 * 100_000 / bars["Close"].iloc[0])
+    expected = math.floor(0.95 * 0.5 * 100_000 / bars["Open"].iloc[1])
     assert result.fills["size"].iloc[0] == expected
 
 
@@ -330,15 +332,29 @@ def test_stream_mode_trades_like_batch_mode(aapl_small: pd.DataFrame) -> None:
     np.testing.assert_allclose(stream.records["forecast"], batch.records["forecast"], atol=1e-6)
 
 
-def test_rejected_orders_are_counted_and_retried(aapl: pd.DataFrame) -> None:
-    # 2001-04-19 opened about 4% above the 2001-04-18 close: a 99% order is short of cash
+def test_a_buy_on_a_gap_up_fills_sized_at_the_open(aapl: pd.DataFrame) -> None:
+    # 2001-04-19 opened about 4% above the 2001-04-18 close: sized at that close, a 99%
+    # order would be short of cash at the fill; sized at the open it fills there
     window = aapl.loc["2001-03-01":"2001-05-31"]
     start = pd.Timestamp("2001-04-18")
-    hold = backtest({"AAPL": window}, BuyAndHold, broker=NO_COSTS, trade_start=start,
-                    fraction=0.99)
-    assert window.loc["2001-04-19", "Open"] > 1.01 * window.loc["2001-04-18", "Close"]
-    assert hold.rejected_orders == 1 and hold.metrics["rejected_orders"] == 1
-    assert len(hold.fills) == 1 and hold.fills["date"].iloc[0] == pd.Timestamp("2001-04-20")
+    gap_open = window.loc["2001-04-19", "Open"]
+    assert gap_open > 1.01 * window.loc["2001-04-18", "Close"]
+    costs = BrokerConfig(commission_bps=5.0, slippage_bps=2.0)
+    for broker in (NO_COSTS, costs):
+        hold = backtest({"AAPL": window}, BuyAndHold, broker=broker, trade_start=start,
+                        fraction=0.99)
+        assert hold.rejected_orders == 0 and hold.metrics["rejected_orders"] == 0
+        fill = hold.fills.iloc[0]
+        assert fill["date"] == pd.Timestamp("2001-04-19")  # the baseline starts on time
+        assert fill["size"] == math.floor(0.99 * 100_000 / gap_open)
+        assert fill["value"] + fill["commission"] <= 100_000
+    # a user's own Cerebro without cheat-on-open sizes at the close: backtrader refuses
+    # the buy at the gapped open, the refusal is counted and the order retried next bar
+    plain = backtest({"AAPL": window}, BuyAndHold, broker=NO_COSTS, trade_start=start,
+                     fraction=0.99, setup=lambda cerebro: cerebro.p.__setattr__(
+                         "cheat_on_open", False))
+    assert plain.rejected_orders == 1 and plain.metrics["rejected_orders"] == 1
+    assert len(plain.fills) == 1 and plain.fills["date"].iloc[0] == pd.Timestamp("2001-04-20")
 
 
 def test_purchases_are_capped_at_available_cash() -> None:
@@ -377,8 +393,7 @@ def test_max_position_caps_vol_target_sizing(bars: pd.DataFrame) -> None:
     result = backtest({"AAPL": bars}, LSTMStrategy, broker=NO_COSTS, sizing="vol_target",
                       target_vol=5.0, fraction=0.5, max_position=0.6,
                       forecasts=forecast_series(bars, [0.01]), trade_start=bars.index[21])
-    closes = bars["Close"].to_numpy()
-    assert result.fills["size"].iloc[0] == math.floor(0.6 * 100_000 / closes[21])
+    assert result.fills["size"].iloc[0] == math.floor(0.6 * 100_000 / bars["Open"].iloc[22])
 
 
 def test_periods_per_year_follows_the_bar_spacing(aapl: pd.DataFrame) -> None:
@@ -457,8 +472,8 @@ def test_fractional_units_fill_the_target(aapl: pd.DataFrame) -> None:
         broker = BrokerConfig(commission_bps=5.0, slippage_bps=2.0, fractional=fractional)
         result = backtest({"BTC": coin}, LSTMStrategy, broker=broker, forecasts=forecasts,
                           fraction=0.95)
-        fill = result.fills.iloc[0]  # sized at the signal bar's close, filled at the next open
-        invested[fractional] = fill["size"] * coin["Close"].iloc[0] / 100_000
+        fill = result.fills.iloc[0]  # sized at the next open, where it fills
+        invested[fractional] = fill["size"] * coin["Open"].iloc[1] / 100_000
         assert result.rejected_orders == 0
     assert invested[False] < 0.85  # whole coins only
     assert invested[True] == pytest.approx(0.95, rel=1e-9)

@@ -125,13 +125,20 @@ def test_hand_made_cases_where_the_broker_rules_bite(universes: dict) -> None:
                      window.index[0], stop_loss=0.05)
     assert_same(ref, fast, "gap through a stop")
     assert (ref.fills["date"] == pd.Timestamp("2000-10-02")).any()  # out at the next open
-    # a Margin rejection and its retry: all in, then a gap up
+    # all in before a 4% gap up: sized at the open it fills at, nothing is refused
     window = aapl.loc["2001-03-01":"2001-05-31"]
+    for broker in (BrokerConfig(commission_bps=0.0, slippage_bps=0.0), costs):
+        ref, fast = both({"AAPL": window}, {"AAPL": pd.Series(0.01, index=window.index)},
+                         broker, pd.Timestamp("2001-04-18"), fraction=1.0)
+        assert ref.rejected_orders == 0 and ref.fills["date"].iloc[0] == pd.Timestamp(
+            "2001-04-19")
+        assert_same(ref, fast, "all in before a gap up")
+    # close fills size at the signal close they fill at: the same without cheat-on-open
+    close = BrokerConfig(commission_bps=5.0, slippage_bps=2.0, fill="close")
     ref, fast = both({"AAPL": window}, {"AAPL": pd.Series(0.01, index=window.index)},
-                     BrokerConfig(commission_bps=0.0, slippage_bps=0.0),
-                     pd.Timestamp("2001-04-18"), fraction=1.0)
-    assert ref.rejected_orders >= 1
-    assert_same(ref, fast, "margin and retry")
+                     close, pd.Timestamp("2001-04-18"), fraction=1.0)
+    assert ref.rejected_orders == 0
+    assert_same(ref, fast, "all in, close fills")
     # a flip from long to short in one order, and re-sizing inside and outside the band
     bars = universes["one"]
     flips = pd.Series(np.where(np.arange(len(bars["AAPL"])) % 10 < 5, 0.01, -0.01),

@@ -132,6 +132,9 @@ def test_golden_default_experiment_metrics() -> None:
     Regenerate deliberately: LSTM_STRATEGY_UPDATE_GOLDEN=1 pytest tests/test_structure.py
     """
     result = run_experiment(load_config(None, device="cpu"), progress=False)
+    # orders are sized at the open they fill at: not one is refused on a gap up
+    assert {name: b.rejected_orders for name, b in result.backtests.items()} == dict.fromkeys(
+        result.backtests, 0)
     table = _table(result)
     if os.environ.get("LSTM_STRATEGY_UPDATE_GOLDEN"):
         GOLDEN.write_text(json.dumps({"cpu": _cpu(), "metrics": table}, indent=2) + "\n")

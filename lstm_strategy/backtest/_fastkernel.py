@@ -84,6 +84,46 @@ def _broker_value(cash, pos_size, pos_price, closes_row):
 
 
 @njit(cache=True)
+def _size_orders(want_i, want_t, n_want, pos_size, prices, value, cash, comm, slip,
+                 fractional, new_i, new_size):
+    """order_targets: target fractions of `value` as order sizes at `prices`, reductions
+    first, purchases capped at the cash left; returns how many orders went to new_*."""
+    n_new = 0
+    changes = np.zeros(n_want)
+    for k in range(n_want):
+        changes[k] = want_t[k] * value - pos_size[want_i[k]] * prices[want_i[k]]
+    order = np.argsort(changes, kind="mergesort")
+    left = cash
+    for k in order:
+        i = want_i[k]
+        price = prices[i]
+        held_value = pos_size[i] * price
+        change = changes[k]
+        target_value = want_t[k] * value
+        if change > 0 and held_value >= 0:
+            affordable = max(left, 0.0) / ((1.0 + comm) * (1.0 + slip))
+            target_value = held_value + min(change, affordable)
+            left -= (target_value - held_value) * (1.0 + comm) * (1.0 + slip)
+        else:
+            left -= (target_value - held_value) * (1.0 - slip) * (1.0 - comm)
+        if target_value == 0.0 and pos_size[i] != 0.0:
+            new_i[n_new] = i
+            new_size[n_new] = -pos_size[i]
+            n_new += 1
+            continue
+        current_value = pos_size[i] * price
+        if target_value == current_value:
+            continue
+        amount = abs(target_value - current_value)
+        size = amount / price if fractional else float(int(amount // price))
+        if size != 0.0:
+            new_i[n_new] = i
+            new_size[n_new] = size if target_value > current_value else -size
+            n_new += 1
+    return n_new
+
+
+@njit(cache=True)
 def run(opens, highs, lows, closes, signals, vols, decides, start,
         entry, exit_, allow_short, min_hold, stop_loss, take_profit, sizing, fraction,
         target_vol, confidence_scale, max_position, band,
@@ -142,14 +182,23 @@ def run(opens, highs, lows, closes, signals, vols, decides, start,
     created_bar = -1
     want_i = np.zeros(n, np.int64)
     want_t = np.zeros(n)
+    checks = closes if close_fill else opens  # where check_submitted prices new orders
+    deferred = False
+    deferred_value = 0.0
+    deferred_n = 0
     for bar in range(bars):
         n_ev = 0
+        if deferred:
+            n_new = _size_orders(want_i, want_t, deferred_n, pos_size, opens[bar],
+                                 deferred_value, cash, comm, slip, fractional, new_i, new_size)
+            created_bar = bar
+            deferred = False
         if n_new:
             check = cash
             for k in range(n_new):
                 i = new_i[k]
                 size = new_size[k]
-                price = closes[created_bar, i]
+                price = checks[created_bar, i]
                 opened, closed = _probe(pos_size[i], pos_price[i], size, price)
                 if closed != 0.0:
                     check += -closed * price
@@ -340,40 +389,14 @@ def run(opens, highs, lows, closes, signals, vols, decides, start,
                     want_t[n_want] = new_target
                     n_want += 1
                 blocked[i] = block
-            if n_want:
-                # order_targets: reductions first, purchases capped at the cash left
-                changes = np.zeros(n_want)
-                for k in range(n_want):
-                    changes[k] = want_t[k] * value - pos_size[want_i[k]] * closes[bar, want_i[k]]
-                order = np.argsort(changes, kind="mergesort")
-                left = cash
-                for k in order:
-                    i = want_i[k]
-                    price = closes[bar, i]
-                    held_value = pos_size[i] * price
-                    change = changes[k]
-                    target_value = want_t[k] * value
-                    if change > 0 and held_value >= 0:
-                        affordable = max(left, 0.0) / ((1.0 + comm) * (1.0 + slip))
-                        target_value = held_value + min(change, affordable)
-                        left -= (target_value - held_value) * (1.0 + comm) * (1.0 + slip)
-                    else:
-                        left -= (target_value - held_value) * (1.0 - slip) * (1.0 - comm)
-                    if target_value == 0.0 and pos_size[i] != 0.0:
-                        new_i[n_new] = i
-                        new_size[n_new] = -pos_size[i]
-                        n_new += 1
-                        continue
-                    current_value = pos_size[i] * price
-                    if target_value == current_value:
-                        continue
-                    amount = abs(target_value - current_value)
-                    size = amount / price if fractional else float(int(amount // price))
-                    if size != 0.0:
-                        new_i[n_new] = i
-                        new_size[n_new] = size if target_value > current_value else -size
-                        n_new += 1
+            if n_want and close_fill:
+                n_new = _size_orders(want_i, want_t, n_want, pos_size, closes[bar], value,
+                                     cash, comm, slip, fractional, new_i, new_size)
                 created_bar = bar
+            elif n_want:  # cheat-on-open: sized at the next bar's open
+                deferred = True
+                deferred_value = value
+                deferred_n = n_want
         values[bar] = value
         cash_line[bar] = cash
         g = 0.0

@@ -37,11 +37,18 @@ class FractionalCommInfo(bt.CommInfoBase):
 
 
 def make_cerebro(broker: BrokerConfig | None = None) -> bt.Cerebro:
-    """A Cerebro whose broker has the configured cash, commission, slippage and fill rule."""
+    """A Cerebro whose broker has the configured cash, commission, slippage and fill rule.
+
+    With next-open fills it runs cheat-on-open: strategies decide at a bar's close and
+    size their orders at the next bar's open, the price they fill at (the open is the only
+    value of the new bar they read), so a gap up never leaves a purchase short of cash.
+    """
     if broker is None:
         from ..config import BrokerConfig  # config imports the rules from this package
         broker = BrokerConfig()
-    cerebro = bt.Cerebro(stdstats=False, maxcpus=1)
+    # next-open fills: cheat-on-open, so orders are sized at the open they fill at
+    # (RecordingStrategy.next_open); the broker executes them at that same open
+    cerebro = bt.Cerebro(stdstats=False, maxcpus=1, cheat_on_open=broker.fill != "close")
     cerebro.broker.setcash(broker.cash)
     if broker.fractional:
         cerebro.broker.addcommissioninfo(FractionalCommInfo(

@@ -1,9 +1,10 @@
 """A fast evaluator of LSTMStrategy on precomputed forecasts, equal to backtrader's run.
 
-It re-expresses backtrader's BackBroker for what LSTMStrategy does (market orders sized
-by `order_target_value`, submit-time cash checks at the signal close, fills at the next
-open capped by that bar's high/low after slippage, or at the signal bar's close, percent
-commission, whole or fractional units, Margin rejections and the strategy's retry) and
+It re-expresses backtrader's BackBroker for what LSTMStrategy does (target values decided
+at a bar's close; with next-open fills, cheat-on-open: orders sized and cash-checked at
+the next open and filled there, capped by that bar's high/low after slippage; with close
+fills, sized and checked at the signal close and filled there; percent commission, whole
+or fractional units, Margin rejections and the strategy's retry) and
 calls the same pure trading rules (`decision.decide`). No backtrader line objects, no
 per-bar method dispatch: one loop over arrays. Points it cannot model (a user's sizer,
 a streaming forecast, another strategy) are refused with the reason, so a caller falls
@@ -177,13 +178,19 @@ def simulate(bars: Mapping[str, pd.DataFrame], forecasts: Mapping[str, pd.Series
         target = size * close_rows[bar][i] / value_now if value_now > 0 else 0.0
         books[i] = books[i]._replace(direction=int(np.sign(size)), target=target)
 
+    check_rows = close_rows if close_fill else open_rows  # where check_submitted prices
+    deferred = None  # next-open fills: (targets, value) decided at the last close
     for bar in range(len(index)):
+        if deferred is not None:  # cheat-on-open: the last close's targets, sized at this open
+            orders = _order_targets(deferred[0], positions, open_rows[bar], deferred[1], cash,
+                                    comm, slip, fractional, bar)
+            deferred = None
         # -- the broker at the start of the bar: check new orders, then execute ---------
         events = []  # (kind, ticker, fill price) in backtrader's notification order
         if orders:
             check = cash  # one running balance for all new orders, as check_submitted keeps
             for i, size, created in orders:
-                price = close_rows[created][i]
+                price = check_rows[created][i]
                 clone = _Position(positions[i].size, positions[i].price)
                 opened, closed = clone.update(size, price)
                 if closed:
@@ -290,9 +297,11 @@ def simulate(bars: Mapping[str, pd.DataFrame], forecasts: Mapping[str, pd.Series
                 books[i], target = decide(books[i], bar + 1, signal, close_rows[bar][i], vol, rules)
                 if target is not None:
                     wanted.append((i, target))
-            if wanted:
+            if wanted and close_fill:
                 orders = _order_targets(wanted, positions, close_rows[bar], value, cash, comm,
                                         slip, fractional, bar)
+            elif wanted:
+                deferred = (wanted, value)
         values[bar] = value
         cash_line[bar] = cash
         gross[bar] = left_sum(abs(positions[i].size) * close_rows[bar][i] for i in range(n))
@@ -503,7 +512,8 @@ def _broker_value(cash: float, positions: list[_Position], closes: np.ndarray) -
 def _order_targets(wanted: list[tuple[int, float]], positions: list[_Position],
                    closes: np.ndarray, value: float, cash: float, comm: float, slip: float,
                    fractional: bool, bar: int) -> list[tuple[int, float, int]]:
-    """RecordingStrategy.order_targets and backtrader's order_target_value, as sizes."""
+    """RecordingStrategy.order_targets as sizes: target fractions of `value`, priced at
+    `closes` (the signal close, or the next open with next-open fills)."""
     planned = []
     for i, fraction in wanted:
         held = positions[i].size * closes[i]

@@ -117,33 +117,73 @@ class RecordingStrategy(bt.Strategy):
         return self.closed_trades + getattr(self, "open_trades", [])
 
     def order_targets(self, targets: list[tuple[bt.DataBase, float]]) -> dict:
-        """Order each data to a target fraction of equity; returns the orders by data.
+        """Order each data to a target fraction of equity; returns the orders placed now.
+
+        The targets are fractions of the equity at this bar's close. With next-open fills
+        (a Cerebro with cheat_on_open, as `make_cerebro` builds it) the orders are sized
+        at the next bar's open, the price they fill at, in `next_open`: a gap up can then
+        not leave a purchase short of cash, and nothing but that open is read from the
+        new bar. Elsewhere (close fills, a user's plain Cerebro) they are sized at this
+        close now, and a purchase may be refused when the next open gaps above it.
 
         Reductions go first (the broker fills in submission order) and a purchase is
-        capped at the cash on hand plus what this bar's reductions free at the close's
-        price, less the commission and slippage the purchase will pay, so an equal-weight
-        entry after other positions have grown buys what it can afford instead of being
-        rejected bar after bar.
+        capped at the cash on hand plus what the reductions free, less the commission
+        and slippage the purchase will pay, so an equal-weight entry after other
+        positions have grown buys what it can afford instead of being rejected.
         """
+        if self._sized_at_open():
+            self._deferred = (list(targets), self.broker.getvalue())
+            return {}
+        return self._place(targets, [data.close[0] for data, _ in targets],
+                           self.broker.getvalue())
+
+    def _sized_at_open(self) -> bool:
+        return bool(self.env.p.cheat_on_open) and not self.broker.p.coc
+
+    def next_open(self) -> None:
+        """Cheat-on-open: the orders decided at the last close, sized at this open."""
+        deferred = getattr(self, "_deferred", None)
+        if deferred is None:
+            return
+        self._deferred = None
+        targets, value = deferred
+        self.orders_placed(self._place(targets, [data.open[0] for data, _ in targets], value))
+
+    def orders_placed(self, orders: dict) -> None:
+        """Hook: the orders `next_open` placed for targets decided at the last close."""
+
+    def _place(self, targets: list[tuple[bt.DataBase, float]], prices: list[float],
+               value: float) -> dict:
+        """Orders to the target fractions of `value`, sized at `prices` (see order_targets)."""
         broker = self.broker
-        value = broker.getvalue()
         planned = []
-        for data, fraction in targets:
-            held = self.getposition(data).size * data.close[0]
-            planned.append((fraction * value - held, data, fraction * value, held))
+        for (data, fraction), price in zip(targets, prices, strict=True):
+            held = self.getposition(data).size * price
+            planned.append((fraction * value - held, data, fraction * value, held, price))
         cash = broker.getcash()
         slip = broker.p.slip_perc or 0.0
         orders = {}
-        for change, data, target_value, held in sorted(planned, key=lambda p: p[0]):
-            price = data.close[0]
-            comm = broker.getcommissioninfo(data).getcommission(1.0, price) / price
+        for change, data, target_value, held, price in sorted(planned, key=lambda p: p[0]):
+            info = broker.getcommissioninfo(data)
+            comm = info.getcommission(1.0, price) / price
             if change > 0 and held >= 0:
                 affordable = max(cash, 0.0) / ((1.0 + comm) * (1.0 + slip))
                 target_value = held + min(change, affordable)
                 cash -= (target_value - held) * (1.0 + comm) * (1.0 + slip)
             else:  # a sale (or a short growing) frees its value less slippage and commission
                 cash -= (target_value - held) * (1.0 - slip) * (1.0 - comm)
-            orders[data] = self.order_target_value(data=data, target=target_value)
+            size_now = self.getposition(data).size
+            if not target_value and size_now:
+                orders[data] = self.close(data=data, size=size_now)
+                continue
+            if target_value == held:
+                continue
+            # backtrader's order_target_value, valued at `price` (it would value the held
+            # position at the bar's close, which at the open is still to come)
+            size = info.getsize(price, abs(target_value - held))
+            if size:
+                place = self.buy if target_value > held else self.sell
+                orders[data] = place(data=data, size=size, price=price)
         return orders
 
     def trade_start_num(self) -> float:
@@ -291,8 +331,11 @@ class LSTMStrategy(RecordingStrategy):
         if orders and rules.sizing == "sizer":
             self._orders_by_sizer(orders)
         elif orders:
-            for data, order in self.order_targets(orders).items():
-                self._books[data].pending = order
+            self.orders_placed(self.order_targets(orders))
+
+    def orders_placed(self, orders: dict) -> None:
+        for data, order in orders.items():
+            self._books[data].pending = order
 
     def _orders_by_sizer(self, orders: list[tuple[bt.DataBase, float]]) -> None:
         """Close what is held against the new direction, then buy or sell what the sizer says."""

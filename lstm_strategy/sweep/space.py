@@ -231,9 +231,9 @@ def _range(path: Path, key: str, spec: dict) -> Range:
         raise ConfigError(f"{where} must be a list of values or {{low, high[, step, log, "
                           f"type: int|float]}}" + (f"; unknown key(s) {extra}" if extra else
                                                    "; low and high are both needed") + ".")
-    kind = spec.get("type")
-    if kind not in (None, "int", "float"):
-        raise ConfigError(f"{where}.type={kind!r}; use int or float (or leave it out).")
+    number_type = spec.get("type")
+    if number_type not in (None, "int", "float"):
+        raise ConfigError(f"{where}.type={number_type!r}; use int or float (or leave it out).")
     for part in ("low", "high", "step"):
         if part in spec and spec[part] is not None and not _is(spec[part], (int, float)):
             raise ConfigError(f"{where}.{part}={spec[part]!r} must be a number.")
@@ -251,7 +251,7 @@ def _range(path: Path, key: str, spec: dict) -> Range:
                           f"low or drop log.")
     if log and step is not None:
         raise ConfigError(f"{where}: log: true takes no step; drop one of them.")
-    integer = kind == "int" or (kind is None and all(isinstance(spec[k], int)
+    integer = number_type == "int" or (number_type is None and all(isinstance(spec[k], int)
                                                      for k in ("low", "high")))
     if integer and step is not None and step != int(step):
         raise ConfigError(f"{where}.step={step!r} must be a whole number for an int range.")
