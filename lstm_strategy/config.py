@@ -390,16 +390,25 @@ def parse_override(text: str) -> tuple[str, object]:
         raise ConfigError(f"--set {text!r}: the value is not valid YAML ({exc}).") from exc
 
 
-def _config_file(path: str | Path) -> Path:
-    """The config file at `path`, or the ready config of that name shipped with the package."""
+def ready_file(path: str | Path) -> Path | None:
+    """The file at `path`, or the ready file of that name shipped in strategies/ (a name
+    with or without .yaml), or None."""
     path = Path(path)
-    if path.exists():
+    if path.is_file():
         return path
     for candidate in (path, Path("strategies") / path.name,
                       Path("strategies") / f"{path.name}.yaml"):
         ready = shipped(candidate)
         if ready is not None:
             return ready
+    return None
+
+
+def _config_file(path: str | Path) -> Path:
+    """The config file at `path`, or the ready config of that name shipped with the package."""
+    found = ready_file(path)
+    if found is not None:
+        return found
     raise ConfigError(f"{path}: no such config file. Ready configs are in {CONFIG_DIR} "
                       f"(name one, e.g. --config lstm_long_short).")
 

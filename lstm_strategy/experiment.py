@@ -118,6 +118,7 @@ def load_experiment_data(config: ExperimentConfig) -> tuple[dict[str, pd.DataFra
                               f"{list(feature_config.names)} all need volume.")
         if dropped:
             notes.append(f"volume features {dropped} left out (data.volume: none).")
+            warnings.warn(notes[-1], DataWarning, stacklevel=2)
             feature_config = dataclasses.replace(feature_config, names=kept)
     exog = None
     if config.data.macro:

@@ -44,7 +44,7 @@ def test_long_only_orders_fill_at_next_open_with_commission(bars: pd.DataFrame) 
     result = backtest({"AAPL": bars}, LSTMStrategy, broker=COMMISSION,
                       forecasts=forecast_series(bars, PATTERN), fraction=0.95)
     fills = result.fills
-    opens, closes = bars["Open"].to_numpy(), bars["Close"].to_numpy()
+    opens = bars["Open"].to_numpy()
     assert list(fills["date"].dt.date) == [bars.index[i].date() for i in (1, 6, 11, 17)]
     assert list(fills["side"]) == ["buy", "sell", "buy", "sell"]
     np.testing.assert_allclose(fills["price"], opens[[1, 6, 11, 17]], rtol=0, atol=1e-12)

@@ -113,3 +113,13 @@ def test_ready_sweeps_resolve_by_name(tmp_path: Path) -> None:
     config = load_sweep("sweep_example")
     assert Path(config.base_dir) == (ROOT / "strategies")
     assert config.experiment({}).name == "default"
+
+
+def test_ranges_from_python_are_checked_too() -> None:
+    from lstm_strategy import ConfigError
+    from lstm_strategy.sweep import Range
+
+    for bad in (dict(low=0.0, high=1.0, step=0.0), dict(low=2.0, high=1.0),
+                dict(low=0.0, high=1.0, log=True)):
+        with pytest.raises(ConfigError, match="Range: "):
+            Range(**bad)

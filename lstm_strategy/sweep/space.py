@@ -30,9 +30,9 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from ..config import ExperimentConfig, load_config, resolve_path, yaml_problem
+from ..config import ExperimentConfig, load_config, ready_file, resolve_path, yaml_problem
 from ..errors import ConfigError
-from ..resources import configs_dir, shipped
+from ..resources import configs_dir
 
 MODEL_SIDE = ("data.", "features.", "model.", "train.", "device")
 SEARCHES = ("grid", "random", "tpe")
@@ -49,6 +49,14 @@ class Range:
     step: float | None = None
     log: bool = False
     integer: bool = False
+
+    def __post_init__(self) -> None:
+        if self.low > self.high:
+            raise ConfigError(f"Range: low={self.low!r} is above high={self.high!r}.")
+        if self.step is not None and not self.step > 0:
+            raise ConfigError(f"Range: step={self.step!r} must be > 0.")
+        if self.log and not self.low > 0:
+            raise ConfigError(f"Range: log=True needs low > 0 (got {self.low!r}).")
 
     def grid(self, key: str) -> list:
         if self.step is None:
@@ -260,14 +268,9 @@ def _range(path: Path, key: str, spec: dict) -> Range:
 
 def sweep_file(path: str | Path) -> Path:
     """The sweep file at `path`, or the ready sweep of that name (strategies/NAME.yaml)."""
-    path = Path(path)
-    if path.is_file():
-        return path
-    for candidate in (path, Path("strategies") / path.name,
-                      Path("strategies") / f"{path.name}.yaml"):
-        ready = shipped(candidate)
-        if ready is not None:
-            return ready
+    found = ready_file(path)
+    if found is not None:
+        return found
     raise ConfigError(f"{path}: no such sweep file. Ready sweeps are in {configs_dir()} "
                       f"(name one, e.g. --config sweep_example).")
 
