@@ -38,6 +38,14 @@ def hourly(daily: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+@pytest.fixture(scope="module")
+def monthly(daily: pd.DataFrame) -> pd.DataFrame:
+    """Real prices on month starts (a monthly file), 60 bars."""
+    frame = daily.iloc[:60].copy()
+    frame.index = pd.date_range("2005-01-01", periods=60, freq="MS", name="Date")
+    return frame
+
+
 def _rows(frame: pd.DataFrame, stamp: Callable[[pd.Timestamp], list[str]], sep: str = ",",
           price: Callable[[float], str] = repr, volume: Callable[[float], str] | None = None
           ) -> list[str]:
@@ -62,7 +70,8 @@ def _iso(t: pd.Timestamp) -> list[str]:
     return [t.isoformat(sep=" ") if t != t.normalize() else str(t.date())]
 
 
-def _corpus(tmp: Path, daily: pd.DataFrame, hourly: pd.DataFrame) -> dict[str, tuple]:
+def _corpus(tmp: Path, daily: pd.DataFrame, hourly: pd.DataFrame, monthly: pd.DataFrame
+            ) -> dict[str, tuple]:
     """name -> (path, load kwargs, the bars it must read to)."""
     files: dict[str, tuple] = {}
 
@@ -77,6 +86,11 @@ def _corpus(tmp: Path, daily: pd.DataFrame, hourly: pd.DataFrame) -> dict[str, t
             _rows(daily, _epoch(unit)))
         add(f"epoch_{unit}_hourly", hourly, "timestamp,open,high,low,close,volume",
             _rows(hourly, _epoch(unit)))
+    add("epoch_ms_monthly", monthly, "timestamp,open,high,low,close,volume",
+        _rows(monthly, _epoch("ms")))
+    add("mt5_monthly", monthly, "<DATE>\t<TIME>\t<OPEN>\t<HIGH>\t<LOW>\t<CLOSE>\t<TICKVOL>\t<VOL>",
+        ["\t".join([t.strftime("%Y.%m.%d"), "00:00", *(repr(float(r[c])) for c in COLUMNS[:4]),
+                    "1", str(int(r["Volume"]))]) for t, r in monthly.iterrows()])
     add("tradingview", hourly, "time,open,high,low,close,Volume", _rows(hourly, _epoch("s")))
     add("date_time_columns", hourly, "Date,Time,Open,High,Low,Close,Volume",
         _rows(hourly, lambda t: [str(t.date()), t.strftime("%H:%M")]))
@@ -156,8 +170,9 @@ REFUSALS = {
 
 
 def test_corpus_every_file_reads_to_its_bars_or_is_refused_with_the_fix(
-        tmp_path: Path, daily: pd.DataFrame, hourly: pd.DataFrame) -> None:
-    files = _corpus(tmp_path, daily, hourly)
+        tmp_path: Path, daily: pd.DataFrame, hourly: pd.DataFrame,
+        monthly: pd.DataFrame) -> None:
+    files = _corpus(tmp_path, daily, hourly, monthly)
     assert len(files) >= 20
     for name, (path, kwargs, expected) in files.items():
         with warnings.catch_warnings():
