@@ -109,8 +109,9 @@ class LocalBackend:
     def _settle(self, handle: Future, inner: Future | None, pool: object) -> bool:
         """Pass a pool future's outcome to its handle; a lost worker's task goes again.
         True when the handle is done."""
-        error = None if inner is None else inner.exception()
-        if inner is not None and not isinstance(error, BrokenProcessPool):
+        lost = inner is None or inner.cancelled()  # a pool replaced under it
+        error = None if lost else inner.exception()
+        if not lost and not isinstance(error, BrokenProcessPool):
             task = self._tasks.pop(handle, None)
             if task is not None:
                 if error is None:
