@@ -13,7 +13,7 @@ matplotlib loads only when a report is written (`write_run`).
     ExperimentConfig, load_config, run_experiment, write_run
 """
 
-__version__ = "0.1.0"
+__version__ = "0.1.1"
 
 from .backtest import (
     BuyAndHold,

@@ -56,6 +56,21 @@ def code_digest() -> str:
     return digest.hexdigest()[:16]
 
 
+def model_source_digest(model_config: ModelConfig) -> str | None:
+    """A hash of the source file of a model class from outside the package (an edited
+    user model never gets the forecasts its older version computed); None for built-ins."""
+    import inspect
+
+    cls = model_config.model_class
+    if cls.__module__.startswith("lstm_strategy."):
+        return None
+    try:
+        source = Path(inspect.getsourcefile(cls) or "")
+    except TypeError:
+        return None
+    return hashlib.sha256(source.read_bytes()).hexdigest()[:16] if source.is_file() else None
+
+
 def forecast_key(features: pd.DataFrame | Mapping[str, pd.DataFrame],
                  target: pd.Series | Mapping[str, pd.Series], model_config: ModelConfig,
                  train_config: TrainConfig, device: str | torch.device,
@@ -69,6 +84,7 @@ def forecast_key(features: pd.DataFrame | Mapping[str, pd.DataFrame],
     digest = hashlib.sha256()
     digest.update(json.dumps({
         "package": __version__, "torch": torch.__version__, "code": code_digest(),
+        "model_source": model_source_digest(model_config),
         "device": resolve_device(device).type, "model": asdict(model_config),
         "train": asdict(train_config), "columns": [str(c) for c in first.columns],
         "assets": list(frames), "sectors": dict(sectors) if sectors else None,

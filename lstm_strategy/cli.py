@@ -14,7 +14,7 @@ from pathlib import Path
 from . import __version__
 from .config import CONFIG_DIR, ExperimentConfig, load_config
 from .data import stamp
-from .errors import BAD_INPUT, DataWarning
+from .errors import BAD_INPUT, ConfigError, DataWarning
 from .evaluation.metrics import format_metric
 
 EXIT_BAD_INPUT = 2
@@ -25,10 +25,12 @@ examples:
   lstm-backtest run --config strategies/lstm_long_short.yaml
   lstm-backtest run --data data/MSFT.csv --set train.epochs=10 --out runs/msft
   lstm-backtest check --config my.yaml               validate config and data, no training
+  lstm-backtest audit --config my.yaml               prove it does not look ahead
   lstm-backtest compare --config strategies/sp32_compare.yaml --out runs/sp32
 
 ready configs: {CONFIG_DIR}
 exit status: 0 success, 2 bad input (config, data, output folder), 1 anything else
+             (audit: 1 = a leak found)
 """
 
 
@@ -113,6 +115,25 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--quiet", action="store_true", help="no progress output")
     compare.add_argument("--no-cache", action="store_true",
                          help="retrain even when the forecast cache holds these results")
+    audit = sub.add_parser(
+        "audit", help="prove a config (your features and model too) does not look ahead",
+        description="Run the experiment's features and walk-forward forecasts, then again on "
+                    "copies of the data cut after several dates and on copies whose future "
+                    "changed (prices, exogenous values after publication, headlines after "
+                    "their time); check that the model's output at t ignores rows after t "
+                    "and that streaming gives the batch forecasts. Prints every value that "
+                    "changed before it could have been known: the check, the feature, fold "
+                    "model or forecast, the first date and the size. Exit status: 0 clean, "
+                    "1 a leak found, 2 bad input.",
+        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _common(audit)
+    audit.add_argument("--cuts", type=int, default=3, metavar="N",
+                       help="cut dates to test (default 3; --thorough: at least 8)")
+    audit.add_argument("--epochs", type=int, default=2, metavar="N",
+                       help="training epochs per fold in the audit (default 2; 0: as the "
+                            "config says); a leak is a leak at any size")
+    audit.add_argument("--thorough", action="store_true", help="more cut dates")
+    audit.add_argument("--quiet", action="store_true", help="no progress output")
     check = sub.add_parser(
         "check", help="validate a config and its data without training",
         description="Load and validate the config and every data file, build the "
@@ -147,6 +168,30 @@ def _check(args: argparse.Namespace) -> int:
         print(f"note: {note}")
     print("config and data are valid.")
     return 0
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from .audit import audit
+
+    if args.cuts < 1 or args.epochs < 0:
+        raise ConfigError(f"--cuts={args.cuts} must be >= 1 and --epochs={args.epochs} >= 0.")
+    config = _config(args)
+    started = time.perf_counter()
+    result = audit(config, cuts=args.cuts, thorough=args.thorough,
+                   epochs=args.epochs or None, say=_say(args))
+    print(f"{config.name}: audited {len(result.checks)} checks at cuts "
+          f"{', '.join(stamp(d) for d in result.cuts)} in {time.perf_counter() - started:.0f}s")
+    for check in result.checks:
+        print(f"  - {check}")
+    if result.clean:
+        print("clean: no feature, fold model or forecast changed before it could be known.")
+        return 0
+    table = result.table()
+    print(f"LEAK: {len(table)} component(s) changed before they could have been known:")
+    for row in table.itertuples():
+        print(f"  {row.component}: {row.check}, first at {row.first_date} (size "
+              f"{row.size:.3g}): {row.detail}")
+    return 1
 
 
 def _sweep(args: argparse.Namespace) -> int:
@@ -261,7 +306,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
-            return {"check": _check, "sweep": _sweep, "compare": _compare}.get(
+            return {"check": _check, "sweep": _sweep, "compare": _compare,
+                    "audit": _audit}.get(
                 args.command, _run)(args)
     except BAD_INPUT as exc:
         if args.debug:

@@ -306,6 +306,10 @@ def _coerce(value: object, annotation: object, key: str) -> object:
         if isinstance(value, datetime.date):  # YAML reads 2008-01-01 as a date
             return value.isoformat()
         raise ConfigError(f"{key}={value!r} must be a string.")
+    if annotation is dict:
+        if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+            return dict(value)
+        raise ConfigError(f"{key} must be a mapping of names to values, got {value!r}.")
     if is_dataclass(annotation):
         return _build(annotation, value, key)
     raise ConfigError(f"{key}: unsupported type {annotation!r}.")  # pragma: no cover
@@ -325,6 +329,11 @@ def _build(cls: type, values: object, prefix: str) -> object:
     if not isinstance(values, dict):
         raise ConfigError(f"{prefix or 'config'} must be a mapping of keys to values, got "
                           f"{values!r}.")
+    if cls is ModelConfig and isinstance(values, dict) and "class" in values:
+        if "kind" in values:
+            raise ConfigError(f"{prefix}: give kind (a built-in model) or class (yours), "
+                              f"not both.")
+        values = {("kind" if k == "class" else k): v for k, v in values.items()}
     hints = _hints(cls)
     names = [f.name for f in fields(cls)]
     where = f"{prefix}." if prefix else ""
@@ -413,8 +422,26 @@ def _config_file(path: str | Path) -> Path:
                       f"(name one, e.g. --config lstm_long_short).")
 
 
+def _code_near(spec: object, folder: Path) -> object:
+    """"file.py:name" with the file beside the config file, made absolute."""
+    if not isinstance(spec, str) or ".py:" not in spec:
+        return spec
+    file, _, name = spec.rpartition(":")
+    if Path(file).is_absolute() or not (folder / file).is_file():
+        return spec
+    return f"{(folder / file).resolve()}:{name}"
+
+
 def _paths_from(tree: dict, folder: Path) -> None:
-    """Make a config file's relative data paths absolute when they exist beside the file."""
+    """Make a config file's relative data paths absolute when they exist beside the file,
+    and the code files it names (model.class, features.extra)."""
+    model, features = tree.get("model"), tree.get("features")
+    if isinstance(model, dict):
+        for key in ("class", "kind"):
+            if key in model:
+                model[key] = _code_near(model[key], folder)
+    if isinstance(features, dict) and isinstance(features.get("extra"), list):
+        features["extra"] = [_code_near(spec, folder) for spec in features["extra"]]
     data = tree.get("data")
     if not isinstance(data, dict):
         return

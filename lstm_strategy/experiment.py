@@ -83,9 +83,57 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+@dataclass
+class ExperimentInputs:
+    """What features are built from: the bars, the exogenous table, the headlines, the
+    feature settings in force, and the notes loading them gave."""
+
+    bars: dict[str, pd.DataFrame]
+    exogenous: pd.DataFrame | None
+    news: pd.DataFrame | None
+    feature_config: object
+    notes: list[str]
+
+
 def load_experiment_data(config: ExperimentConfig) -> tuple[dict[str, pd.DataFrame],
                                                             dict[str, pd.DataFrame], list[str]]:
     """Validated bars and features per ticker, plus notes for the report."""
+    inputs = load_experiment_inputs(config)
+    bars, notes = inputs.bars, inputs.notes
+    features = experiment_features(config, inputs)
+    for ticker, frame in bars.items():
+        warm = warmup_bars(features[ticker])
+        needed = warm + config.train.min_train_bars + config.train.step
+        if len(frame) < needed:
+            raise DataError(f"{frame.attrs.get('source', ticker)}: {len(frame)} bars, but "
+                            f"{needed} are needed ({warm} feature warm-up + "
+                            f"{config.train.min_train_bars} train.min_train_bars + "
+                            f"{config.train.step} train.step). Supply more history or "
+                            f"lower train.min_train_bars.")
+        notes.append(f"{ticker}: {warm} warm-up bar(s) before every feature is defined.")
+    return bars, features, notes
+
+
+def experiment_features(config: ExperimentConfig, inputs: ExperimentInputs
+                        ) -> dict[str, pd.DataFrame]:
+    """The feature frame of every ticker from these inputs (the audit feeds it cut and
+    perturbed copies)."""
+    data, events = config.data, inputs.news
+    features = {}
+    for ticker, frame in inputs.bars.items():
+        feats = build_features(frame, inputs.feature_config, exogenous=inputs.exogenous,
+                               exog_lag=data.macro_lag, exog_prefix="macro_",
+                               exog_transform=data.macro_transform, news=events)
+        if events is not None:
+            feats["sentiment"] = sentiment_feature(
+                frame.index, events, ticker, half_life=data.sentiment_half_life,
+                close_time=data.close_time)
+        features[ticker] = feats
+    return features
+
+
+def load_experiment_inputs(config: ExperimentConfig) -> ExperimentInputs:
+    """Bars, exogenous table and headlines of a config, validated, with their notes."""
     notes: list[str] = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -154,26 +202,7 @@ def load_experiment_data(config: ExperimentConfig) -> tuple[dict[str, pd.DataFra
                      f"({config.data.clock_tz}).")
         notes.append(sentiment_usage(events, list(bars)))
         warnings.warn(notes[-1], DataWarning, stacklevel=2)
-    features = {}
-    for ticker, frame in bars.items():
-        feats = build_features(frame, feature_config, exogenous=exog,
-                               exog_lag=config.data.macro_lag, exog_prefix="macro_",
-                               exog_transform=config.data.macro_transform)
-        if events is not None:
-            feats["sentiment"] = sentiment_feature(
-                frame.index, events, ticker, half_life=config.data.sentiment_half_life,
-                close_time=config.data.close_time)
-        features[ticker] = feats
-        warm = warmup_bars(feats)
-        needed = warm + config.train.min_train_bars + config.train.step
-        if len(frame) < needed:
-            raise DataError(f"{frame.attrs.get('source', ticker)}: {len(frame)} bars, but "
-                            f"{needed} are needed ({warm} feature warm-up + "
-                            f"{config.train.min_train_bars} train.min_train_bars + "
-                            f"{config.train.step} train.step). Supply more history or "
-                            f"lower train.min_train_bars.")
-        notes.append(f"{ticker}: {warm} warm-up bar(s) before every feature is defined.")
-    return bars, features, notes
+    return ExperimentInputs(bars, exog, events, feature_config, notes)
 
 
 def _unique(lines: object) -> list[str]:

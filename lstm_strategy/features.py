@@ -11,6 +11,7 @@ whole series) and the "visual" Ichimoku spans (shifted into the future by design
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 
@@ -26,6 +27,7 @@ NON_CAUSAL_TA = (
     "trend_visual_ichimoku_a", "trend_visual_ichimoku_b",
 )
 
+FEATURE_SETS = ("default", "alpha158")
 VOLUME_FEATURES = ("obv_slope", "volume_z")  # left out for data without volume
 
 DEFAULT_FEATURES = (
@@ -57,9 +59,16 @@ class FeatureConfig:
     cci_window: int = 20
     roc_window: int = 10
     vol_window: int = 20
+    set: str = "default"  # default (names above) | alpha158 (Qlib's Alpha158 family)
+    extra: tuple[str, ...] = ()  # your feature functions: "mypkg.features:fn", "f.py:fn"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "names", tuple(self.names))
+        object.__setattr__(self, "extra", tuple(self.extra))
+        if self.set not in FEATURE_SETS:
+            raise ConfigError(f"features.set={self.set!r}; choose one of {list(FEATURE_SETS)}.")
+        for spec in self.extra:
+            user_feature(spec)
         unknown = [n for n in self.names if n not in FEATURES]
         if unknown:
             raise ConfigError(f"features.names: unknown feature(s) {unknown}; choose from "
@@ -136,6 +145,43 @@ FEATURES: dict[str, FeatureFn] = {
 }
 
 
+def user_feature(spec: str) -> Callable:
+    """The function a `features.extra` entry names (ConfigError if it does not import)."""
+    from .plugins import import_object
+
+    found = import_object(spec, "features.extra")
+    if not callable(found):
+        raise ConfigError(f"features.extra={spec!r} is not a function of the bars.")
+    return found
+
+
+def _user_columns(spec: str, ohlcv: pd.DataFrame, exogenous: pd.DataFrame | None,
+                  news: pd.DataFrame | None) -> dict[str, pd.Series]:
+    """Columns from one user feature function: fn(bars) -> Series or DataFrame on the bars'
+    index; it also gets `exogenous=` (the raw exogenous table) and `news=` (headlines as
+    timestamp, ticker, score) where its signature asks for them."""
+    fn = user_feature(spec)
+    wanted = inspect.signature(fn).parameters
+    kwargs = {k: v for k, v in (("exogenous", exogenous), ("news", news)) if k in wanted}
+    out = fn(ohlcv.copy(), **kwargs)
+    if isinstance(out, pd.Series):
+        out = out.to_frame(out.name if out.name is not None else spec.rpartition(":")[2])
+    if not isinstance(out, pd.DataFrame):
+        raise DataError(f"features.extra {spec}: returned {type(out).__name__}; return a "
+                        f"pandas Series or DataFrame on the bars' index.")
+    if not out.index.equals(ohlcv.index):
+        raise DataError(f"features.extra {spec}: its index is not the bars' index "
+                        f"({len(out)} rows for {len(ohlcv)} bars); return one row per bar "
+                        f"(reindex(bars.index) keeps the rows, shift() keeps them causal).")
+    columns = {}
+    for name in out.columns:
+        values = pd.to_numeric(out[name], errors="coerce")
+        if values.notna().sum() < out[name].notna().sum():
+            raise DataError(f"features.extra {spec}: column {name!r} is not numeric.")
+        columns[str(name)] = values.replace([np.inf, -np.inf], np.nan).astype("float64")
+    return columns
+
+
 def build_features(
     ohlcv: pd.DataFrame,
     config: FeatureConfig | None = None,
@@ -144,13 +190,17 @@ def build_features(
     exog_lag: str = "0D",
     exog_prefix: str = "",
     exog_transform: str = "level",
+    news: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Feature frame on the bars' index: one column per feature, warm-up rows left NaN.
 
-    `exogenous` (numeric series by date, e.g. macro) joins as-of by availability time
-    (see `join_exogenous`); `exog_lag` is the publication lag, a pandas offset such as
-    "45D". `exog_transform="diff"` uses bar-to-bar changes instead of levels.
-    Use `warmup_bars()` to learn how many leading rows are incomplete.
+    The set (`config.set`: the default `ta` features of `config.names`, or Qlib's
+    Alpha158), then your functions (`config.extra`). `exogenous` (numeric series by
+    date, e.g. macro) joins as-of by availability time (see `join_exogenous`);
+    `exog_lag` is the publication lag, a pandas offset such as "45D".
+    `exog_transform="diff"` uses bar-to-bar changes instead of levels. `news` reaches
+    only the extra functions that ask for it. Use `warmup_bars()` to learn how many
+    leading rows are incomplete (it counts the extra columns' warm-up too).
     """
     config = config or FeatureConfig()
     missing = [c for c in ("Open", "High", "Low", "Close", "Volume") if c not in ohlcv.columns]
@@ -159,9 +209,20 @@ def build_features(
                         f"Load the data with load_ohlcv().")
     columns = {}
     with np.errstate(divide="ignore", invalid="ignore"):
-        for name in config.names:
-            series = FEATURES[name](ohlcv, config)
-            columns[name] = series.replace([np.inf, -np.inf], np.nan).astype("float64")
+        if config.set == "alpha158":
+            from .alpha158 import alpha158
+
+            columns.update(alpha158(ohlcv, volume=ohlcv.attrs.get("volume", True)))
+        else:
+            for name in config.names:
+                series = FEATURES[name](ohlcv, config)
+                columns[name] = series.replace([np.inf, -np.inf], np.nan).astype("float64")
+        for spec in config.extra:
+            for name, values in _user_columns(spec, ohlcv, exogenous, news).items():
+                if name in columns:
+                    raise DataError(f"features.extra {spec}: column {name!r} is already a "
+                                    f"feature; give it another name.")
+                columns[name] = values
     features = pd.DataFrame(columns, index=ohlcv.index)
     if exogenous is not None:
         joined = join_exogenous(ohlcv.index, exogenous, lag=exog_lag, transform=exog_transform)

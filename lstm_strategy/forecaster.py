@@ -23,8 +23,8 @@ import pandas as pd
 import torch
 
 from . import __version__
-from .errors import CheckpointError, DeviceError
-from .models import ForecastModel, ModelConfig, build_model
+from .errors import CheckpointError, ConfigError, DeviceError
+from .models import ForecastModel, ModelConfig, build_model, class_path
 from .models.base import CHUNK_BARS
 
 CHECKPOINT_FORMAT = 1
@@ -142,11 +142,15 @@ class Forecaster:
         x = torch.as_tensor(np.ascontiguousarray(rows, dtype=np.float32), device=self.device)
         return (x - self._mean) / self._std
 
-    def output(self, raw: torch.Tensor) -> torch.Tensor:
-        """The model's raw outputs as forecasts: a log return, or P(up) for a direction head."""
+    def output(self, raw: torch.Tensor) -> np.ndarray:
+        """The model's raw outputs as forecasts (float64 on the host): a log return, or P(up)
+        for a direction head. The sigmoid runs in NumPy: torch's CPU kernel rounds the last
+        elements of an array (its scalar tail) differently from the rest, so a forecast
+        moved by 1e-7 with the number of rows after it (found by `lstm-backtest audit`)."""
+        values = raw.cpu().double().numpy()
         if self.model_config.head == "direction":
-            return torch.sigmoid(raw)
-        return raw * self.target_std
+            return 1.0 / (1.0 + np.exp(-values))
+        return values * self.target_std
 
     @torch.no_grad()
     def forecast_rows(self, rows: np.ndarray, batch_size: int = FORECAST_BATCH,
@@ -162,7 +166,7 @@ class Forecaster:
         with full_precision(self.device):
             raw = self.model.forecast_segment(self.scale(rows), chunk_bars, batch_size)
         # float64 only on the host: some devices (MPS) have no float64
-        return self.output(raw).cpu().double().numpy()
+        return self.output(raw)
 
     def check_features(self, columns: Sequence[str]) -> None:
         """Raise unless `columns` are exactly the features this model was trained on, in order."""
@@ -196,6 +200,7 @@ class Forecaster:
         return {
             "state_dict": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
             "model_config": asdict(self.model_config),
+            "model_class": class_path(type(self.model)),
             "feature_names": list(self.feature_names),
             "mean": self._mean.cpu(),
             "std": self._std.cpu(),
@@ -206,10 +211,26 @@ class Forecaster:
 
     @classmethod
     def from_dict(cls, blob: dict, device: str | torch.device = "cpu") -> Forecaster:
-        config = ModelConfig(**blob["model_config"])
+        try:
+            config = ModelConfig(**blob["model_config"])
+        except ConfigError as exc:
+            raise CheckpointError(f"checkpoint of model {blob['model_config'].get('kind')!r}: "
+                                  f"{exc}") from None
         names = list(blob["feature_names"])
+        built = class_path(config.model_class)
+        saved = blob.get("model_class", built)  # checkpoints before 0.1.1 name no class
+        if saved != built:
+            raise CheckpointError(f"checkpoint written by model class {saved}, but "
+                                  f"model.kind={config.kind!r} now builds {built}; load it "
+                                  f"where {saved} is importable, or re-train.")
         model = build_model(len(names), config, blob.get("n_assets", 1))
-        model.load_state_dict(blob["state_dict"])
+        try:
+            model.load_state_dict(blob["state_dict"])
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise CheckpointError(f"checkpoint weights do not fit {built} with params "
+                                  f"{config.params} ({first}); the class changed since it "
+                                  f"was saved, or re-train.") from None
         scaler = Scaler(blob["mean"].numpy(), blob["std"].numpy())
         return cls(model, config, names, scaler, blob["target_std"], blob["horizon"], device)
 

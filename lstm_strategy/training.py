@@ -36,6 +36,7 @@ from .forecaster import (
 )
 from .graph import build_graph
 from .models import ForecastModel, ModelConfig, build_model
+from .models.base import detach_state
 from .models.sequence import masked_mean
 
 
@@ -208,8 +209,7 @@ def train_epochs(model: ForecastModel, x: torch.Tensor, labels: torch.Tensor,
         state = None
         for chunk in model.training_chunks(x, labels, train, config, rng):
             out, state = model(chunk.inputs, state if chunk.carry else None)
-            if state is not None:
-                state = tuple(s.detach() for s in state)
+            state = detach_state(state)
             flat = used.view(-1)
             if chunk.mask is None:
                 flat[chunk.rows] = True

@@ -18,6 +18,7 @@ from torch import nn
 
 from .base import (
     ForecastModel,
+    LSTMModel,
     ModelConfig,
     State,
     TrainingChunk,
@@ -28,15 +29,15 @@ from .sequence import span_validation_loss, stream_chunks, stream_layout
 
 
 @register
-class PooledLSTM(ForecastModel):
+class PooledLSTM(LSTMModel):
     """Per-asset states of one shared LSTM: output at step t uses inputs at steps <= t."""
 
     kind = "pooled"
     multi_asset = True
 
     def __init__(self, n_features: int, config: ModelConfig, n_assets: int) -> None:
-        nn.Module.__init__(self)
-        self.config, self.n_assets = config, n_assets
+        ForecastModel.__init__(self, n_features, config)
+        self.n_assets = n_assets
         width = config.asset_embedding
         self.embedding = nn.Embedding(n_assets, width) if width else None
         self.lstm = nn.LSTM(n_features + width, config.hidden_size, config.num_layers,

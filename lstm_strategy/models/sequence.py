@@ -14,7 +14,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from .base import CHUNK_BARS, ForecastModel, State, TrainingChunk, pad_rows, register
+from .base import (
+    CHUNK_BARS,
+    ForecastModel,
+    LSTMModel,
+    State,
+    TrainingChunk,
+    pad_rows,
+    register,
+)
 
 
 def masked_mean(loss: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -64,7 +72,7 @@ def stream_chunks(xs: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor,
 
 
 @register
-class SequenceLSTM(ForecastModel):
+class SequenceLSTM(LSTMModel):
     """Causal LSTM: output at step t depends only on inputs at steps <= t."""
 
     kind = "sequence"

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .base import ForecastModel, State, TrainingChunk, pad_rows, register
+from .base import LSTMModel, State, TrainingChunk, pad_rows, register
 
 VAL_BATCH = 1024  # windows per validation call
 
@@ -25,7 +25,7 @@ def _windows(x: torch.Tensor, window: int) -> torch.Tensor:
 
 
 @register
-class WindowLSTM(ForecastModel):
+class WindowLSTM(LSTMModel):
     """An LSTM over the last `window` bars, forecast from its final output."""
 
     kind = "window"
