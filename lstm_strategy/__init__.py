@@ -6,11 +6,12 @@ matplotlib loads only when a report is written (`write_run`).
 
     load_ohlcv, load_many, load_exogenous     validated bars and exogenous series
     build_features, make_target, FeatureConfig, warmup_bars
-    ModelConfig, TrainConfig, walk_forward, fit_forecaster, Forecaster
+    ModelConfig, SequenceModel, ForecastModel, register   your own model (models/user.py)
+    TrainConfig, walk_forward, fit_forecaster, Forecaster
     LSTMStrategy, CrossSectionalStrategy, BuyAndHold, SmaCross, EquityRecorder, make_feed,
     backtest, make_cerebro
     forecast_metrics, forecast_report, strategy_metrics
-    ExperimentConfig, load_config, run_experiment, write_run
+    ExperimentConfig, load_config, run_experiment, write_run, audit
 """
 
 __version__ = "0.1.1"
@@ -32,8 +33,15 @@ from .evaluation.metrics import forecast_metrics, forecast_report, strategy_metr
 from .experiment import run_experiment
 from .features import FeatureConfig, build_features, make_target, warmup_bars
 from .forecaster import Forecaster, resolve_device
-from .models import ModelConfig
+from .models import ForecastModel, ModelConfig, SequenceModel, register
 from .training import TrainConfig, WalkForwardResult, fit_forecaster, walk_forward
+
+
+def audit(*args: object, **kwargs: object) -> object:
+    """Audit an experiment for lookahead (see `lstm_strategy.audit.audit`)."""
+    from .audit import audit as _audit
+
+    return _audit(*args, **kwargs)
 
 
 def write_run(*args: object, **kwargs: object) -> object:
@@ -53,13 +61,16 @@ __all__ = [
     "EquityRecorder",
     "ExperimentConfig",
     "FeatureConfig",
+    "ForecastModel",
     "Forecaster",
     "LSTMStrategy",
     "LedgerError",
     "ModelConfig",
+    "SequenceModel",
     "SmaCross",
     "TrainConfig",
     "WalkForwardResult",
+    "audit",
     "backtest",
     "build_features",
     "fit_forecaster",
@@ -72,6 +83,7 @@ __all__ = [
     "make_cerebro",
     "make_feed",
     "make_target",
+    "register",
     "resolve_device",
     "run_experiment",
     "strategy_metrics",

@@ -56,7 +56,7 @@ class Finding:
     check: str  # truncation | future prices | exogenous | news | model causality | stream
     component: str  # "feature rsi (AAPL)", "fold 3 model (AAPL)", "forecast (AAPL)", ...
     first_date: pd.Timestamp
-    size: float  # the largest change seen at or before the date
+    size: float  # the largest change seen at or before the date (NaN: a value vs NaN)
     detail: str
 
 
@@ -97,8 +97,9 @@ def _first_change(before: pd.DataFrame, after: pd.DataFrame, until: pd.Timestamp
         moved = (np.isnan(x) != np.isnan(y)) | (~np.isnan(x) & ~np.isnan(y) & (x != y))
         if moved.any():
             both = ~np.isnan(x) & ~np.isnan(y)
-            size = float(np.abs(x - y)[both].max()) if both.any() else math.inf
-            out[str(name)] = (common[int(np.argmax(moved))], size)
+            gaps = np.abs(x - y)[both]
+            size = float(gaps.max()) if both.any() and gaps.max() > 0 else math.nan
+            out[str(name)] = (common[int(np.argmax(moved))], size)  # NaN: value vs NaN
     return out
 
 
@@ -198,8 +199,9 @@ def _audit(config: ExperimentConfig, n_cuts: int, say: Callable[[str], None]) ->
             after = short[ticker].predictions.rename("forecast").to_frame()
             for _, (date, size) in _first_change(before, after, cut).items():
                 fold = _fold_of(full[ticker], date)
-                found("truncation", f"forecast ({ticker}), fold {fold} model", date, size,
-                      f"changed when the data were cut after {stamp(cut)}")
+                found("truncation", f"forecast ({ticker})", date, size,
+                      f"fold {fold}'s model forecast it; changed when the data were cut "
+                      f"after {stamp(cut)}")
     result.notes = inputs.notes
     return result
 

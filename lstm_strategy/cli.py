@@ -189,8 +189,9 @@ def _audit(args: argparse.Namespace) -> int:
     table = result.table()
     print(f"LEAK: {len(table)} component(s) changed before they could have been known:")
     for row in table.itertuples():
-        print(f"  {row.component}: {row.check}, first at {row.first_date} (size "
-              f"{row.size:.3g}): {row.detail}")
+        size = "a value against NaN" if row.size != row.size else f"size {row.size:.3g}"
+        print(f"  {row.component}: {row.check}, first at {row.first_date} ({size}): "
+              f"{row.detail}")
     return 1
 
 

@@ -147,10 +147,9 @@ class Forecaster:
         for a direction head. The sigmoid runs in NumPy: torch's CPU kernel rounds the last
         elements of an array (its scalar tail) differently from the rest, so a forecast
         moved by 1e-7 with the number of rows after it (found by `lstm-backtest audit`)."""
-        values = raw.cpu().double().numpy()
         if self.model_config.head == "direction":
-            return 1.0 / (1.0 + np.exp(-values))
-        return values * self.target_std
+            return 1.0 / (1.0 + np.exp(-raw.cpu().double().numpy()))
+        return (raw * self.target_std).cpu().double().numpy()  # a product rounds alike anywhere
 
     @torch.no_grad()
     def forecast_rows(self, rows: np.ndarray, batch_size: int = FORECAST_BATCH,
