@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import signal
 import sys
 import threading
@@ -153,6 +154,7 @@ def _check(args: argparse.Namespace) -> int:
     from .experiment import load_experiment_data
     from .features import warmup_bars
     from .forecaster import resolve_device
+    from .models import class_path
     from .training import fold_schedule
 
     config = _config(args)
@@ -164,6 +166,11 @@ def _check(args: argparse.Namespace) -> int:
         print(f"{ticker}: {len(frame)} bars {stamp(frame.index[0])}..{stamp(frame.index[-1])}, "
               f"{feats.shape[1]} features, {len(folds)} walk-forward folds, first forecast "
               f"{stamp(frame.index[folds[0]])}")
+    model = config.model
+    described = ", ".join(f"{f.name}={getattr(model.knobs, f.name)!r}"
+                          for f in dataclasses.fields(model.knobs))
+    print(f"model: {model.kind} ({class_path(model.model_class)}), head {model.head}; "
+          f"params: {described or 'none'}")
     for note in notes:
         print(f"note: {note}")
     print("config and data are valid.")

@@ -111,8 +111,7 @@ def _compare(config: ExperimentConfig, progress: object, say: Callable[[str], No
     for model_kind in config.compare.models:
         for macro, (base, (_, features, _)) in inputs.items():
             name = variant_name(model_kind, macro)
-            experiment = dataclasses.replace(base, model=dataclasses.replace(
-                base.model, kind=model_kind))
+            experiment = dataclasses.replace(base, model=base.model.with_kind(model_kind))
             say(f"{name}: walk-forward")
             started = time.perf_counter()
             seed_everything(experiment.train.seed)

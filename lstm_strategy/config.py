@@ -25,6 +25,7 @@ from .data import split_source
 from .errors import ConfigError, DataError, DataWarning
 from .features import FeatureConfig, publication_lag
 from .models import MODELS, ModelConfig
+from .models.base import LEGACY_KNOBS, builtin_knob_types
 from .resources import configs_dir, shipped
 from .training import TrainConfig
 
@@ -329,22 +330,25 @@ def _build(cls: type, values: object, prefix: str) -> object:
     if not isinstance(values, dict):
         raise ConfigError(f"{prefix or 'config'} must be a mapping of keys to values, got "
                           f"{values!r}.")
-    if cls is ModelConfig and isinstance(values, dict) and "class" in values:
-        if "kind" in values:
-            raise ConfigError(f"{prefix}: give kind (a built-in model) or class (yours), "
-                              f"not both.")
-        values = {("kind" if k == "class" else k): v for k, v in values.items()}
     hints = _hints(cls)
     names = [f.name for f in fields(cls)]
+    if cls is ModelConfig and isinstance(values, dict):
+        if "class" in values:
+            if "kind" in values:
+                raise ConfigError(f"{prefix}: give kind (a built-in model) or class (yours), "
+                                  f"not both.")
+            values = {("kind" if k == "class" else k): v for k, v in values.items()}
+        names += list(LEGACY_KNOBS)  # the flat spellings of the built-in kinds' params
+        hints = {**hints, **builtin_knob_types()}
     where = f"{prefix}." if prefix else ""
     problems = [f"unknown key {where}{k}; allowed keys "
                 f"{'in ' + prefix if prefix else 'at the top level'}: {names}."
                 for k in values if k not in names]
     kwargs = {}
-    for f in fields(cls):
-        if f.name in values:
+    for name in names:
+        if name in values:
             try:
-                kwargs[f.name] = _coerce(values[f.name], hints[f.name], f"{where}{f.name}")
+                kwargs[name] = _coerce(values[name], hints[name], f"{where}{name}")
             except ConfigError as exc:
                 problems += getattr(exc, "problems", [str(exc)])
     if not problems:

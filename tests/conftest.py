@@ -36,6 +36,12 @@ TINY_TRAIN = TrainConfig(min_train_bars=300, step=100, epochs=2, context_bars=60
                          burn_in=5, batch_streams=4, patience=2)
 
 
+def tiny_model(kind: str) -> ModelConfig:
+    """TINY_MODEL as another built-in kind (the window model with 20-bar windows)."""
+    return ModelConfig(kind=kind, hidden_size=8, num_layers=1,
+                       **({"window": 20} if kind == "window" else {}))
+
+
 @pytest.fixture
 def tiny() -> tuple[ModelConfig, TrainConfig]:
     return TINY_MODEL, TINY_TRAIN
@@ -46,11 +52,13 @@ def random_cuts(index: pd.Index, n: int, seed: int, lo: int = 60) -> list[pd.Tim
     return [index[i] for i in sorted(rng.choice(np.arange(lo, len(index) - 1), n, replace=False))]
 
 
-def tiny_overrides(**extra: str) -> list[str]:
-    """--set overrides for a fast CLI run on a slice of AAPL."""
+def tiny_overrides(model: bool = True, **extra: str) -> list[str]:
+    """--set overrides for a fast CLI run on a slice of AAPL (`model=False`: leave the
+    model's params alone, for a model class of one's own)."""
+    sizes = {"model.hidden_size": "8", "model.num_layers": "1"} if model else {}
     values = {
         "data.start": "2008-01-01", "data.end": "2011-12-31",
-        "model.hidden_size": "8", "model.num_layers": "1", "train.epochs": "2",
+        **sizes, "train.epochs": "2",
         "train.min_train_bars": "300", "train.step": "100", "train.context_bars": "60",
         "train.bptt": "32", "train.burn_in": "5", "train.batch_streams": "4",
         "report.save_models": "false", **extra,

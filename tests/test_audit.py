@@ -147,7 +147,8 @@ def test_a_headline_after_the_close_used_on_its_own_bar_is_caught(code: Path) ->
 
 
 def test_a_bidirectional_model_is_named(code: Path, capsys: pytest.CaptureFixture) -> None:
-    config = _config(f"model.class={code / 'bidir.py'}:Bidirectional")
+    config = load_config(None, [*tiny_overrides(model=False, **{"data.macro": "null"}),
+                                f"model.class={code / 'bidir.py'}:Bidirectional"], device="cpu")
     result = audit(config, cuts=1)
     table = result.table()
     model = table[table["check"] == "model causality"]
@@ -166,7 +167,7 @@ def test_the_shipped_configs_are_clean(name: str) -> None:
 
 def test_the_example_models_and_a_multi_asset_config_are_clean() -> None:
     for path in ("examples/gru.yaml", "examples/tcn.yaml"):
-        config = load_config(ROOT / path, tiny_overrides(), device="cpu")
+        config = load_config(ROOT / path, tiny_overrides(model=False), device="cpu")
         result = audit(config, cuts=2)
         assert result.clean, (path, result.table().to_string())
     sp = ROOT / "data" / "sp32"

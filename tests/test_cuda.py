@@ -7,7 +7,6 @@ and batch == streaming checks are repeated on the device.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +29,7 @@ from lstm_strategy.forecaster import full_precision
 from lstm_strategy.models import build_model
 from lstm_strategy.training import Panel, fit_fold
 
-from .conftest import TINY_MODEL, TINY_TRAIN, tiny_overrides
+from .conftest import TINY_MODEL, TINY_TRAIN, tiny_model, tiny_overrides
 from .test_multiasset import GNN, TRAIN, load_panel
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU here")
@@ -53,7 +52,7 @@ def streamed(result: WalkForwardResult, features: pd.DataFrame) -> np.ndarray:
 def test_cpu_trained_models_forecast_the_same_on_the_gpu(inputs: tuple, kind: str,
                                                          tmp_path: Path) -> None:
     features, target = inputs
-    model = replace(TINY_MODEL, kind=kind, window=20)
+    model = tiny_model(kind)
     cpu = walk_forward(features, target, model, TINY_TRAIN, device="cpu", progress=False)
     cpu.save(tmp_path / "wf.pt")
     gpu = WalkForwardResult.load(tmp_path / "wf.pt", device="cuda")
@@ -72,7 +71,7 @@ def test_cpu_trained_models_forecast_the_same_on_the_gpu(inputs: tuple, kind: st
 def test_gpu_training_batch_equals_streaming_and_is_causal(aapl_small: pd.DataFrame,
                                                            inputs: tuple, kind: str) -> None:
     features, target = inputs
-    model = replace(TINY_MODEL, kind=kind, window=20)
+    model = tiny_model(kind)
     full = walk_forward(features, target, model, TINY_TRAIN, device="cuda", progress=False)
     batch = full.predictions.to_numpy()
     assert np.isfinite(batch[features.index.get_loc(full.first_forecast_date):]).all()

@@ -173,7 +173,7 @@ def compare_config(tmp_path: Path, **extra: str) -> Path:
     paths = ", ".join(str(SP32 / f"{t}.csv") for t in FOUR)
     text = f"""name: tiny_compare
 data: {{paths: [{paths}], start: 2003-01-01, end: 2006-12-31}}
-model: {{hidden_size: 8, num_layers: 1, graph_k: 1, graph_window: 60}}
+model: {{kind: lstm_gnn, hidden_size: 8, num_layers: 1, graph_k: 1, graph_window: 60}}
 train: {{min_train_bars: 300, step: 250, epochs: 2, context_bars: 60, bptt: 32, burn_in: 5,
         batch_streams: 4, patience: 2}}
 report: {{save_models: false}}

@@ -31,7 +31,7 @@ from lstm_strategy.forecaster import Scaler, full_precision, load_checkpoint, sa
 from lstm_strategy.models import build_model
 from lstm_strategy.training import Panel, fold_schedule, label_masks
 
-from .conftest import DATA, TINY_MODEL, TINY_TRAIN, hourly_bars
+from .conftest import DATA, TINY_MODEL, TINY_TRAIN, hourly_bars, tiny_model
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +58,7 @@ def test_forecasts_start_at_first_retrain_and_cover_the_rest(result: WalkForward
 @pytest.mark.parametrize("kind", ["sequence", "window"])
 def test_no_lookahead_by_truncation(aapl_small: pd.DataFrame, inputs: tuple, kind: str) -> None:
     features, target = inputs
-    model = replace(TINY_MODEL, kind=kind, window=20)
+    model = tiny_model(kind)
     full = walk_forward(features, target, model, TINY_TRAIN, device="cpu", progress=False)
     dates = [f.retrain_date for f in full.folds]
     index = features.index
@@ -100,7 +100,7 @@ def test_schedule_is_anchored_at_the_start() -> None:
 @pytest.mark.parametrize("kind", ["sequence", "window"])
 def test_batch_and_streaming_forecasts_agree(inputs: tuple, kind: str) -> None:
     features, target = inputs
-    model = replace(TINY_MODEL, kind=kind, window=20)
+    model = tiny_model(kind)
     result = walk_forward(features, target, model, TINY_TRAIN, device="cpu", progress=False)
     stream = result.stream()
     values = features.to_numpy()
@@ -314,7 +314,8 @@ def test_a_forecast_never_depends_on_how_many_rows_follow_it(inputs: tuple, kind
     features, _ = inputs
     rows = features.dropna().to_numpy()[:700]
     torch.manual_seed(3)
-    config = replace(ModelConfig(hidden_size=32, num_layers=2), kind=kind, window=20)
+    config = ModelConfig(kind=kind, hidden_size=32, num_layers=2,
+                         **({"window": 20} if kind == "window" else {}))
     forecaster = Forecaster(build_model(rows.shape[1], config), config, list(features.columns),
                             Scaler.fit(rows), 0.02, 1, "cpu")
     for kwargs in ({}, {"chunk_bars": 16, "batch_size": 8}):
@@ -356,7 +357,7 @@ def test_a_fold_with_nothing_to_learn_from_is_an_error(inputs: tuple) -> None:
 @pytest.mark.parametrize("kind", ["sequence", "window"])
 def test_fold_table_counts_the_labels_really_trained_on(inputs: tuple, kind: str) -> None:
     features, target = inputs
-    model = replace(TINY_MODEL, kind=kind, window=20)
+    model = tiny_model(kind)
     config = replace(TINY_TRAIN, epochs=1)
     result = walk_forward(features, target, model, config, device="cpu", progress=False)
     panel = Panel.from_frames(features, target)

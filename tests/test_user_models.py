@@ -71,7 +71,7 @@ def test_a_user_model_runs_from_yaml_and_python(tmp_path: Path,
                                                 capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "run"
     args = ["run", "--config", str(EXAMPLES / "gru.yaml"), "--out", str(out), "--quiet",
-            *(part for o in [*tiny_overrides(), "model.params.hidden_size=8"]
+            *(part for o in [*tiny_overrides(model=False), "model.params.hidden_size=8"]
               for part in ("--set", o))]
     assert main(args) == 0
     saved = (out / "config.yaml").read_text()
@@ -100,14 +100,16 @@ def test_a_user_model_runs_from_yaml_and_python(tmp_path: Path,
      f"unknown key(s) ['hidden'] for {GRU}; its params: hidden_size (int, default 32)"),
     (f"model.class={GRU},model.params.hidden_size=big",
      "model.params.hidden_size='big' must be int"),
-    ("model.params.hidden_size=8", "sequence takes no model.params; its knobs are model."),
+    ("model.window=20", "model.window=20 is not a knob of model.kind=sequence"),
+    ("model.params.hidden_size=0", "model.params.hidden_size=0 must be >= 1"),
     ("features.extra=[nosuch.features:fn]", "cannot import nosuch.features"),
     ("features.set=alpha999", "features.set='alpha999'"),
 ])
 def test_bad_classes_params_and_features_are_one_line(setting: str, fragment: str | None,
                                                       capsys: pytest.CaptureFixture) -> None:
     extra = setting.split(",") if fragment is not None else [setting, "model.params.layers=0"]
-    status = main(["check", *(part for o in [*tiny_overrides(), *extra]
+    own = any("model.class" in o or "model.params." in o for o in extra)
+    status = main(["check", *(part for o in [*tiny_overrides(model=not own), *extra]
                               for part in ("--set", o))])
     err = capsys.readouterr().err.strip()
     assert status == 2 and "Traceback" not in err and len(err.splitlines()) == 1, err
@@ -120,8 +122,12 @@ def test_checkpoints_from_before_user_models_still_load(tmp_path: Path, inputs: 
     path = tmp_path / "model.pt"
     forecaster.save(path)
     blob = load_checkpoint(path, "forecaster")
-    del blob["forecaster"]["model_class"]  # what 0.1.0 wrote: no class, no params
-    del blob["forecaster"]["model_config"]["params"]
+    del blob["forecaster"]["model_class"]  # what 0.1.0 wrote: no class, every knob flat
+    blob["forecaster"]["model_config"] = {
+        "kind": "sequence", "hidden_size": 8, "num_layers": 1, "dropout": 0.0,
+        "head": "regression", "window": 60, "asset_embedding": 4, "graph": "correlation",
+        "graph_k": 5, "graph_threshold": 0.0, "graph_window": 252, "graph_layer": "gcn",
+        "graph_layers": 1}
     blob["version"] = "0.1.0"
     torch.save(blob, tmp_path / "old.pt")
     old = Forecaster.load(tmp_path / "old.pt")

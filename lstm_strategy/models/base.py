@@ -14,7 +14,7 @@ import dataclasses
 import sys
 import typing
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
@@ -93,11 +93,9 @@ def check_params(cls: type[ForecastModel], params: dict) -> object:
     name = class_path(cls) if cls.kind not in MODELS else cls.kind
     known = {f.name: f for f in dataclasses.fields(spec)}
     unknown = sorted(set(params) - set(known))
-    if unknown and not known and cls.kind in MODELS:
-        knobs = [f.name for f in dataclasses.fields(ModelConfig) if f.name not in (
-            "kind", "params")]
-        raise ConfigError(f"model.params: {name} takes no model.params; its knobs are "
-                          f"model.{', model.'.join(knobs)}.")
+    if unknown and not known:
+        raise ConfigError(f"model.params: {name} takes no params (it declares no Params "
+                          f"dataclass); got {unknown}.")
     if unknown:
         allowed = [f"{f.name} ({_type_name(f.type)}, default {_default(f)!r})"
                    for f in known.values()] or ["none"]
@@ -128,60 +126,112 @@ def _default(f: dataclasses.Field) -> object:
 
 
 @dataclass(frozen=True)
-class ModelConfig:
-    """Architecture of one forecaster (model.* in a config file).
+class LSTMParams:
+    """The knobs of the built-in sequence LSTM (model.params; also written flat, as
+    model.hidden_size, in configs from before 0.1.1)."""
 
-    `kind` is a registered kind or a class by import path (YAML `class:`); `params` are
-    that class's own knobs (its `Params` dataclass). The remaining fields are the
-    built-in LSTMs' knobs, and `head` is every model's.
-    """
-
-    kind: str = "sequence"  # sequence | window | pooled | lstm_gnn, or module:Class
-    params: dict = field(default_factory=dict)  # the model class's own params (`Params`)
     hidden_size: int = 64
     num_layers: int = 2
     dropout: float = 0.0
-    head: str = "regression"  # regression (forward log return) | direction (P(up))
-    window: int = 60  # bars per input window (window model only)
-    # multi-asset models (pooled, lstm_gnn): one model for every asset of the data
-    asset_embedding: int = 4  # size of each asset's learnt embedding (0: none)
-    # the graph of lstm_gnn, rebuilt at every retrain from the labels known by then
-    graph: str = "correlation"  # correlation | sector | both (sector: data.sectors)
-    graph_k: int = 5  # links to each asset's k most correlated assets (0: by threshold only)
-    graph_threshold: float = 0.0  # and only where the correlation is at least this
-    graph_window: int = 252  # the last this many known labels give the correlations
-    graph_layer: str = "gcn"  # gcn (DenseGCNConv) | gat (DenseGATConv)
-    graph_layers: int = 1
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "params", dict(self.params or {}))
-        check_params(model_class(self.kind), self.params)
-        if self.head not in HEADS:
-            raise ConfigError(f"model.head={self.head!r}; choose one of {list(HEADS)}.")
         for key in ("hidden_size", "num_layers"):
             if getattr(self, key) < 1:
-                raise ConfigError(f"model.{key}={getattr(self, key)} must be >= 1.")
-        if self.window < 2:
-            raise ConfigError(f"model.window={self.window} must be >= 2 bars.")
+                raise ConfigError(f"model.params.{key}={getattr(self, key)} must be >= 1.")
         if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"model.dropout={self.dropout} must be in [0, 1).")
-        choices = {"graph": ("correlation", "sector", "both"), "graph_layer": ("gcn", "gat")}
-        for key, allowed in choices.items():
-            if getattr(self, key) not in allowed:
-                raise ConfigError(f"model.{key}={getattr(self, key)!r}; choose one of "
-                                  f"{list(allowed)}.")
-        rules = {"asset_embedding": self.asset_embedding >= 0, "graph_k": self.graph_k >= 0,
-                 "graph_window": self.graph_window >= 20, "graph_layers": self.graph_layers >= 1,
-                 "graph_threshold": -1.0 <= self.graph_threshold <= 1.0}
-        bad = [k for k, ok in rules.items() if not ok]
-        if bad:
-            raise ConfigError(f"model.{bad[0]}={getattr(self, bad[0])!r} is out of range "
-                              f"(asset_embedding >= 0, graph_k >= 0, graph_window >= 20, "
-                              f"graph_layers >= 1, graph_threshold in [-1, 1]).")
+            raise ConfigError(f"model.params.dropout={self.dropout} must be in [0, 1).")
+
+
+def builtin_knobs() -> dict[str, dataclasses.Field]:
+    """Every built-in kind's knobs by name (the flat spellings a config may still use)."""
+    found: dict[str, dataclasses.Field] = {}
+    for cls in list(MODELS.values()):
+        if isinstance(cls, type) and cls.__module__.startswith("lstm_strategy."):
+            for f in dataclasses.fields(cls.Params):
+                found.setdefault(f.name, f)
+    return found
+
+
+def builtin_knob_types() -> dict[str, type]:
+    """The type of every built-in knob, by name (for checking their flat spellings)."""
+    found: dict[str, type] = {}
+    for cls in list(MODELS.values()):
+        if isinstance(cls, type) and cls.__module__.startswith("lstm_strategy."):
+            for name, hint in typing.get_type_hints(cls.Params).items():
+                found.setdefault(name, hint)
+    return found
+
+
+LEGACY_KNOBS = ("hidden_size", "num_layers", "dropout", "window", "asset_embedding", "graph",
+                "graph_k", "graph_threshold", "graph_window", "graph_layer", "graph_layers")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which model (model.* in a config file): its kind, its own params, its head.
+
+    `kind` is a registered kind (sequence | window | pooled | lstm_gnn) or a class by
+    import path (YAML `class:`); `params` are that class's own knobs, checked against its
+    `Params` dataclass (the built-ins' are in their files: LSTMParams, WindowParams,
+    PooledParams, GraphParams). `head` is every model's. The built-in knobs may also be
+    given flat (`ModelConfig(hidden_size=32)`, `model.hidden_size: 32`, `--set
+    model.hidden_size=32`), as before 0.1.1: they go into `params`, and win over it.
+    """
+
+    kind: str = "sequence"  # sequence | window | pooled | lstm_gnn, or module:Class
+    params: dict = field(default_factory=dict)  # the model class's own knobs (`Params`)
+    head: str = "regression"  # regression (forward log return) | direction (P(up))
+    hidden_size: InitVar[int | None] = None
+    num_layers: InitVar[int | None] = None
+    dropout: InitVar[float | None] = None
+    window: InitVar[int | None] = None
+    asset_embedding: InitVar[int | None] = None
+    graph: InitVar[str | None] = None
+    graph_k: InitVar[int | None] = None
+    graph_threshold: InitVar[float | None] = None
+    graph_window: InitVar[int | None] = None
+    graph_layer: InitVar[str | None] = None
+    graph_layers: InitVar[int | None] = None
+
+    def __post_init__(self, *flat: object) -> None:
+        cls = model_class(self.kind)
+        declared = {f.name for f in dataclasses.fields(cls.Params)}
+        params = dict(self.params or {})
+        knobs = builtin_knobs()
+        for name, value in zip(LEGACY_KNOBS, flat, strict=True):
+            if value is None:
+                continue
+            if name in declared:
+                params[name] = value
+            elif value != _default(knobs[name]):
+                raise ConfigError(f"model.{name}={value!r} is not a knob of model.kind="
+                                  f"{self.kind}; its params: {sorted(declared) or 'none'} "
+                                  f"(lstm_gnn's params hold every built-in knob: a compare "
+                                  f"config gives each kind the ones it reads).")
+        # every knob spelled out, defaults too: one config, one form (and its YAML lists them)
+        object.__setattr__(self, "params", dataclasses.asdict(check_params(cls, params)))
+        if self.head not in HEADS:
+            raise ConfigError(f"model.head={self.head!r}; choose one of {list(HEADS)}.")
+
+    def __getattr__(self, name: str) -> object:
+        if name in LEGACY_KNOBS:  # config.model.hidden_size, as before 0.1.1
+            return getattr(self.knobs, name, _default(builtin_knobs()[name]))
+        raise AttributeError(name)
 
     def __hash__(self) -> int:
-        return hash(tuple((k, v) for k, v in dataclasses.asdict(self).items() if k != "params")
-                    + tuple(sorted(self.params.items())))
+        return hash((self.kind, self.head, tuple(sorted(self.params.items()))))
+
+    @property
+    def knobs(self) -> object:
+        """The params as the model class's `Params` dataclass (defaults filled in)."""
+        return check_params(self.model_class, self.params)
+
+    def with_kind(self, kind: str) -> ModelConfig:
+        """The same head and the params the other kind declares (e.g. the LSTM size of an
+        LSTM-GNN config for its per-asset comparison)."""
+        declared = {f.name for f in dataclasses.fields(model_class(kind).Params)}
+        return ModelConfig(kind=kind, params={k: v for k, v in self.params.items()
+                                              if k in declared}, head=self.head)
 
     @property
     def model_class(self) -> type[ForecastModel]:
@@ -192,6 +242,10 @@ class ModelConfig:
     def multi_asset(self) -> bool:
         """Whether this kind forecasts every asset of the data with one model."""
         return self.model_class.multi_asset
+
+
+for _name in LEGACY_KNOBS:  # read through __getattr__ (the params), not as class defaults
+    delattr(ModelConfig, _name)
 
 
 class TrainingChunk(NamedTuple):
@@ -267,15 +321,16 @@ class ForecastModel(nn.Module):
 
 class LSTMModel(ForecastModel):
     """The built-in kinds' body: an nn.LSTM (batch first) and a linear head from its
-    hidden state to one number, sized by ModelConfig's fields."""
+    hidden state to one number, sized by its params (LSTMParams or a subclass)."""
+
+    Params = LSTMParams
 
     def __init__(self, n_features: int, config: ModelConfig) -> None:
         super().__init__(n_features, config)
-        self.lstm = nn.LSTM(
-            n_features, config.hidden_size, config.num_layers, batch_first=True,
-            dropout=config.dropout if config.num_layers > 1 else 0.0,
-        )
-        self.head = nn.Linear(config.hidden_size, 1)
+        p = self.params
+        self.lstm = nn.LSTM(n_features, p.hidden_size, p.num_layers, batch_first=True,
+                            dropout=p.dropout if p.num_layers > 1 else 0.0)
+        self.head = nn.Linear(p.hidden_size, 1)
 
 
 def detach_state(state: State) -> State:

@@ -10,13 +10,44 @@ causal. torch-geometric is imported when such a model is built, not before.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from torch import nn
 
 from ..errors import ConfigError
 from .base import ModelConfig, register
-from .pooled import PooledLSTM
+from .pooled import PooledLSTM, PooledParams
+
+
+@dataclass(frozen=True)
+class GraphParams(PooledParams):
+    """The LSTM-GNN's knobs: the pooled LSTM's, the graph (rebuilt at every retrain from
+    the labels known by then; see lstm_strategy.graph) and its layers."""
+
+    graph: str = "correlation"  # correlation | sector | both (sector: data.sectors)
+    graph_k: int = 5  # links to each asset's k most correlated assets (0: threshold only)
+    graph_threshold: float = 0.0  # and only where the correlation is at least this
+    graph_window: int = 252  # the last this many known labels give the correlations
+    graph_layer: str = "gcn"  # gcn (DenseGCNConv) | gat (DenseGATConv)
+    graph_layers: int = 1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        choices = {"graph": ("correlation", "sector", "both"), "graph_layer": ("gcn", "gat")}
+        for key, allowed in choices.items():
+            if getattr(self, key) not in allowed:
+                raise ConfigError(f"model.params.{key}={getattr(self, key)!r}; choose one of "
+                                  f"{list(allowed)}.")
+        rules = {"graph_k": self.graph_k >= 0, "graph_window": self.graph_window >= 20,
+                 "graph_layers": self.graph_layers >= 1,
+                 "graph_threshold": -1.0 <= self.graph_threshold <= 1.0}
+        bad = [k for k, ok in rules.items() if not ok]
+        if bad:
+            raise ConfigError(f"model.params.{bad[0]}={getattr(self, bad[0])!r} is out of "
+                              f"range (graph_k >= 0, graph_window >= 20, graph_layers >= 1, "
+                              f"graph_threshold in [-1, 1]).")
 
 
 @register
@@ -25,6 +56,7 @@ class LSTMGNN(PooledLSTM):
 
     kind = "lstm_gnn"
     uses_graph = True
+    Params = GraphParams
 
     def __init__(self, n_features: int, config: ModelConfig, n_assets: int) -> None:
         super().__init__(n_features, config, n_assets)
@@ -33,10 +65,11 @@ class LSTMGNN(PooledLSTM):
         except ImportError as exc:  # an optional extra
             raise ConfigError("model.kind=lstm_gnn needs torch-geometric: pip install "
                               "'lstm-strategy[graph]'.") from exc
-        hidden = config.hidden_size
-        layer = (lambda: DenseGCNConv(hidden, hidden)) if config.graph_layer == "gcn" else (
+        p = self.params
+        hidden = p.hidden_size
+        layer = (lambda: DenseGCNConv(hidden, hidden)) if p.graph_layer == "gcn" else (
             lambda: DenseGATConv(hidden, hidden, heads=1))
-        self.convs = nn.ModuleList(layer() for _ in range(config.graph_layers))
+        self.convs = nn.ModuleList(layer() for _ in range(p.graph_layers))
         self.register_buffer("adjacency", torch.zeros(n_assets, n_assets))
 
     def set_graph(self, adjacency: np.ndarray) -> None:

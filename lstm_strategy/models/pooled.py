@@ -11,14 +11,17 @@ chunks, a loss at every step of every asset whose label is known, none in the fi
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from .base import (
     ForecastModel,
     LSTMModel,
+    LSTMParams,
     ModelConfig,
     State,
     TrainingChunk,
@@ -28,22 +31,36 @@ from .base import (
 from .sequence import span_validation_loss, stream_chunks, stream_layout
 
 
+@dataclass(frozen=True)
+class PooledParams(LSTMParams):
+    """The pooled LSTM's knobs: the LSTM's, and each asset's learnt embedding width."""
+
+    asset_embedding: int = 4  # 0: none
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.asset_embedding < 0:
+            raise ConfigError(f"model.params.asset_embedding={self.asset_embedding} must be "
+                              f">= 0.")
+
+
 @register
 class PooledLSTM(LSTMModel):
     """Per-asset states of one shared LSTM: output at step t uses inputs at steps <= t."""
 
     kind = "pooled"
     multi_asset = True
+    Params = PooledParams
 
     def __init__(self, n_features: int, config: ModelConfig, n_assets: int) -> None:
         ForecastModel.__init__(self, n_features, config)
         self.n_assets = n_assets
-        width = config.asset_embedding
+        p = self.params
+        width = p.asset_embedding
         self.embedding = nn.Embedding(n_assets, width) if width else None
-        self.lstm = nn.LSTM(n_features + width, config.hidden_size, config.num_layers,
-                            batch_first=True,
-                            dropout=config.dropout if config.num_layers > 1 else 0.0)
-        self.head = nn.Linear(config.hidden_size, 1)
+        self.lstm = nn.LSTM(n_features + width, p.hidden_size, p.num_layers, batch_first=True,
+                            dropout=p.dropout if p.num_layers > 1 else 0.0)
+        self.head = nn.Linear(p.hidden_size, 1)
 
     def mix(self, hidden: torch.Tensor) -> torch.Tensor:
         """Hidden states [batch, assets, steps, hidden] as the head reads them."""

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
-from .base import LSTMModel, State, TrainingChunk, pad_rows, register
+from ..errors import ConfigError
+from .base import LSTMModel, LSTMParams, State, TrainingChunk, pad_rows, register
 
 VAL_BATCH = 1024  # windows per validation call
 
@@ -24,11 +26,24 @@ def _windows(x: torch.Tensor, window: int) -> torch.Tensor:
     return x.unfold(0, window, 1).permute(0, 2, 1)  # window i ends at row i + window - 1
 
 
+@dataclass(frozen=True)
+class WindowParams(LSTMParams):
+    """The window model's knobs: the LSTM's, and the bars per input window."""
+
+    window: int = 60
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.window < 2:
+            raise ConfigError(f"model.params.window={self.window} must be >= 2 bars.")
+
+
 @register
 class WindowLSTM(LSTMModel):
     """An LSTM over the last `window` bars, forecast from its final output."""
 
     kind = "window"
+    Params = WindowParams
 
     def forward(self, x: torch.Tensor, state: State = None) -> tuple[torch.Tensor, State]:
         # x: [batch, window, features] -> forecasts [batch, 1]; no state between calls
@@ -36,11 +51,11 @@ class WindowLSTM(LSTMModel):
         return self.head(out[:, -1]), None
 
     def context_rows(self, context_bars: int) -> int:
-        return self.config.window - 1
+        return self.params.window - 1
 
     def training_chunks(self, x: torch.Tensor, labels: torch.Tensor, train: torch.Tensor,
                         config: object, rng: np.random.Generator) -> Iterator[TrainingChunk]:
-        window = self.config.window
+        window = self.params.window
         if len(x) < window:
             return
         windows = _windows(x, window)
@@ -56,7 +71,7 @@ class WindowLSTM(LSTMModel):
     @torch.no_grad()
     def validation_loss(self, x: torch.Tensor, labels: torch.Tensor, val: torch.Tensor,
                         loss_fn: nn.Module) -> float:
-        window = self.config.window
+        window = self.params.window
         if len(x) < window or not val[window - 1:].any():
             return float("nan")
         windows = _windows(x, window)
@@ -68,7 +83,7 @@ class WindowLSTM(LSTMModel):
 
     def forecast_segment(self, x: torch.Tensor, chunk_bars: int, batch_size: int
                          ) -> torch.Tensor:
-        window = self.config.window
+        window = self.params.window
         result = torch.full((len(x),), float("nan"), device=x.device)
         if len(x) >= window:
             windows = _windows(x, window)
@@ -79,7 +94,7 @@ class WindowLSTM(LSTMModel):
         return result
 
     def stream_start(self) -> State:
-        return deque(maxlen=self.config.window)
+        return deque(maxlen=self.params.window)
 
     def stream_warm(self, x: torch.Tensor, state: State) -> State:
         state.extend(x)
@@ -87,7 +102,7 @@ class WindowLSTM(LSTMModel):
 
     def stream_step(self, x: torch.Tensor, state: State) -> tuple[float, State]:
         state.append(x)
-        if len(state) < self.config.window:
+        if len(state) < self.params.window:
             return float("nan"), state
         out, _ = self(torch.stack(tuple(state)).unsqueeze(0))
         return out[0, 0], state

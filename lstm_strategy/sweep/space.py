@@ -4,7 +4,7 @@
 base: default.yaml            # a config file (relative to this file) or a ready config name
 set: {data.start: 2004-01-01}  # fixed changes to the base, dotted keys as in --set
 vary:                          # the searched keys, dotted keys as in --set
-  model.hidden_size: [16, 32]                             # a list of values
+  model.params.hidden_size: [16, 32]                             # a list of values
   strategy.entry_threshold: {low: 0.0, high: 0.002, step: 0.0005}   # a range
 search: grid                   # grid | random | tpe (Optuna's Bayesian search)
 trials: 50                     # budget for random and tpe (grid: every point)
