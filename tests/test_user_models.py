@@ -171,3 +171,36 @@ def test_an_unknown_kind_and_both_kind_and_class_are_refused() -> None:
         ModelConfig(kind="gru")
     with pytest.raises(ConfigError, match="not both"):
         load_config(None, ["model.kind=sequence", f"model.class={GRU}"])
+
+
+def test_a_class_object_and_an_installed_entry_point_name_a_model(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, inputs: tuple) -> None:
+    import sys
+
+    from examples.user_models import GRUForecaster
+    from lstm_strategy.models import MODELS
+
+    by_class = ModelConfig(kind=GRUForecaster, params={"hidden_size": 8})
+    assert by_class.kind == "examples.user_models:GRUForecaster"
+    assert by_class.model_class is GRUForecaster
+    # a package installed with an entry point in the lstm_strategy.models group (a real
+    # dist-info folder on sys.path, read by importlib.metadata)
+    site = tmp_path / "site"
+    (site / "tinygru").mkdir(parents=True)
+    (site / "tinygru" / "__init__.py").write_text(
+        "from examples.user_models import GRUForecaster as TinyGRU\n")
+    info = site / "tinygru-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: tinygru\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[lstm_strategy.models]\ntinygru = tinygru:TinyGRU\n")
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.delitem(MODELS, "tinygru", raising=False)
+    try:
+        config = ModelConfig(kind="tinygru", params={"hidden_size": 8})
+        assert config.model_class is GRUForecaster
+        features, target = inputs
+        forecaster = fit_forecaster(features, target, config, TINY_TRAIN, device="cpu")
+        assert forecaster.predict(features).notna().sum() > 100
+    finally:
+        MODELS.pop("tinygru", None)
+        sys.modules.pop("tinygru", None)

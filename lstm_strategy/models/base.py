@@ -35,6 +35,7 @@ State = Any  # whatever a model carries from one call to the next (None = cold)
 
 
 ENTRY_POINTS = "lstm_strategy.models"  # installed packages register their kinds here
+CLASSES: dict[str, type] = {}  # classes given as objects (ModelConfig(kind=MyGRU)), by path
 
 
 def register(cls: type[ForecastModel]) -> type[ForecastModel]:
@@ -67,7 +68,7 @@ def model_class(kind: str) -> type[ForecastModel]:
     import path ("mypkg.models:MyGRU", "models/my_gru.py:MyGRU")."""
     if kind not in MODELS and ":" not in kind:
         _entry_point_kinds()
-    found = MODELS.get(kind)
+    found = MODELS.get(kind) or CLASSES.get(kind)
     if isinstance(found, str):  # an entry point not imported yet
         found = MODELS[kind] = import_object(found, f"model.kind={kind!r} (entry point)")
     if found is None:
@@ -178,7 +179,7 @@ class ModelConfig:
     model.hidden_size=32`), as before 0.1.1: they go into `params`, and win over it.
     """
 
-    kind: str = "sequence"  # sequence | window | pooled | lstm_gnn, or module:Class
+    kind: str = "sequence"  # sequence | window | pooled | lstm_gnn, module:Class, or the class
     params: dict = field(default_factory=dict)  # the model class's own knobs (`Params`)
     head: str = "regression"  # regression (forward log return) | direction (P(up))
     hidden_size: InitVar[int | None] = None
@@ -194,6 +195,11 @@ class ModelConfig:
     graph_layers: InitVar[int | None] = None
 
     def __post_init__(self, *flat: object) -> None:
+        if isinstance(self.kind, type):  # ModelConfig(kind=MyGRU): the class itself
+            given = self.kind
+            object.__setattr__(self, "kind", class_path(given))
+            if ":" in self.kind:
+                CLASSES[self.kind] = given
         cls = model_class(self.kind)
         declared = {f.name for f in dataclasses.fields(cls.Params)}
         params = dict(self.params or {})
