@@ -57,6 +57,31 @@ def stream_layout(train: torch.Tensor, config: object, rng: np.random.Generator
     return slice(offset, offset + streams * length), streams, length
 
 
+def stream_views(x: torch.Tensor, labels: torch.Tensor, train: torch.Tensor, config: object,
+                 rng: np.random.Generator) -> tuple[torch.Tensor, ...] | None:
+    """A span as parallel contiguous streams (see `stream_layout`): inputs [streams, steps,
+    features], labels, mask and row numbers [streams, steps]; None when too short."""
+    layout = stream_layout(train, config, rng)
+    if layout is None:
+        return None
+    cut, streams, length = layout
+    rows = torch.arange(cut.start, cut.stop, device=x.device).reshape(streams, length)
+    return (x[cut].reshape(streams, length, -1), labels[cut].reshape(streams, length),
+            train[cut].reshape(streams, length).float(), rows)
+
+
+def stateful_segment(model: ForecastModel, x: torch.Tensor, chunk_bars: int) -> torch.Tensor:
+    """Outputs [rows] of a recurrent model over consecutive rows from a cold start, in
+    `chunk_bars`-long calls of one shape carrying the state (the last one padded)."""
+    state = None
+    outs = []
+    for start in range(0, len(x), chunk_bars):
+        chunk = pad_rows(x[start:start + chunk_bars], chunk_bars)
+        out, state = model(chunk.unsqueeze(0), state)
+        outs.append(out[0, :min(chunk_bars, len(x) - start)])
+    return torch.cat(outs)
+
+
 def stream_chunks(xs: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor,
                   rows: torch.Tensor, bptt: int, burn_in: int) -> Iterator[TrainingChunk]:
     """Cut streams along time (the last axis of labels, mask and rows; the one before the
@@ -87,16 +112,9 @@ class SequenceLSTM(LSTMModel):
 
     def training_chunks(self, x: torch.Tensor, labels: torch.Tensor, train: torch.Tensor,
                         config: object, rng: np.random.Generator) -> Iterator[TrainingChunk]:
-        bptt, burn_in = config.bptt, config.burn_in
-        layout = stream_layout(train, config, rng)
-        if layout is None:
-            return
-        cut, streams, length = layout
-        xs = x[cut].reshape(streams, length, -1)
-        ls = labels[cut].reshape(streams, length)
-        ms = train[cut].reshape(streams, length).float()
-        rows = torch.arange(cut.start, cut.stop, device=x.device).reshape(streams, length)
-        yield from stream_chunks(xs, ls, ms, rows, bptt, burn_in)
+        views = stream_views(x, labels, train, config, rng)
+        if views is not None:
+            yield from stream_chunks(*views, config.bptt, config.burn_in)
 
     def validation_loss(self, x: torch.Tensor, labels: torch.Tensor, val: torch.Tensor,
                         loss_fn: nn.Module) -> float:
@@ -104,13 +122,7 @@ class SequenceLSTM(LSTMModel):
 
     def forecast_segment(self, x: torch.Tensor, chunk_bars: int, batch_size: int
                          ) -> torch.Tensor:
-        state = None
-        outs = []
-        for start in range(0, len(x), chunk_bars):
-            chunk = pad_rows(x[start:start + chunk_bars], chunk_bars)
-            out, state = self(chunk.unsqueeze(0), state)
-            outs.append(out[0, :min(chunk_bars, len(x) - start)])
-        return torch.cat(outs)
+        return stateful_segment(self, x, chunk_bars)
 
     def stream_warm(self, x: torch.Tensor, state: State) -> State:
         _, state = self(x.unsqueeze(0), state)

@@ -49,7 +49,7 @@ import torch
 from torch import nn
 
 from .base import ForecastModel, State, TrainingChunk, pad_rows
-from .sequence import span_validation_loss, stream_chunks, stream_layout
+from .sequence import span_validation_loss, stateful_segment, stream_chunks, stream_views
 
 
 class SequenceModel(ForecastModel):
@@ -76,17 +76,14 @@ class SequenceModel(ForecastModel):
                         config: object, rng: np.random.Generator) -> Iterator[TrainingChunk]:
         lead = self._lead()
         burn_in = config.burn_in if self.stateful else max(config.burn_in, lead)
-        layout = stream_layout(train, config, rng)
-        if layout is None:
+        views = stream_views(x, labels, train, config, rng)
+        if views is None:
             return
-        cut, streams, length = layout
-        xs = x[cut].reshape(streams, length, -1)
-        ls = labels[cut].reshape(streams, length)
-        ms = train[cut].reshape(streams, length).float()
-        rows = torch.arange(cut.start, cut.stop, device=x.device).reshape(streams, length)
         if self.stateful:
-            yield from stream_chunks(xs, ls, ms, rows, config.bptt, burn_in)
+            yield from stream_chunks(*views, config.bptt, burn_in)
             return
+        xs, ls, ms, rows = views
+        length = ms.shape[1]
         ms[:, :burn_in] = 0.0
         for start in range(0, length, config.bptt):
             first = max(0, start - lead)  # history rows the chunk's outputs read
@@ -104,14 +101,9 @@ class SequenceModel(ForecastModel):
 
     def forecast_segment(self, x: torch.Tensor, chunk_bars: int, batch_size: int
                          ) -> torch.Tensor:
-        outs = []
         if self.stateful:
-            state = None
-            for start in range(0, len(x), chunk_bars):
-                chunk = pad_rows(x[start:start + chunk_bars], chunk_bars)
-                out, state = self(chunk.unsqueeze(0), state)
-                outs.append(out[0, :min(chunk_bars, len(x) - start)])
-            return torch.cat(outs)
+            return stateful_segment(self, x, chunk_bars)
+        outs = []
         lead = self._lead()
         history = torch.cat([x.new_zeros((lead, x.shape[1])), x])  # one shape for every call
         for start in range(0, len(x), chunk_bars):
