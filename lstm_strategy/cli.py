@@ -54,6 +54,14 @@ def _common(parser: argparse.ArgumentParser) -> None:
                         help="show the full traceback on errors")
 
 
+def _tracking(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--track", choices=["mlflow", "none"],
+                        help="log to an experiment tracker (default: the config's track.kind)")
+    parser.add_argument("--track-uri", metavar="URI",
+                        help="MLflow tracking URI (default: track.uri, else "
+                             "sqlite:///mlruns.db here)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and docs)."""
     parser = argparse.ArgumentParser(
@@ -79,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no progress output")
     run.add_argument("--no-cache", action="store_true",
                      help="retrain even when the forecast cache holds these inputs' results")
+    _tracking(run)
     sweep = sub.add_parser(
         "sweep", help="search strategy and model settings; rank, deflate, hold out",
         description="Run (or resume) a parameter sweep: each distinct model config is trained "
@@ -98,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="retrain each model config once even if the cache holds it")
     sweep.add_argument("--quiet", action="store_true", help="no progress output")
     sweep.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+    _tracking(sweep)
     compare = sub.add_parser(
         "compare", help="several model kinds on one universe, side by side",
         description="Train each model kind of compare.models (per-asset, pooled, LSTM-GNN), "
@@ -116,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--quiet", action="store_true", help="no progress output")
     compare.add_argument("--no-cache", action="store_true",
                          help="retrain even when the forecast cache holds these results")
+    _tracking(compare)
     audit = sub.add_parser(
         "audit", help="prove a config (your features and model too) does not look ahead",
         description="Run the experiment's features and walk-forward forecasts, then again on "
@@ -206,8 +217,17 @@ def _sweep(args: argparse.Namespace) -> int:
     from .sweep import load_sweep, sweep
 
     config = load_sweep(args.config, workers=args.workers, backend=args.backend)
+    tracker = None
+    if args.track != "none" and (args.track or config.track):
+        from .tracking import tracker_for
+
+        tracker = tracker_for(config.experiment({}), args.track or config.track,
+                              args.track_uri)
     result = sweep(config, args.out, address=args.address, refresh=args.no_cache,
                    progress=False if args.quiet else None)
+    if tracker is not None:
+        run_id = tracker.log_sweep(config.experiment({}), result, Path(args.out))
+        print(f"tracked: MLflow run {run_id} ({tracker.uri}, experiment {tracker.experiment})")
     best, dsr, pbo = result.best, result.dsr or {}, result.pbo or {}
     failed = int((result.table["status"] == "FAIL").sum()) if len(result.table) else 0
     print(f"{len(result.table)} trials ({failed} failed), {result.trainings} model "
@@ -240,10 +260,14 @@ def _compare(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("runs") / (
         f"{config.name}-compare-{time.strftime('%Y%m%d-%H%M%S')}")
     check_run_folder(out, overwrite=args.overwrite)
+    tracker = _tracker(config, args)
     started = time.perf_counter()
     result = run_comparison(config, progress=None if not args.quiet else False,
                             say=_say(args), use_cache=not args.no_cache)
     write_comparison(result, out, overwrite=args.overwrite)
+    if tracker is not None:
+        run_id = tracker.log_comparison(config, result.table, out)
+        print(f"tracked: MLflow run {run_id} ({tracker.uri}, experiment {tracker.experiment})")
     print(f"\n{config.name}: {len(result.bars)} assets from {stamp(result.start)}, "
           f"{time.perf_counter() - started:.0f}s")
     print(markdown_table(result.table))
@@ -259,6 +283,7 @@ def _run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("runs") / (
         f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}")
     check_run_folder(out, overwrite=args.overwrite)  # before training, not after
+    tracker = _tracker(config, args)  # a bad store fails now, not after training
     say = _say(args)
     started = time.perf_counter()
     result = run_experiment(config, progress=None if not args.quiet else False, log=say,
@@ -279,7 +304,19 @@ def _run(args: argparse.Namespace) -> int:
               f"{accuracy['model']} (naive: last return {accuracy['naive_last']}, drift "
               f"{accuracy['naive_drift']}), IC {format_metric('ic', report['model']['ic'])}")
     print(f"report: {out / 'report.html'}")
+    if tracker is not None:
+        run_id = tracker.log_run(config, result.metrics, out)
+        print(f"tracked: MLflow run {run_id} ({tracker.uri}, experiment {tracker.experiment})")
     return 0
+
+
+def _tracker(config: ExperimentConfig, args: argparse.Namespace) -> object | None:
+    """The MLflow tracker the command logs to (checked now), or None."""
+    if (args.track or config.track.kind) == "none":
+        return None
+    from .tracking import tracker_for
+
+    return tracker_for(config, args.track, args.track_uri)
 
 
 class Terminated(KeyboardInterrupt):

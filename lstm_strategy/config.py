@@ -193,6 +193,18 @@ class ReportConfig:
 
 
 @dataclass(frozen=True)
+class TrackConfig:
+    """Experiment tracking: every run, sweep trial and comparison logged where teams look."""
+
+    kind: str = "none"  # none | mlflow
+    uri: str | None = None  # MLflow tracking URI; None: sqlite:///mlruns.db here
+    experiment: str | None = None  # MLflow experiment; None: the config's name
+
+    def __post_init__(self) -> None:
+        _one_of("track.kind", self.kind, ("none", "mlflow"))
+
+
+@dataclass(frozen=True)
 class PortfolioConfig:
     """The cross-sectional book of a multi-asset comparison (CrossSectionalStrategy)."""
 
@@ -244,6 +256,7 @@ class ExperimentConfig:
     broker: BrokerConfig = field(default_factory=BrokerConfig)
     baselines: BaselineConfig = field(default_factory=BaselineConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+    track: TrackConfig = field(default_factory=TrackConfig)
     portfolio: PortfolioConfig = field(default_factory=PortfolioConfig)
     compare: CompareConfig = field(default_factory=CompareConfig)
 

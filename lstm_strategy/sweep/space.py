@@ -95,6 +95,7 @@ class SweepConfig:
     backend: str = "local"
     engine: str = "auto"  # auto: the fast evaluator where it applies | fast | backtrader
     recheck: int = 5  # the top k points the fast evaluator served, re-run through backtrader
+    track: str | None = None  # mlflow: log the sweep (a run per trial) to MLflow
     base_dir: str = "."
 
     def __post_init__(self) -> None:
@@ -117,6 +118,8 @@ class SweepConfig:
             raise ConfigError(f"sweep.engine={self.engine!r}; use auto, fast or backtrader.")
         if self.recheck < 0:
             raise ConfigError(f"sweep.recheck={self.recheck} must be >= 0.")
+        if self.track not in (None, "none", "mlflow"):
+            raise ConfigError(f"sweep.track={self.track!r}; use mlflow (or leave it out).")
         if self.backend not in ("local", "ray"):
             raise ConfigError(f"sweep.backend={self.backend!r}; use local or ray.")
         for key, spec in self.vary.items():
@@ -203,7 +206,7 @@ class SweepConfig:
     def fingerprint(self) -> str:
         """A hash of what the sweep searches (a folder holds one sweep)."""
         plain = asdict(self)
-        for runtime in ("workers", "backend", "engine", "recheck"):
+        for runtime in ("workers", "backend", "engine", "recheck", "track"):
             plain.pop(runtime)
         plain.pop("base_dir")
         return hashlib.sha256(json.dumps(plain, sort_keys=True, default=str).encode()
@@ -222,6 +225,7 @@ def _content_digest(path: str, _mtime_ns: int, _size: int) -> bytes:
 
 
 _SCALARS = {"base": (str,), "search": (str,), "objective": (str,), "direction": (str,),
+            "track": (str,),
             "engine": (str,), "backend": (str,), "trials": (int,), "seed": (int,),
             "workers": (int,), "recheck": (int,), "holdout": (int, float)}
 _TYPE_WORDS = {str: "a string", int: "a whole number", float: "a number"}
