@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -164,8 +165,9 @@ class Tracker:
         run = client.create_run(experiment, run_name=folder.name, tags={
             **_data_tags(config), "lstm_strategy.kind": "compare"})
         numbers: dict[str, float] = {}
-        for row in table.to_dict("records"):
-            name = str(row.pop("model")).replace(",", "").replace(" ", "_")
+        rows = table if "model" in table.columns else table.reset_index()
+        for row in rows.to_dict("records"):
+            name = re.sub(r"[^\w\-./ :]", "", str(row.pop("model"))).replace(" ", "_")
             row.pop("macro", None)
             numbers.update(_numbers(row, f"{name}."))
         self._batch(client, run.info.run_id, flatten(config.to_dict()), numbers)

@@ -189,8 +189,13 @@ compare: {{models: [sequence, lstm_gnn], macro: [true, false]}}
 
 def test_compare_writes_one_table_for_every_model_and_the_benchmark(
         tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import importlib.util
+
+    tracked = importlib.util.find_spec("mlflow") is not None  # the [track] extra
+    uri = f"sqlite:///{tmp_path / 'store.db'}"
     code = main(["compare", "--quiet", "--config", str(compare_config(tmp_path)), "--out",
-                 str(tmp_path / "out")])
+                 str(tmp_path / "out"), *(["--track", "mlflow", "--track-uri", uri]
+                                          if tracked else [])])
     assert code == 0
     table = pd.read_csv(tmp_path / "out" / "comparison.csv", index_col="model")
     assert list(table.index) == ["per-asset LSTM", "per-asset LSTM, no macro", "LSTM-GNN",
@@ -208,6 +213,15 @@ def test_compare_writes_one_table_for_every_model_and_the_benchmark(
     # every variant is scored on the same bars
     equity = pd.read_csv(tmp_path / "out" / "equity.csv", index_col="date")
     assert equity.notna().all().all()
+    if tracked:  # the comparison logged to MLflow, read back through its client
+        import mlflow
+
+        client = mlflow.tracking.MlflowClient(uri)
+        (run,) = client.search_runs([client.get_experiment_by_name(
+            "tiny_compare").experiment_id])
+        assert run.data.metrics["LSTM-GNN.ic"] == pytest.approx(table.loc["LSTM-GNN", "ic"])
+        assert "compare_report.html" in {a.path for a in client.list_artifacts(
+            run.info.run_id)}
 
 
 def test_compare_refuses_a_book_bigger_than_the_universe(tmp_path: Path,
