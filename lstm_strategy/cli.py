@@ -56,7 +56,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 def _tracking(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--track", choices=["mlflow", "none"],
-                        help="log to an experiment tracker (default: the config's track.kind)")
+                        help="log to an experiment tracker (default: the config's track.backend)")
     parser.add_argument("--track-uri", metavar="URI",
                         help="MLflow tracking URI (default: track.uri, else "
                              "sqlite:///mlruns.db here)")
@@ -312,7 +312,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _tracker(config: ExperimentConfig, args: argparse.Namespace) -> object | None:
     """The MLflow tracker the command logs to (checked now), or None."""
-    if (args.track or config.track.kind) == "none":
+    if (args.track or config.track.backend) == "none":
         return None
     from .tracking import tracker_for
 

@@ -196,12 +196,12 @@ class ReportConfig:
 class TrackConfig:
     """Experiment tracking: every run, sweep trial and comparison logged where teams look."""
 
-    kind: str = "none"  # none | mlflow
+    backend: str = "none"  # none | mlflow
     uri: str | None = None  # MLflow tracking URI; None: sqlite:///mlruns.db here
     experiment: str | None = None  # MLflow experiment; None: the config's name
 
     def __post_init__(self) -> None:
-        _one_of("track.kind", self.kind, ("none", "mlflow"))
+        _one_of("track.backend", self.backend, ("none", "mlflow"))
 
 
 @dataclass(frozen=True)

@@ -180,10 +180,10 @@ def tracker_for(config: ExperimentConfig, override: str | None = None,
                 uri: str | None = None) -> Tracker | None:
     """The tracker a command should use (CLI `--track` and `--track-uri` over the config's
     track section), checked now; None when nothing is tracked."""
-    kind = override or config.track.kind
-    if kind == "none":
+    backend = override or config.track.backend
+    if backend == "none":
         return None
-    track = TrackConfig(kind=kind, uri=uri or config.track.uri,
+    track = TrackConfig(backend=backend, uri=uri or config.track.uri,
                         experiment=config.track.experiment)
     tracker = Tracker(track, config.name)
     tracker.check()
