@@ -234,18 +234,10 @@ def _exogenous_check(config: ExperimentConfig, inputs: ExperimentInputs, feature
         moved.loc[later] = moved.loc[later] * 1.5 + 1.0
         published = exog_available_at(exog.index[later][:1], config.data.macro_lag)[0]
         changed = experiment_features(config, dataclasses.replace(inputs, exogenous=moved))
-        for ticker, frame in changed.items():
-            index = frame.index
-            before = index[index < published]
-            if len(before) == 0:
-                continue
-            for name, (date, size) in _first_change(features[ticker], frame,
-                                                    before[-1]).items():
-                found("exogenous", f"feature {name} ({ticker})", date, size,
+        _moves_before(features, changed, lambda index, at=published: index < at, "exogenous", found,
                       f"moved when exogenous values dated after {stamp(cut)} changed; the "
                       f"first of them is published at {published} (data.macro_lag "
                       f"{config.data.macro_lag})")
-
 
 def _news_check(config: ExperimentConfig, inputs: ExperimentInputs, features: dict,
                 cut_dates: list, found: Callable) -> None:
@@ -263,18 +255,23 @@ def _news_check(config: ExperimentConfig, inputs: ExperimentInputs, features: di
         moved.loc[later, "score"] = moved.loc[later, "score"].clip(-1, 1)
         first_stamp = news.loc[later, "timestamp"].min()
         changed = experiment_features(config, dataclasses.replace(inputs, news=moved))
-        for ticker, frame in changed.items():
-            closes = bar_closes(frame.index, config.data.close_time)
-            before = frame.index[closes < first_stamp]
-            if len(before) == 0:
-                continue
-            for name, (date, size) in _first_change(features[ticker], frame,
-                                                    before[-1]).items():
-                found("news", f"feature {name} ({ticker})", date, size,
-                      f"moved when headlines stamped from {first_stamp} on changed; that "
-                      f"bar closed before them ({config.data.close_time}, "
-                      f"{config.data.clock_tz})")
+        _moves_before(features, changed,
+                      lambda index, at=first_stamp: bar_closes(index, config.data.close_time) < at,
+                      "news", found,
+                      f"moved when headlines stamped from {first_stamp} on changed; that bar "
+                      f"closed before them ({config.data.close_time}, {config.data.clock_tz})")
 
+
+def _moves_before(features: dict, changed: dict, known_before: Callable, check: str,
+                  found: Callable, detail: str) -> None:
+    """Report each feature of `changed` that moved at a bar where `known_before(index)`
+    says the changed input could not have been known yet."""
+    for ticker, frame in changed.items():
+        before = frame.index[known_before(frame.index)]
+        if len(before) == 0:
+            continue
+        for name, (date, size) in _first_change(features[ticker], frame, before[-1]).items():
+            found(check, f"feature {name} ({ticker})", date, size, detail)
 
 def _model_checks(config: ExperimentConfig, features: dict, found: Callable) -> None:
     """A freshly built model of the configured class on the first ticker's complete rows:

@@ -143,23 +143,27 @@ class LSTMParams:
             raise ConfigError(f"model.params.dropout={self.dropout} must be in [0, 1).")
 
 
+def _builtin_params() -> list[type]:
+    """The Params dataclasses of the package's own kinds."""
+    return [cls.Params for cls in list(MODELS.values())
+            if isinstance(cls, type) and cls.__module__.startswith("lstm_strategy.")]
+
+
 def builtin_knobs() -> dict[str, dataclasses.Field]:
     """Every built-in kind's knobs by name (the flat spellings a config may still use)."""
     found: dict[str, dataclasses.Field] = {}
-    for cls in list(MODELS.values()):
-        if isinstance(cls, type) and cls.__module__.startswith("lstm_strategy."):
-            for f in dataclasses.fields(cls.Params):
-                found.setdefault(f.name, f)
+    for params in _builtin_params():
+        for f in dataclasses.fields(params):
+            found.setdefault(f.name, f)
     return found
 
 
 def builtin_knob_types() -> dict[str, type]:
     """The type of every built-in knob, by name (for checking their flat spellings)."""
     found: dict[str, type] = {}
-    for cls in list(MODELS.values()):
-        if isinstance(cls, type) and cls.__module__.startswith("lstm_strategy."):
-            for name, hint in typing.get_type_hints(cls.Params).items():
-                found.setdefault(name, hint)
+    for params in _builtin_params():
+        for name, hint in typing.get_type_hints(params).items():
+            found.setdefault(name, hint)
     return found
 
 
