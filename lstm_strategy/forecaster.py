@@ -315,14 +315,26 @@ class WalkForwardStream:
     """
 
     def __init__(self, switches: Sequence[tuple[pd.Timestamp, Forecaster]],
-                 context_bars: int) -> None:
+                 context_bars: int, buffer_rows: int = 1) -> None:
         self._switches = list(switches)
         self._context = context_bars
         longest = max((f.model.context_rows(context_bars) for _, f in self._switches),
                       default=1)
-        self._buffer: deque[np.ndarray] = deque(maxlen=max(1, longest))
+        self._buffer: deque[np.ndarray] = deque(maxlen=max(1, longest, buffer_rows))
         self._next = 0
         self._stream: ForecastStream | None = None
+
+    def add(self, date: pd.Timestamp, forecaster: Forecaster) -> None:
+        """A model trained while running: it takes over at the first bar at or after `date`,
+        warmed on the complete rows before that bar (the buffer holds `buffer_rows`)."""
+        if self._switches and date < self._switches[-1][0]:
+            raise ValueError(f"switch at {date} before the last one ({self._switches[-1][0]})")
+        self._switches.append((pd.Timestamp(date), forecaster))
+
+    @property
+    def active(self) -> int:
+        """How many models have taken over so far (the current one is the last of them)."""
+        return self._next
 
     def step(self, date: pd.Timestamp, row: np.ndarray) -> float:
         """Forecast for the bar at `date` from its raw feature row (NaN before the first model)."""

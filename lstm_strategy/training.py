@@ -436,6 +436,37 @@ class FoldProgress:
             self.bar.close()
 
 
+def fit_fold_at(panel: Panel, names: list[str], index: pd.DatetimeIndex, k: int,
+                retrain_pos: int, model_config: ModelConfig, config: TrainConfig,
+                device: torch.device, init_state: dict | None = None) -> FoldFit:
+    """Fold k of the walk-forward: trained on the complete rows before `retrain_pos` (all of
+    them, or the last `train_window` bars), with the labels known then, seed `seed + k`.
+
+    The one fold recipe of the batch walk-forward and the live runner, so a fold trained
+    on the bars of a live feed is the backtest's fold. `index` names dates in messages.
+    """
+    first_row = int(np.searchsorted(panel.pos, retrain_pos))
+    start_pos = 0 if config.train_window is None else retrain_pos - config.train_window
+    train_rows = slice(int(np.searchsorted(panel.pos, start_pos)), first_row)
+    when = (stamp(index[retrain_pos]) if retrain_pos < len(index)  # live: the bar is to come
+            else f"after {stamp(index[-1])}")
+    if train_rows.stop - train_rows.start < config.min_train_bars // 2:
+        raise DataError(
+            f"fold {k} (retrain {when}) has only "
+            f"{train_rows.stop - train_rows.start} complete feature rows to train on; "
+            f"rows with NaN features are skipped. Fill the gaps in the data or widen "
+            f"train.train_window.")
+    try:
+        return fit_fold(panel, names, train_rows, retrain_pos, model_config, config, device,
+                        seed=config.seed + k,
+                        init_state=init_state if config.warm_start else None)
+    except TooFewSamples as exc:
+        raise DataError(
+            f"fold {k} (retrain {when}): {exc}. Raise "
+            f"train.min_train_bars (or train.train_window), or lower model.window / "
+            f"train.burn_in; no untrained model is traded.") from None
+
+
 def walk_forward(
     features: pd.DataFrame | Mapping[str, pd.DataFrame],
     target: pd.Series | Mapping[str, pd.Series],
@@ -484,23 +515,8 @@ def walk_forward(
         end_pos = min(retrain_pos + config.step, len(index))
         first_row = int(np.searchsorted(panel.pos, retrain_pos))
         stop_row = int(np.searchsorted(panel.pos, end_pos))
-        start_pos = 0 if config.train_window is None else retrain_pos - config.train_window
-        train_rows = slice(int(np.searchsorted(panel.pos, start_pos)), first_row)
-        if train_rows.stop - train_rows.start < config.min_train_bars // 2:
-            raise DataError(
-                f"fold {k} (retrain {stamp(index[retrain_pos])}) has only "
-                f"{train_rows.stop - train_rows.start} complete feature rows to train on; "
-                f"rows with NaN features are skipped. Fill the gaps in the data or widen "
-                f"train.train_window.")
-        try:
-            fit = fit_fold(panel, names, train_rows, retrain_pos, model_config, config, device,
-                           seed=config.seed + k,
-                           init_state=init_state if config.warm_start else None)
-        except TooFewSamples as exc:
-            raise DataError(
-                f"fold {k} (retrain {stamp(index[retrain_pos])}): {exc}. Raise "
-                f"train.min_train_bars (or train.train_window), or lower model.window / "
-                f"train.burn_in; no untrained model is traded.") from None
+        fit = fit_fold_at(panel, names, index, k, retrain_pos, model_config, config, device,
+                          init_state)
         forecaster = fit.forecaster
         if config.warm_start:
             init_state = copy.deepcopy(forecaster.model.state_dict())

@@ -44,6 +44,10 @@ class _Book:
     forecasts: dict | None = None
     stream: object | None = None
     feature_lines: list | None = None  # the feed's feature lines, in the model's order
+    online: object | None = None  # on_bar(when, o, h, l, c, v) -> forecast (live mode)
+    status: int | None = None  # the feed's last notify_data status (live feeds)
+    last_num: float = -math.inf  # the last bar's date, to refuse repeats
+    last_len: int = 0  # bars seen: a data without a new bar this step is left alone
     position: Position = field(default_factory=Position)
     pending: object | None = None
     history: deque | None = None
@@ -200,6 +204,13 @@ WIRING_PARAMS: tuple[Param, ...] = (
     Param("stream", None, object,
           "an object with step(date, row) -> forecast, or {data name: object} (stream mode)"),
     Param("feature_lines", (), tuple, "feed lines holding the raw features (stream mode)"),
+    Param("online", None, object,
+          "an object with on_bar(when, open, high, low, close, volume) -> forecast, or "
+          "{data name: object}: features computed from the feed's own bars as they arrive "
+          "(live mode, any feed; lstm_strategy.live.LiveForecaster)"),
+    Param("max_delay", None, object,
+          "live feeds: a bar delivered more than this pd.Timedelta after its stamp is "
+          "logged and not traded on (None: no check)"),
     Param("center", 0.0, float,
           "the neutral forecast: 0 for returns, 0.5 for up-probabilities"),
     Param("trade_start", None, object, "first date that may trade (earlier bars only warm up)"),
@@ -233,6 +244,8 @@ class LSTMStrategy(RecordingStrategy):
             book = _Book(clock=data.lines.datetime)
             if "forecast" in data.lines.getlinealiases():
                 book.line = data.lines.forecast
+            elif self._pick(p.online, data) is not None:
+                book.online = self._pick(p.online, data)
             else:
                 book.forecasts = self._lookup(data)
                 if book.forecasts is None:
@@ -240,7 +253,7 @@ class LSTMStrategy(RecordingStrategy):
                     if book.stream is None:
                         raise ValueError(
                             f"no forecast source for data {data._name!r}: give the feed a "
-                            f"'forecast' line, or pass forecasts= or stream=.")
+                            f"'forecast' line, or pass forecasts=, stream= or online=.")
                     missing = [n for n in p.feature_lines
                                if n not in data.lines.getlinealiases()]
                     if missing or not p.feature_lines:
@@ -257,6 +270,7 @@ class LSTMStrategy(RecordingStrategy):
                           f"sizing='sizer' to let the sizer decide how much to trade.",
                           UserWarning, stacklevel=2)
         self.records: list[tuple] = []
+        self.feed_log: list[tuple] = []  # (date, ticker, what) of live-feed events
         # params read every bar, kept as plain attributes (backtrader's params are slow)
         self._record, self._center = p.record, p.center
         self._vol_target = p.sizing == "vol_target"
@@ -281,6 +295,10 @@ class LSTMStrategy(RecordingStrategy):
         """The forecast from a `forecasts` series or the stream (a forecast line is read inline)."""
         if book.forecasts is not None:
             return book.forecasts.get(book.clock[0], math.nan)
+        if book.online is not None:
+            return book.online.on_bar(pd.Timestamp(data.datetime.datetime(0)), data.open[0],
+                                      data.high[0], data.low[0], data.close[0],
+                                      data.volume[0])
         row = np.array([line[0] for line in book.feature_lines])
         return book.stream.step(pd.Timestamp(data.datetime.datetime(0)), row)
 
@@ -302,14 +320,48 @@ class LSTMStrategy(RecordingStrategy):
             return math.nan
         return float(np.diff(np.log(closes)).std(ddof=1) * self._vol_scale)
 
+    # -- live feeds -------------------------------------------------------------------
+    def notify_data(self, data: bt.DataBase, status: int, *args: object, **kwargs: object
+                    ) -> None:
+        """A live feed's state: orders only while it is LIVE (not DELAYED backfill, not
+        DISCONNECTED); the bars keep the features and the model state moving."""
+        book = self._books.get(data)
+        if book is not None:
+            book.status = status
+            self.feed_log.append((math.nan, data._name, data._getstatusname(status)))
+
+    def _held_back(self, data: bt.DataBase, book: _Book) -> str | None:
+        """Why this bar of a live feed is not traded on (None: it may be)."""
+        if not data.islive():
+            return None
+        if book.status != data.LIVE:
+            return "not live" if book.status is None else data._getstatusname(book.status)
+        delay = self.p.max_delay
+        if delay is not None:
+            late = pd.Timestamp.now(tz="UTC").tz_localize(None) - pd.Timestamp(
+                data.datetime.datetime(0))
+            if late > pd.Timedelta(delay):
+                return f"late by {late}"
+        return None
+
     def next(self) -> None:
         orders = []
         record, rules = self._record, self.rules
         for data, book in self._books.items():
             now = book.clock[0]
-            if now < self._start_num:
-                if book.stream is not None:
-                    self._forecast(data, book)  # keep the recurrent state moving
+            if len(data) == book.last_len:
+                continue  # no new bar on this data (another data moved the clock)
+            book.last_len = len(data)
+            if now <= book.last_num:
+                self.feed_log.append((now, data._name, "repeated or out-of-order bar refused"))
+                continue
+            book.last_num = now
+            held = self._held_back(data, book) if now >= self._start_num else None
+            if now < self._start_num or held is not None:
+                if book.stream is not None or book.online is not None:
+                    self._forecast(data, book)  # keep the features and state moving
+                if held is not None:
+                    self.feed_log.append((now, data._name, f"not traded: {held}"))
                 continue
             forecast = book.line[0] if book.line is not None else self._forecast(data, book)
             if not math.isfinite(forecast):

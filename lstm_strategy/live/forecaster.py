@@ -1,0 +1,188 @@
+"""A forecaster for bars that arrive one at a time: online features, the walk-forward
+schedule run as the bars come, one model step per bar.
+
+Fold k is trained on exactly what the batch walk-forward gives it (`fit_fold_at`: the
+complete rows before its retrain bar, the labels known then, seed + k), at the close of
+the bar before that retrain bar. In parity mode it trains there and then, so the model
+takes over on the retrain bar as in the backtest; otherwise it trains in a background
+process while bars keep flowing, and takes over at the first bar after it is ready (the
+previous model goes on forecasting meanwhile, and says so).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import multiprocessing
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import CheckpointError
+from ..features import make_target
+from ..forecaster import Forecaster, WalkForwardStream, one_thread_per_worker, resolve_device
+from ..models import ModelConfig, build_model
+from ..online_features import OnlineFeatures
+from ..training import Panel, TrainConfig, fit_fold_at
+
+Event = Callable[[str, dict], None]
+
+
+def _fit(rows: np.ndarray, closes: np.ndarray, index: pd.DatetimeIndex, names: list[str],
+         k: int, retrain_pos: int, model_config: ModelConfig, config: TrainConfig,
+         device: str, init_state: dict | None) -> tuple[Forecaster, dict]:
+    """Fold k from the bars before `retrain_pos`; the forecaster and what it trained on."""
+    features = pd.DataFrame(rows, index=index, columns=names)
+    target = make_target(pd.Series(closes, index=index), config.horizon)
+    panel = Panel.from_frames(features, target)
+    fit = fit_fold_at(panel, names, index, k, retrain_pos, model_config, config,
+                      resolve_device(device), init_state)
+    last_label = max(fit.last_label_pos, 0)
+    return fit.forecaster, {"fold": k, "train_start": str(index[fit.train_start_pos]),
+                            "last_label": str(index[last_label]), "n_train": fit.n_train,
+                            "epochs": fit.epochs_run}
+
+
+def _fit_in_worker(*args: object) -> tuple[dict, dict]:
+    one_thread_per_worker()
+    forecaster, info = _fit(*args)
+    return forecaster.to_dict(), info
+
+
+class LiveForecaster:
+    """`on_bar(when, open, high, low, close, volume)` -> the forecast for that bar.
+
+    `features` computes the row (an `OnlineFeatures`), the walk-forward of `model_config`
+    and `train_config` supplies the models. `checkpoints`: a folder where each fold's model
+    is saved, and loaded from on a rerun instead of trained again (a resumed runner).
+    `background`: train in a process beside the bars (live); False trains at the bar
+    (parity with the backtest). `on_event(kind, details)` hears of swaps and late models.
+    """
+
+    def __init__(self, features: OnlineFeatures, model_config: ModelConfig,
+                 train_config: TrainConfig, *, device: str = "cpu",
+                 checkpoints: str | Path | None = None, background: bool = False,
+                 on_event: Event | None = None, label: str = "") -> None:
+        self.features, self.model_config, self.config = features, model_config, train_config
+        self.device, self.label = device, label
+        self.names = list(features.columns)
+        self.checkpoints = Path(checkpoints) if checkpoints else None
+        self.background = background
+        self.on_event = on_event or (lambda kind, details: None)
+        context = build_model(len(self.names), model_config).context_rows(
+            train_config.context_bars)
+        self.stream = WalkForwardStream([], train_config.context_bars, buffer_rows=context)
+        self.rows: list[np.ndarray] = []
+        self.closes: list[float] = []
+        self.index: list[pd.Timestamp] = []
+        self.first_complete: int | None = None
+        self.next_fold = 0
+        self.folds: list[dict] = []
+        self.last_row: np.ndarray | None = None
+        self._init_state: dict | None = None
+        self._pending: tuple | None = None  # (fold, retrain position, future)
+        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+
+    # -- the schedule --------------------------------------------------------------
+    def _retrain_pos(self, k: int) -> int | None:
+        if self.first_complete is None:
+            return None
+        return self.first_complete + self.config.min_train_bars + k * self.config.step
+
+    def _checkpoint(self, k: int, retrain_pos: int) -> Path | None:
+        if self.checkpoints is None:
+            return None
+        return self.checkpoints / f"{self.label or 'model'}_fold{k:03d}_bar{retrain_pos}.pt"
+
+    def _args(self, k: int, retrain_pos: int) -> tuple:
+        index = pd.DatetimeIndex(self.index[:retrain_pos])  # a late start sees no more
+        return (np.array(self.rows[:retrain_pos]), np.array(self.closes[:retrain_pos]), index,
+                self.names, k, retrain_pos,
+                self.model_config, self.config, self.device, self._init_state)
+
+    def _train(self, k: int, retrain_pos: int) -> None:
+        """Fold k, due at bar `retrain_pos` (the next bar): trained now, or started."""
+        path = self._checkpoint(k, retrain_pos)
+        if path is not None and path.exists():
+            try:
+                forecaster = Forecaster.load(path, self.device, self.names)
+            except CheckpointError:
+                forecaster = None  # a damaged file: train again
+            if forecaster is not None:
+                info = {"fold": k, "checkpoint": str(path), "loaded": True}
+                self._ready(k, retrain_pos, forecaster, info)
+                return
+        if not self.background:
+            forecaster, info = _fit(*self._args(k, retrain_pos))
+            self._ready(k, retrain_pos, forecaster, info)
+            return
+        if self._pool is None:
+            self._pool = concurrent.futures.ProcessPoolExecutor(
+                1, mp_context=multiprocessing.get_context("spawn"))
+        self._pending = (k, retrain_pos, self._pool.submit(_fit_in_worker,
+                                                           *self._args(k, retrain_pos)))
+        self.on_event("train_started", {"fold": k, "retrain_bar": retrain_pos,
+                                        "at": str(self.index[-1])})
+
+    def _ready(self, k: int, retrain_pos: int, forecaster: Forecaster, info: dict) -> None:
+        path = self._checkpoint(k, retrain_pos)
+        if path is not None and not path.exists():
+            forecaster.save(path, fold=k, retrain_bar=retrain_pos)
+        if self.config.warm_start:
+            self._init_state = {n: t.clone() for n, t in forecaster.model.state_dict().items()}
+        # it takes over at the first bar after the last one seen
+        takeover = self.index[-1] + pd.Timedelta(1, "ns")
+        self.stream.add(takeover, forecaster)
+        swap = {**info, "fold": k, "retrain_bar": retrain_pos,
+                "ready_after": str(self.index[-1]),
+                "checkpoint": str(path) if path is not None else None}
+        self.folds.append(swap)
+        self.on_event("swap", swap)
+
+    def _collect(self) -> None:
+        """A model trained in the background that is ready takes over at this bar."""
+        if self._pending is None:
+            return
+        k, retrain_pos, future = self._pending
+        if not future.done():
+            return
+        self._pending = None
+        blob, info = future.result()
+        self._ready(k, retrain_pos, Forecaster.from_dict(blob, self.device), info)
+
+    def wait(self) -> None:
+        """Block until a model in training is ready (used at the end of a replay)."""
+        if self._pending is not None:
+            self._pending[2].result()
+
+    # -- bars ----------------------------------------------------------------------
+    def on_bar(self, when: pd.Timestamp, open_: float, high: float, low: float,
+               close: float, volume: float) -> float:
+        """The forecast for this bar, made at its close from the bars so far."""
+        when = pd.Timestamp(when)
+        row = self.features.update(when, open_, high, low, close, volume)
+        self.last_row = row
+        self._collect()
+        position = len(self.index)
+        due = self._retrain_pos(self.next_fold - 1) if self.next_fold else None
+        if self._pending is not None and due is not None and position >= due:
+            self.on_event("late_model", {"fold": self._pending[0], "bar": str(when),
+                                         "kept_fold": self.next_fold - 2})
+        forecast = self.stream.step(when, row)
+        self.index.append(when)
+        self.rows.append(row)
+        self.closes.append(float(close))
+        if self.first_complete is None and bool(np.isfinite(row).all()):
+            self.first_complete = position
+        next_pos = self._retrain_pos(self.next_fold)
+        if next_pos is not None and position + 1 >= next_pos and self._pending is None:
+            self.next_fold += 1
+            self._train(self.next_fold - 1, next_pos)
+        return forecast
+
+    def close(self) -> None:
+        """End the background trainer, if one runs."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
