@@ -28,6 +28,7 @@ examples:
   lstm-backtest check --config my.yaml               validate config and data, no training
   lstm-backtest audit --config my.yaml               prove it does not look ahead
   lstm-backtest compare --config strategies/sp32_compare.yaml --out runs/sp32
+  lstm-backtest paper --source replay:data/AAPL.csv --out runs/paper --parity
 
 ready configs: {CONFIG_DIR}
 exit status: 0 success, 2 bad input (config, data, output folder), 1 anything else
@@ -146,6 +147,26 @@ def build_parser() -> argparse.ArgumentParser:
                             "config says); a leak is a leak at any size")
     audit.add_argument("--thorough", action="store_true", help="more cut dates")
     audit.add_argument("--quiet", action="store_true", help="no progress output")
+    live = sub.add_parser(
+        "paper", help="the strategy on a replayed or tailed file, journaled (paper trading)",
+        description="Run the config's LSTMStrategy on a live-style feed on backtrader's "
+                    "broker: features computed as bars arrive, walk-forward folds trained "
+                    "on schedule. Every bar, forecast, order, fill, model swap and the "
+                    "account go to DIR/journal.sqlite; a killed run resumes with the same "
+                    "command. Writes equity.csv, fills.csv, orders.csv, metrics.json.",
+        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _common(live)
+    live.add_argument("--source", required=True, metavar="SOURCE",
+                      help="replay (the config's data), replay:FILE or tail:FILE (a file "
+                           "another process appends rows to)")
+    live.add_argument("--out", required=True, metavar="DIR", help="run folder (resumed)")
+    live.add_argument("--parity", action="store_true",
+                      help="train each fold at its bar, so a replay equals `run`")
+    live.add_argument("--speed", type=float, metavar="BARS_PER_S",
+                      help="replay at this many bars a second (default: as fast as possible)")
+    live.add_argument("--idle", type=float, metavar="SECONDS",
+                      help="tail: stop after this long without a new row (default: never)")
+    live.add_argument("--quiet", action="store_true", help="no progress output")
     check = sub.add_parser(
         "check", help="validate a config and its data without training",
         description="Load and validate the config and every data file, build the "
@@ -275,6 +296,22 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _paper(args: argparse.Namespace) -> int:
+    from .live import paper
+
+    config = _config(args)
+    started = time.perf_counter()
+    result = paper(config, args.source, args.out, parity=args.parity, speed=args.speed,
+                   idle=args.idle, say=_say(args))
+    m = result.metrics
+    resumed = f", {result.resumed_bars} resumed from the journal" if result.resumed_bars else ""
+    print(f"{config.name}: paper run of {m['bars']} bars{resumed} in "
+          f"{time.perf_counter() - started:.1f}s: {m['fills']} fills, {m['model_swaps']} "
+          f"model swaps, total return {format_metric('total_return', m.get('total_return'))}"
+          f" -> {args.out}")
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
     from .evaluation.report import check_run_folder, write_run
     from .experiment import run_experiment
@@ -352,7 +389,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             return {"check": _check, "sweep": _sweep, "compare": _compare,
-                    "audit": _audit}.get(
+                    "audit": _audit, "paper": _paper}.get(
                 args.command, _run)(args)
     except BAD_INPUT as exc:
         if args.debug:

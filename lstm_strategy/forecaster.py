@@ -201,8 +201,10 @@ class Forecaster:
             "model_config": asdict(self.model_config),
             "model_class": class_path(type(self.model)),
             "feature_names": list(self.feature_names),
-            "mean": self._mean.cpu(),
-            "std": self._std.cpu(),
+            # float64, as fitted: the host stepper scales in float64, so a loaded model
+            # forecasts bit for bit as the one trained (a resumed live run relies on it)
+            "mean": torch.from_numpy(np.asarray(self.scaler.mean, dtype=np.float64).copy()),
+            "std": torch.from_numpy(np.asarray(self.scaler.std, dtype=np.float64).copy()),
             "target_std": self.target_std,
             "horizon": self.horizon,
             "n_assets": getattr(self.model, "n_assets", 1),
@@ -230,7 +232,7 @@ class Forecaster:
             raise CheckpointError(f"checkpoint weights do not fit {built} with params "
                                   f"{config.params} ({first}); the class changed since it "
                                   f"was saved, or re-train.") from None
-        scaler = Scaler(blob["mean"].numpy(), blob["std"].numpy())
+        scaler = Scaler(blob["mean"].double().numpy(), blob["std"].double().numpy())
         return cls(model, config, names, scaler, blob["target_std"], blob["horizon"], device)
 
     def save(self, path: str | Path, **meta: object) -> None:

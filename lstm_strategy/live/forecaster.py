@@ -80,8 +80,10 @@ class LiveForecaster:
         self.next_fold = 0
         self.folds: list[dict] = []
         self.last_row: np.ndarray | None = None
+        self.last_forecast = float("nan")
         self._init_state: dict | None = None
         self._pending: tuple | None = None  # (fold, retrain position, future)
+        self._late_said: int | None = None
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
 
     # -- the schedule --------------------------------------------------------------
@@ -166,10 +168,12 @@ class LiveForecaster:
         self._collect()
         position = len(self.index)
         due = self._retrain_pos(self.next_fold - 1) if self.next_fold else None
-        if self._pending is not None and due is not None and position >= due:
+        if (self._pending is not None and due is not None and position >= due
+                and self._late_said != self._pending[0]):
+            self._late_said = self._pending[0]
             self.on_event("late_model", {"fold": self._pending[0], "bar": str(when),
                                          "kept_fold": self.next_fold - 2})
-        forecast = self.stream.step(when, row)
+        forecast = self.last_forecast = self.stream.step(when, row)
         self.index.append(when)
         self.rows.append(row)
         self.closes.append(float(close))

@@ -1,0 +1,232 @@
+"""Live and paper trading: parity with the backtest, crash and resume, feed states."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import backtrader as bt
+import numpy as np
+import pandas as pd
+import pytest
+
+from lstm_strategy import load_config, run_experiment
+from lstm_strategy.backtest import make_cerebro
+from lstm_strategy.backtest.strategies import LSTMStrategy
+from lstm_strategy.cli import main
+from lstm_strategy.config import BrokerConfig
+from lstm_strategy.live import LiveForecaster, paper
+from lstm_strategy.live.feeds import END, BarFeed, ReplaySource, TailSource, frame_bars
+from lstm_strategy.live.journal import Journal, JournalMismatch, RunnerBusy
+from lstm_strategy.online_features import OnlineFeatures
+
+from .conftest import DATA, ROOT, TINY_MODEL, TINY_TRAIN, tiny_overrides
+
+TABLES = ("bars", "orders", "fills", "account")
+
+
+def tiny(*extra: str, **values: str) -> object:
+    return load_config(None, tiny_overrides(**values) + list(extra), device="cpu")
+
+
+def journal_tables(folder: Path) -> dict[str, pd.DataFrame]:
+    with sqlite3.connect(folder / "journal.sqlite") as db:
+        return {t: pd.read_sql_query(f"SELECT * FROM {t} ORDER BY seq", db) for t in TABLES}
+
+
+def assert_paper_equals_run(result: object, run: object) -> None:
+    """The same fills (date, side, size, price, commission) and equity, bit for bit."""
+    lstm = run.backtests["lstm"]
+    fills = lstm.fills
+    assert len(result.fills) == len(fills) > 0
+    for column in ("side", "size", "price", "commission"):
+        np.testing.assert_array_equal(result.fills[column].to_numpy(), fills[column].to_numpy())
+    equity = result.equity["value"].loc[lstm.equity.index]
+    np.testing.assert_array_equal(equity.to_numpy(), lstm.equity["value"].to_numpy())
+
+
+@pytest.mark.parametrize("tickers", [["AAPL"], ["AAPL", "MSFT", "IBM"]])
+def test_paper_replay_in_parity_mode_equals_run_bit_for_bit(tmp_path: Path,
+                                                           tickers: list[str]) -> None:
+    paths = [str(DATA / f"{t}.csv") for t in tickers]
+    config = tiny(**{"data.paths": "[" + ", ".join(paths) + "]"})
+    run = run_experiment(config, progress=False)
+    source = "replay:" + ",".join(paths)
+    result = paper(config, source, tmp_path / "paper", parity=True)
+    assert result.metrics["model_swaps"] == len(tickers) * 7  # every fold, every ticker
+    assert_paper_equals_run(result, run)
+
+
+def test_paper_cli_replays_resumes_and_refuses_bad_input(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    args = ["paper", "--source", f"replay:{DATA / 'AAPL.csv'}", "--out", str(tmp_path / "p"),
+            "--parity", "--quiet", *sum((["--set", s] for s in tiny_overrides()), [])]
+    assert main(args) == 0
+    first = capsys.readouterr().out
+    assert "paper run of 1009 bars" in first and "7 model swaps" in first
+    for name in ("equity.csv", "fills.csv", "orders.csv", "metrics.json", "journal.sqlite"):
+        assert (tmp_path / "p" / name).exists()
+    assert main(args) == 0  # the same command on a finished run: replayed, checked, done
+    assert "1009 resumed from the journal" in capsys.readouterr().out
+    assert main(["paper", "--source", "tick:x", "--out", str(tmp_path / "q")]) == 2
+    assert "--source 'tick:x'" in capsys.readouterr().err
+    other = [*args[:-2], "--set", "train.epochs=3"]
+    assert main(other) == 2  # another config on the same folder
+    assert "this run was started with config" in capsys.readouterr().err
+
+
+def test_a_journal_that_differs_from_the_replay_stops_at_its_bar(tmp_path: Path) -> None:
+    config = tiny()
+    paper(config, "replay", tmp_path, parity=True)
+    with sqlite3.connect(tmp_path / "journal.sqlite") as db:
+        db.execute("UPDATE bars SET forecast = forecast + 1e-12 WHERE seq = 700")
+    with pytest.raises(JournalMismatch, match="bar 700 replays differently"):
+        paper(config, "replay", tmp_path, parity=True)
+
+
+def test_a_second_runner_on_the_same_folder_is_refused(tmp_path: Path) -> None:
+    held = Journal(tmp_path, {"config": "x"})
+    try:
+        with pytest.raises(RunnerBusy, match="another paper runner"):
+            Journal(tmp_path, {"config": "x"})
+    finally:
+        held.close()
+    Journal(tmp_path, {"config": "x"}).close()  # free again once the first one ends
+
+
+def test_a_replay_cut_after_t_equals_the_uncut_replay_up_to_t(tmp_path: Path) -> None:
+    full = journal_tables(paper(tiny(), "replay", tmp_path / "full", parity=True).folder)
+    cut = journal_tables(paper(tiny(**{"data.end": "2010-08-31"}), "replay",
+                               tmp_path / "cut", parity=True).folder)
+    last = cut["account"]["seq"].max()
+    assert 0 < last < full["account"]["seq"].max()
+    for table in TABLES:
+        pd.testing.assert_frame_equal(cut[table], full[table][full[table]["seq"] <= last]
+                                      .reset_index(drop=True))
+
+
+def _paper_command(out: Path) -> list[str]:
+    return [sys.executable, "-m", "lstm_strategy", "paper", "--source",
+            f"replay:{DATA / 'AAPL.csv'}", "--out", str(out), "--parity", "--speed", "600",
+            "--quiet", *sum((["--set", s] for s in tiny_overrides()), [])]
+
+
+def test_a_runner_killed_at_random_moments_resumes_to_the_uninterrupted_journal(
+        tmp_path: Path) -> None:
+    whole = journal_tables(paper(tiny(), "replay", tmp_path / "whole", parity=True).folder)
+    out = tmp_path / "killed"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    rng = np.random.default_rng(7)
+    kills = 0
+    for _ in range(6):
+        proc = subprocess.Popen(_paper_command(out), env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE)
+        time.sleep(float(rng.uniform(3.0, 5.0)))  # imports take ~2.5 s; 600 bars/s after
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait()
+    assert kills >= 3
+    done = subprocess.run(_paper_command(out), env=env, capture_output=True, text=True,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    resumed = journal_tables(out)
+    for table in TABLES:
+        pd.testing.assert_frame_equal(resumed[table], whole[table])
+    orders = resumed["orders"]
+    assert not orders.duplicated(["seq", "n"]).any() and len(orders) == len(whole["orders"])
+
+
+class _States(BarFeed):
+    """A live feed that backfills DELAYED, goes LIVE, drops out, and comes back."""
+
+    params = (("states", None),)
+
+    def start(self) -> None:
+        super().start()
+        self.notifs.clear()
+        self.put_notification(self.p.states[0])
+
+    def _load(self) -> bool | None:
+        status = self.p.states.get(self.delivered)  # in force from this bar on
+        if status is not None:
+            self.put_notification(status)
+        return super()._load()
+
+
+def test_orders_only_while_the_feed_is_live_and_repeats_are_refused(aapl: pd.DataFrame
+                                                                    ) -> None:
+    bars = aapl.iloc[:60]
+    flips = pd.Series(np.where(np.arange(60) % 4 < 2, 0.01, -0.01), index=bars.index)
+    delivered = frame_bars(bars)
+    delivered.insert(45, delivered[44])  # the same bar sent twice
+    states = {0: BarFeed.DELAYED, 10: BarFeed.LIVE, 30: BarFeed.DISCONNECTED,
+              40: BarFeed.LIVE}
+
+    class Listed:
+        def __init__(self) -> None:
+            self.bars = list(delivered)
+
+        def next_bar(self, timeout: float = 0.0) -> object:
+            return self.bars.pop(0) if self.bars else END
+
+    cerebro = make_cerebro(BrokerConfig(commission_bps=0, slippage_bps=0))
+    cerebro.adddata(_States(source=Listed(), states=states), name="AAPL")
+    cerebro.addstrategy(LSTMStrategy, forecasts={"AAPL": flips}, allow_short=True)
+    strat = cerebro.run()[0]
+    decided = {bt.num2date(d) for _, d, *_ in strat.records}
+    fills = [f["date"] for f in strat.fills]
+    # decisions only on LIVE bars (delivered 10..29 and 40.. in feed order); fills follow
+    assert min(decided) == bars.index[10] and not any(
+        bars.index[30] <= d <= bars.index[39] for d in decided)
+    assert bars.index[29] in decided and bars.index[40] in decided
+    assert fills and all(f > bars.index[10] for f in fills)
+    log = [what for _, _, what in strat.feed_log]
+    assert "not traded: DELAYED" in log and "not traded: DISCONNECTED" in log
+    assert "repeated or out-of-order bar refused" in log
+
+
+def test_a_model_slower_than_the_bars_keeps_the_old_one_and_says_so(aapl: pd.DataFrame
+                                                                     ) -> None:
+    bars = aapl.loc["2008-01-01":"2010-12-31"]
+    events: list[tuple[str, dict]] = []
+    live = LiveForecaster(OnlineFeatures(), TINY_MODEL, TINY_TRAIN, background=True,
+                          on_event=lambda kind, details: events.append((kind, details)))
+    try:
+        forecasts = [live.on_bar(*bar) for bar in frame_bars(bars)]  # far faster than training
+        live.wait()
+        live.on_bar(bars.index[-1] + pd.Timedelta(days=3), *frame_bars(bars)[-1][1:])
+    finally:
+        live.close()
+    kinds = [k for k, _ in events]
+    assert "train_started" in kinds and "late_model" in kinds and "swap" in kinds
+    swap = next(d for k, d in events if k == "swap")
+    first = swap["retrain_bar"]
+    assert all(math.isnan(f) for f in forecasts[:first + 1])  # no model before it is ready
+    assert pd.Timestamp(swap["ready_after"]) > bars.index[first]  # it came late
+
+
+def test_tail_source_turns_appended_rows_into_bars(tmp_path: Path, aapl: pd.DataFrame) -> None:
+    path = tmp_path / "AAPL.csv"
+    aapl.iloc[:5].to_csv(path)
+    tail = TailSource(path, idle=1.0, poll=0.05)
+    first = [tail.next_bar(0.5) for _ in range(5)]
+    assert [b[0] for b in first] == list(aapl.index[:5])
+    assert tail.next_bar(0.1) is None  # nothing new yet
+    aapl.iloc[:8].to_csv(path)  # another process appends three rows
+    assert [tail.next_bar(1.0)[0] for _ in range(3)] == list(aapl.index[5:8])
+    assert tail.next_bar(2.0) is END  # idle for a second: the source ends
+
+
+def test_replay_source_paces_bars(aapl: pd.DataFrame) -> None:
+    source = ReplaySource(aapl.iloc[:6], speed=50)
+    started = time.perf_counter()
+    while source.next_bar(0.5) is not END:
+        pass
+    assert time.perf_counter() - started >= 5 / 50 * 0.9
