@@ -29,6 +29,7 @@ from lstm_strategy.online_features import OnlineFeatures
 from .conftest import DATA, ROOT, TINY_MODEL, TINY_TRAIN, tiny_overrides
 
 TABLES = ("bars", "orders", "fills", "account")
+SETS = [part for value in tiny_overrides() for part in ("--set", value)]
 
 
 def tiny(*extra: str, **values: str) -> object:
@@ -66,7 +67,7 @@ def test_paper_replay_in_parity_mode_equals_run_bit_for_bit(tmp_path: Path,
 def test_paper_cli_replays_resumes_and_refuses_bad_input(
         tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     args = ["paper", "--source", f"replay:{DATA / 'AAPL.csv'}", "--out", str(tmp_path / "p"),
-            "--parity", "--quiet", *sum((["--set", s] for s in tiny_overrides()), [])]
+            "--parity", "--quiet", *SETS]
     assert main(args) == 0
     first = capsys.readouterr().out
     assert "paper run of 1009 bars" in first and "7 model swaps" in first
@@ -114,7 +115,7 @@ def test_a_replay_cut_after_t_equals_the_uncut_replay_up_to_t(tmp_path: Path) ->
 def _paper_command(out: Path) -> list[str]:
     return [sys.executable, "-m", "lstm_strategy", "paper", "--source",
             f"replay:{DATA / 'AAPL.csv'}", "--out", str(out), "--parity", "--speed", "600",
-            "--quiet", *sum((["--set", s] for s in tiny_overrides()), [])]
+            "--quiet", *SETS]
 
 
 def test_a_runner_killed_at_random_moments_resumes_to_the_uninterrupted_journal(
