@@ -167,6 +167,15 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--idle", type=float, metavar="SECONDS",
                       help="tail: stop after this long without a new row (default: never)")
     live.add_argument("--quiet", action="store_true", help="no progress output")
+    live.add_argument("--no-report", action="store_true",
+                      help="skip the report at the end (lstm-backtest report DIR writes it)")
+    report = sub.add_parser(
+        "report", help="a paper run's report, reconciled with the backtest of its bars",
+        description="Write RUN/report.html (the backtest report of the bars the paper run "
+                    "saw, with the paper run reconciled against it at the top) and "
+                    "RUN/reconciliation.csv. Works while the runner runs.")
+    report.add_argument("run", metavar="RUN", help="the --out folder of a paper run")
+    report.add_argument("--debug", action="store_true", help="full traceback on errors")
     check = sub.add_parser(
         "check", help="validate a config and its data without training",
         description="Load and validate the config and every data file, build the "
@@ -309,6 +318,19 @@ def _paper(args: argparse.Namespace) -> int:
           f"{time.perf_counter() - started:.1f}s: {m['fills']} fills, {m['model_swaps']} "
           f"model swaps, total return {format_metric('total_return', m.get('total_return'))}"
           f" -> {args.out}")
+    if not args.no_report:
+        from .live.report import write_live_report
+
+        print(write_live_report(args.out).line())
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .live.report import write_live_report
+
+    reconciliation = write_live_report(args.run)
+    print(reconciliation.line())
+    print(f"report: {Path(args.run) / 'report.html'}")
     return 0
 
 
@@ -374,6 +396,14 @@ def _show_note(message: Warning | str, category: type[Warning], filename: str, l
               file=sys.stderr, flush=True)
 
 
+def _stopped(args: argparse.Namespace) -> str:
+    """What a stop left: nothing for a run; the journal for a paper run."""
+    if args.command == "paper":
+        return (f"the journal in {args.out} holds every finished bar; the same command "
+                f"resumes.")
+    return "no run folder was written."
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status."""
     parser = build_parser()
@@ -389,7 +419,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             return {"check": _check, "sweep": _sweep, "compare": _compare,
-                    "audit": _audit, "paper": _paper}.get(
+                    "audit": _audit, "paper": _paper, "report": _report}.get(
                 args.command, _run)(args)
     except BAD_INPUT as exc:
         if args.debug:
@@ -397,10 +427,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"lstm-backtest: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except Terminated:
-        print("lstm-backtest: terminated (SIGTERM); no run folder was written.", file=sys.stderr)
+        print(f"lstm-backtest: terminated (SIGTERM); {_stopped(args)}", file=sys.stderr)
         return 128 + signal.SIGTERM
     except KeyboardInterrupt:
-        print("lstm-backtest: interrupted; no run folder was written.", file=sys.stderr)
+        print(f"lstm-backtest: interrupted; {_stopped(args)}", file=sys.stderr)
         return 130
     finally:
         warnings.showwarning = shown

@@ -71,15 +71,34 @@ def test_paper_cli_replays_resumes_and_refuses_bad_input(
     assert main(args) == 0
     first = capsys.readouterr().out
     assert "paper run of 1009 bars" in first and "7 model swaps" in first
-    for name in ("equity.csv", "fills.csv", "orders.csv", "metrics.json", "journal.sqlite"):
+    # the report: the backtest of the bars it saw, reconciled: equal in parity mode
+    assert "fills 28 / 28 (28 identical)" in first and "largest equity difference 0" in first
+    for name in ("equity.csv", "fills.csv", "orders.csv", "metrics.json", "journal.sqlite",
+                 "config.yaml", "report.html", "reconciliation.csv"):
         assert (tmp_path / "p" / name).exists()
+    page = (tmp_path / "p" / "report.html").read_text()
+    assert "Paper run vs backtest of the same bars" in page and "bit for bit" in page
+    recon = pd.read_csv(tmp_path / "p" / "reconciliation.csv")
+    assert len(recon) == 661 and (recon["difference"] == 0).all()
+    args.append("--no-report")
     assert main(args) == 0  # the same command on a finished run: replayed, checked, done
     assert "1009 resumed from the journal" in capsys.readouterr().out
     assert main(["paper", "--source", "tick:x", "--out", str(tmp_path / "q")]) == 2
     assert "--source 'tick:x'" in capsys.readouterr().err
-    other = [*args[:-2], "--set", "train.epochs=3"]
+    other = [*args, "--set", "train.epochs=3"]
     assert main(other) == 2  # another config on the same folder
     assert "this run was started with config" in capsys.readouterr().err
+    assert main(["report", str(tmp_path / "q")]) == 2
+    assert "no journal.sqlite" in capsys.readouterr().err
+
+
+def test_outside_parity_the_report_says_where_the_paper_run_differs(tmp_path: Path) -> None:
+    from lstm_strategy.live.report import write_live_report
+
+    paper(tiny(), "replay", tmp_path, parity=False)  # folds train in the background: late
+    rec = write_live_report(tmp_path)
+    assert rec.summary["first_difference"] is not None and rec.summary["max_difference"] > 0
+    assert "differs from the backtest" in (tmp_path / "report.html").read_text()
 
 
 def test_a_journal_that_differs_from_the_replay_stops_at_its_bar(tmp_path: Path) -> None:
@@ -114,8 +133,8 @@ def test_a_replay_cut_after_t_equals_the_uncut_replay_up_to_t(tmp_path: Path) ->
 
 def _paper_command(out: Path) -> list[str]:
     return [sys.executable, "-m", "lstm_strategy", "paper", "--source",
-            f"replay:{DATA / 'AAPL.csv'}", "--out", str(out), "--parity", "--speed", "600",
-            "--quiet", *SETS]
+            f"replay:{DATA / 'AAPL.csv'}", "--out", str(out), "--parity", "--speed", "70",
+            "--quiet", "--no-report", *SETS]
 
 
 def test_a_runner_killed_at_random_moments_resumes_to_the_uninterrupted_journal(
@@ -125,15 +144,20 @@ def test_a_runner_killed_at_random_moments_resumes_to_the_uninterrupted_journal(
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     rng = np.random.default_rng(7)
     kills = 0
-    for _ in range(6):
+    progress = []
+    for _ in range(12):  # at random moments: in a bar, a fold's training, a commit
         proc = subprocess.Popen(_paper_command(out), env=env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE)
-        time.sleep(float(rng.uniform(3.0, 5.0)))  # imports take ~2.5 s; 600 bars/s after
+                                stderr=subprocess.DEVNULL)
+        time.sleep(float(rng.uniform(2.6, 5.5)))  # imports ~2.5 s, then 70 bars a second
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             kills += 1
         proc.wait()
-    assert kills >= 3
+        if (out / "journal.sqlite").exists():
+            with sqlite3.connect(out / "journal.sqlite") as db:
+                progress.append(db.execute("SELECT COALESCE(MAX(seq), 0) FROM account")
+                                .fetchone()[0])
+    assert kills >= 6 and len(set(progress)) >= 4  # killed at many different bars
     done = subprocess.run(_paper_command(out), env=env, capture_output=True, text=True,
                           check=False)
     assert done.returncode == 0, done.stderr
@@ -231,3 +255,37 @@ def test_replay_source_paces_bars(aapl: pd.DataFrame) -> None:
     while source.next_bar(0.5) is not END:
         pass
     assert time.perf_counter() - started >= 5 / 50 * 0.9
+
+
+def test_a_background_run_killed_after_a_swap_resumes_with_the_swap_where_it_was(
+        tmp_path: Path) -> None:
+    """Outside parity the swap bar depends on the clock; a resumed run swaps at the
+    journaled bar (from the checkpoint), so its replay checks out against the journal."""
+    out = tmp_path / "bg"
+    command = [arg for arg in _paper_command(out) if arg != "--parity"]
+    command[command.index("--speed") + 1] = "50"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    swapped = None
+    deadline = time.monotonic() + 60
+    while swapped is None and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+        if (out / "journal.sqlite").exists():
+            with sqlite3.connect(out / "journal.sqlite") as db:
+                found = db.execute("SELECT seq FROM events WHERE kind = 'swap'").fetchone()
+            swapped = found[0] if found else None
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert swapped is not None, "no background model took over within a minute"
+    before = journal_tables(out)
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    after = journal_tables(out)
+    last = before["account"]["seq"].max()
+    for table in TABLES:
+        pd.testing.assert_frame_equal(after[table][after[table]["seq"] <= last]
+                                      .reset_index(drop=True), before[table])
+    with sqlite3.connect(out / "journal.sqlite") as db:
+        swaps = [s for (s,) in db.execute("SELECT seq FROM events WHERE kind = 'swap'")]
+    assert swaps[0] == swapped

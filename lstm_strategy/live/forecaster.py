@@ -14,6 +14,7 @@ from __future__ import annotations
 import concurrent.futures
 import multiprocessing
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +51,14 @@ def _fit_in_worker(*args: object) -> tuple[dict, dict]:
     return forecaster.to_dict(), info
 
 
+@dataclass
+class _Journaled:
+    """A background fold of a resumed run: it takes over at the journaled bar position."""
+
+    position: int
+    path: Path
+
+
 class LiveForecaster:
     """`on_bar(when, open, high, low, close, volume)` -> the forecast for that bar.
 
@@ -58,12 +67,17 @@ class LiveForecaster:
     is saved, and loaded from on a rerun instead of trained again (a resumed runner).
     `background`: train in a process beside the bars (live); False trains at the bar
     (parity with the backtest). `on_event(kind, details)` hears of swaps and late models.
+    `replay_swaps` ({fold: bar position}): where a journaled run's background folds took
+    over; a resumed run swaps them in there, from their checkpoints, as it happened, and
+    no other background model takes over before its `journaled_bars` are replayed.
     """
 
     def __init__(self, features: OnlineFeatures, model_config: ModelConfig,
                  train_config: TrainConfig, *, device: str = "cpu",
                  checkpoints: str | Path | None = None, background: bool = False,
-                 on_event: Event | None = None, label: str = "") -> None:
+                 on_event: Event | None = None, label: str = "",
+                 replay_swaps: dict[int, int] | None = None, journaled_bars: int = 0
+                 ) -> None:
         self.features, self.model_config, self.config = features, model_config, train_config
         self.device, self.label = device, label
         self.names = list(features.columns)
@@ -84,6 +98,8 @@ class LiveForecaster:
         self._init_state: dict | None = None
         self._pending: tuple | None = None  # (fold, retrain position, future)
         self._late_said: int | None = None
+        self.replay_swaps = dict(replay_swaps or {})
+        self.journaled_bars = journaled_bars
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
 
     # -- the schedule --------------------------------------------------------------
@@ -106,6 +122,11 @@ class LiveForecaster:
     def _train(self, k: int, retrain_pos: int) -> None:
         """Fold k, due at bar `retrain_pos` (the next bar): trained now, or started."""
         path = self._checkpoint(k, retrain_pos)
+        if self.background and k in self.replay_swaps and path is not None and path.exists():
+            self._pending = (k, retrain_pos, _Journaled(self.replay_swaps.pop(k), path))
+            self.on_event("train_started", {"fold": k, "retrain_bar": retrain_pos,
+                                            "at": str(self.index[-1]), "ticker": self.label})
+            return
         if path is not None and path.exists():
             try:
                 forecaster = Forecaster.load(path, self.device, self.names)
@@ -125,7 +146,7 @@ class LiveForecaster:
         self._pending = (k, retrain_pos, self._pool.submit(_fit_in_worker,
                                                            *self._args(k, retrain_pos)))
         self.on_event("train_started", {"fold": k, "retrain_bar": retrain_pos,
-                                        "at": str(self.index[-1])})
+                                        "at": str(self.index[-1]), "ticker": self.label})
 
     def _ready(self, k: int, retrain_pos: int, forecaster: Forecaster, info: dict) -> None:
         path = self._checkpoint(k, retrain_pos)
@@ -136,7 +157,8 @@ class LiveForecaster:
         # it takes over at the first bar after the last one seen
         takeover = self.index[-1] + pd.Timedelta(1, "ns")
         self.stream.add(takeover, forecaster)
-        swap = {**info, "fold": k, "retrain_bar": retrain_pos,
+        swap = {**info, "fold": k, "retrain_bar": retrain_pos, "ticker": self.label,
+                "position": len(self.index),
                 "ready_after": str(self.index[-1]),
                 "checkpoint": str(path) if path is not None else None}
         self.folds.append(swap)
@@ -147,7 +169,14 @@ class LiveForecaster:
         if self._pending is None:
             return
         k, retrain_pos, future = self._pending
-        if not future.done():
+        if isinstance(future, _Journaled):
+            if len(self.index) < future.position:
+                return
+            self._pending = None
+            self._ready(k, retrain_pos, Forecaster.load(future.path, self.device, self.names),
+                        {"checkpoint": str(future.path), "loaded": True})
+            return
+        if not future.done() or len(self.index) < self.journaled_bars:
             return
         self._pending = None
         blob, info = future.result()
@@ -155,7 +184,7 @@ class LiveForecaster:
 
     def wait(self) -> None:
         """Block until a model in training is ready (used at the end of a replay)."""
-        if self._pending is not None:
+        if self._pending is not None and not isinstance(self._pending[2], _Journaled):
             self._pending[2].result()
 
     # -- bars ----------------------------------------------------------------------
@@ -172,7 +201,8 @@ class LiveForecaster:
                 and self._late_said != self._pending[0]):
             self._late_said = self._pending[0]
             self.on_event("late_model", {"fold": self._pending[0], "bar": str(when),
-                                         "kept_fold": self.next_fold - 2})
+                                         "kept_fold": self.next_fold - 2,
+                                         "ticker": self.label})
         forecast = self.last_forecast = self.stream.step(when, row)
         self.index.append(when)
         self.rows.append(row)

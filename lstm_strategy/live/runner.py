@@ -24,7 +24,7 @@ import pandas as pd
 
 from ..backtest import make_cerebro
 from ..backtest.strategies import LSTMStrategy
-from ..config import ExperimentConfig
+from ..config import ExperimentConfig, dump_config
 from ..errors import ConfigError
 from ..evaluation.metrics import infer_periods_per_year, strategy_metrics
 from ..experiment import load_experiment_inputs, seed_everything, strategy_params
@@ -40,12 +40,12 @@ SOURCES = ("replay", "tail")
 
 def parse_source(source: str) -> tuple[str, list[str]]:
     """'replay' (the config's data), 'replay:FILE[,FILE]' or 'tail:FILE[,FILE]'."""
-    kind, _, files = source.partition(":")
-    if kind not in SOURCES or (kind == "tail" and not files):
+    name, _, files = source.partition(":")
+    if name not in SOURCES or (name == "tail" and not files):
         raise ConfigError(f"--source {source!r}: give replay (the config's data), "
                           f"replay:FILE or tail:FILE (several files: comma-separated, "
                           f"NAME=FILE to name a ticker).")
-    return kind, [f for f in files.split(",") if f]
+    return name, [f for f in files.split(",") if f]
 
 
 class JournaledStrategy(LSTMStrategy):
@@ -134,7 +134,7 @@ def paper(config: ExperimentConfig, source: str, out: str | Path, *, parity: boo
     checked, then the source goes on after them). `idle`: a tail source ends after this
     many seconds without a new row. Returns when the source ends.
     """
-    kind, files = parse_source(source)
+    feed_kind, files = parse_source(source)
     if files:
         config = dataclasses.replace(config, data=dataclasses.replace(config.data,
                                                                       paths=files))
@@ -142,16 +142,19 @@ def paper(config: ExperimentConfig, source: str, out: str | Path, *, parity: boo
         raise ConfigError(f"paper: model.kind={config.model.kind} forecasts all assets at "
                           f"once; the paper runner steps a model per ticker for now.")
     with torch_threads(config.threads):
-        return _paper(config, kind, source, Path(out), parity, speed, idle, say, latency)
+        return _paper(config, feed_kind, source, Path(out), parity, speed, idle, say, latency)
 
 
-def _paper(config: ExperimentConfig, kind: str, source: str, out: Path, parity: bool,
+def _paper(config: ExperimentConfig, feed_kind: str, source: str, out: Path, parity: bool,
            speed: float | None, idle: float | None, say: Callable[[str], None],
            latency: list | None) -> PaperResult:
     seed_everything(config.train.seed)
     inputs = load_experiment_inputs(config)  # validates the files as `run` does
     journal = Journal(out, _meta(config, source, parity))
     try:
+        if not (out / "config.yaml").exists():  # what `lstm-backtest report` rebuilds from
+            (out / ".config.yaml.tmp").write_text(dump_config(config))
+            (out / ".config.yaml.tmp").replace(out / "config.yaml")
         resumed = journal.last_seq
         if resumed:
             say(f"resuming: {resumed} journaled bar(s) replayed and checked first")
@@ -166,12 +169,15 @@ def _paper(config: ExperimentConfig, kind: str, source: str, out: Path, parity: 
                 sentiment_ticker=ticker if inputs.news is not None else None,
                 half_life=d.sentiment_half_life, close_time=d.close_time,
                 volume=d.volume != "none")
+            swaps = {d["fold"]: d["position"] for _, what, d in journal.events()
+                     if what == "swap" and d.get("ticker") == ticker}
             online[ticker] = LiveForecaster(
                 features, config.model, config.train, device=config.device,
-                checkpoints=out / "models", background=not parity, label=ticker)
+                checkpoints=out / "models", background=not parity, label=ticker,
+                replay_swaps=swaps, journaled_bars=len(journal.bars(ticker)))
             done = journal.bars(ticker)
             after = done[-1][0] if done else None
-            if kind == "replay":
+            if feed_kind == "replay":
                 live = ReplaySource(frame, speed, after=after)
             else:
                 live = TailSource(Path(frame.attrs["source"]), _tail_loader(config),
