@@ -284,8 +284,9 @@ def test_a_background_run_killed_after_a_swap_resumes_with_the_swap_where_it_was
     after = journal_tables(out)
     last = before["account"]["seq"].max()
     for table in TABLES:
-        pd.testing.assert_frame_equal(after[table][after[table]["seq"] <= last]
-                                      .reset_index(drop=True), before[table])
+        kept = after[table][after[table]["seq"] <= last].reset_index(drop=True)
+        # an empty table reads back as object columns
+        pd.testing.assert_frame_equal(kept, before[table], check_dtype=bool(len(kept)))
     with sqlite3.connect(out / "journal.sqlite") as db:
         swaps = [s for (s,) in db.execute("SELECT seq FROM events WHERE kind = 'swap'")]
     assert swaps[0] == swapped
