@@ -426,7 +426,7 @@ class OnlineFeatures:
         self._taken = 0
         self._weighted = self._weight = 0.0
         self._previous_close: int | None = None
-        self._seen: list[pd.Timestamp] = []
+        self._seen: deque[pd.Timestamp] = deque(maxlen=51)
         if news is not None and self._ticker:
             self.extend_news(news)
         self.columns = self._columns(volume)
@@ -472,7 +472,7 @@ class OnlineFeatures:
         seen = self._seen
         if self._daily:
             return (when + self._close_time).value
-        step = pd.Series(seen).diff().median() if len(seen) > 1 else pd.Timedelta(hours=1)
+        step = pd.Series(list(seen)).diff().median() if len(seen) > 1 else pd.Timedelta(hours=1)
         return (when + step).value
 
     def _sentiment(self, when: pd.Timestamp) -> float:
@@ -504,17 +504,21 @@ class OnlineFeatures:
     def update(self, when: pd.Timestamp, open_: float, high: float, low: float,
                close: float, volume: float) -> np.ndarray:
         """The feature row of the bar stamped `when` (bars in time order, each once)."""
-        when = pd.Timestamp(when)
-        if self._seen and when <= self._seen[-1]:
-            raise DataError(f"online features: bar {when} does not follow {self._seen[-1]}; "
+        if not isinstance(when, pd.Timestamp):
+            when = pd.Timestamp(when)
+        seen = self._seen
+        if seen and when <= seen[-1]:
+            raise DataError(f"online features: bar {when} does not follow {seen[-1]}; "
                             f"bars must arrive in time order, each once.")
-        self._daily = self._daily and when == when.normalize()
-        self._seen = [*self._seen[-50:], when]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            if self._default is not None:
-                values = self._default.update(open_, high, low, close, volume)
-                row = [values[n] for n in self.config.names]
-            else:
+        if self._daily:
+            self._daily = not (when.hour or when.minute or when.second or when.microsecond
+                               or when.nanosecond)
+        seen.append(when)
+        if self._default is not None:
+            values = self._default.update(open_, high, low, close, volume)
+            row = [values[n] for n in self.config.names]
+        else:
+            with np.errstate(divide="ignore", invalid="ignore"):
                 row = list(self._trailing.update(when, (open_, high, low, close, volume)))
         if self._exog_names:
             row += list(self._exogenous(when))
