@@ -287,11 +287,12 @@ class ForecastStream:
         self._state = self._numpy.from_torch(state)
 
     @torch.no_grad()
-    def step(self, row: np.ndarray | Sequence[float]) -> float:
-        """The forecast for the bar whose raw feature row this is; NaN (state kept) if incomplete."""
+    def step(self, row: np.ndarray | Sequence[float]) -> float | np.ndarray:
+        """The forecast for the bar whose raw feature row this is; NaN (state kept) if
+        incomplete. A multi-asset model takes rows [assets, features] and gives [assets]."""
         row = np.asarray(row, dtype=np.float64)
         if not np.isfinite(row).all():
-            return float("nan")
+            return float("nan") if row.ndim == 1 else np.full(len(row), np.nan)
         f = self.forecaster
         if self._numpy is not None:
             if self._state is None:
@@ -304,7 +305,8 @@ class ForecastStream:
             raw, self._state = f.model.stream_step(f.scale(row[None, :])[0], self._state)
         if isinstance(raw, float):
             return raw
-        return float(f.output(raw).item())
+        out = f.output(raw)
+        return float(out.item()) if out.size == 1 and row.ndim == 1 else out
 
 
 class WalkForwardStream:
@@ -349,7 +351,10 @@ class WalkForwardStream:
             self._stream.warm(rows[len(rows) - min(len(rows), context):])
             self._next += 1
         complete = bool(np.isfinite(row).all())
-        forecast = self._stream.step(row) if self._stream is not None else float("nan")
+        if self._stream is not None:
+            forecast = self._stream.step(row)
+        else:
+            forecast = float("nan") if row.ndim == 1 else np.full(len(row), np.nan)
         if complete:
             self._buffer.append(row)
         return forecast

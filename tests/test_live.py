@@ -64,6 +64,42 @@ def test_paper_replay_in_parity_mode_equals_run_bit_for_bit(tmp_path: Path,
     assert_paper_equals_run(result, run)
 
 
+SP4 = [str(DATA / "sp32" / f"{t}.csv") for t in ("XOM", "CVX", "JPM", "BAC")]
+
+
+@pytest.mark.parametrize("kind", ["pooled", "lstm_gnn"])
+def test_a_multi_asset_model_steps_every_asset_at_once_and_equals_run(tmp_path: Path,
+                                                                     kind: str) -> None:
+    config = tiny(**{"data.paths": "[" + ", ".join(SP4) + "]", "model.kind": kind})
+    run = run_experiment(config, progress=False)
+    result = paper(config, "replay", tmp_path / "paper", parity=True)
+    assert result.metrics["model_swaps"] == 7  # one model for the four assets
+    assert_paper_equals_run(result, run)
+
+
+def test_the_live_step_of_a_multi_asset_model_follows_its_batch_forecasts() -> None:
+    """Outside parity a pooled model steps once a bar for all assets (WalkForwardStream):
+    the batch forecasts within float32 rounding."""
+    from lstm_strategy import build_features, load_many, make_target, walk_forward
+    from lstm_strategy.forecaster import WalkForwardStream
+
+    bars = {Path(p).stem: f.loc["2005-01-01":"2007-12-31"] for p, f in zip(
+        SP4, load_many(SP4).values(), strict=True)}
+    features = {t: build_features(f) for t, f in bars.items()}
+    targets = {t: make_target(f["Close"]) for t, f in bars.items()}
+    result = walk_forward(features, targets, TINY_MODEL.with_kind("pooled"), TINY_TRAIN,
+                          device="cpu", progress=False)
+    stream = WalkForwardStream([(f.retrain_date, f.forecaster) for f in result.folds],
+                               TINY_TRAIN.context_bars)
+    rows = np.stack([features[t].to_numpy() for t in features], axis=1)
+    steps = np.array([stream.step(when, row) for when, row in zip(
+        features["XOM"].index, rows, strict=True)])
+    batch = result.predictions.to_numpy()
+    known = ~np.isnan(batch)
+    assert known.sum() > 1000 and np.array_equal(np.isnan(steps), ~known)
+    np.testing.assert_allclose(steps[known], batch[known], rtol=1e-4, atol=1e-6)
+
+
 def test_paper_cli_replays_resumes_and_refuses_bad_input(
         tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     args = ["paper", "--source", f"replay:{DATA / 'AAPL.csv'}", "--out", str(tmp_path / "p"),

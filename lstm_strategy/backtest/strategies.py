@@ -207,7 +207,8 @@ WIRING_PARAMS: tuple[Param, ...] = (
     Param("online", None, object,
           "an object with on_bar(when, open, high, low, close, volume) -> forecast, or "
           "{data name: object}: features computed from the feed's own bars as they arrive "
-          "(live mode, any feed; lstm_strategy.live.LiveForecaster)"),
+          "(live mode, any feed; lstm_strategy.live.LiveForecaster); a multi-asset one "
+          "(with `assets`) steps all datas at once through on_step({name: bar})"),
     Param("max_delay", None, object,
           "live feeds: a bar delivered more than this pd.Timedelta after its stamp is "
           "logged and not traded on (None: no check)"),
@@ -240,10 +241,15 @@ class LSTMStrategy(RecordingStrategy):
         self._start_num = self.trade_start_num()
         one_thread_per_worker()  # a worker of optstrategy or a pool steps models on one core
         self._books: dict = {}
+        self._panel = p.online if getattr(p.online, "assets", None) else None
+        self._panel_out: dict = {}
+        self._panel_last = -math.inf
         for data in self.datas:
             book = _Book(clock=data.lines.datetime)
             if "forecast" in data.lines.getlinealiases():
                 book.line = data.lines.forecast
+            elif self._panel is not None:
+                book.online = self._panel
             elif self._pick(p.online, data) is not None:
                 book.online = self._pick(p.online, data)
             else:
@@ -295,6 +301,8 @@ class LSTMStrategy(RecordingStrategy):
         """The forecast from a `forecasts` series or the stream (a forecast line is read inline)."""
         if book.forecasts is not None:
             return book.forecasts.get(book.clock[0], math.nan)
+        if book.online is not None and book.online is self._panel:
+            return self._panel_out.get(data._name, math.nan)
         if book.online is not None:
             return book.online.on_bar(pd.Timestamp(data.datetime.datetime(0)), data.open[0],
                                       data.high[0], data.low[0], data.close[0],
@@ -344,9 +352,23 @@ class LSTMStrategy(RecordingStrategy):
                 return f"late by {late}"
         return None
 
+    def _panel_step(self) -> bool:
+        """A multi-asset model: every data's bar in, every forecast out, once per bar."""
+        now = self.datas[0].datetime[0]
+        if now <= self._panel_last:
+            self.feed_log.append((now, "*", "repeated or out-of-order bar refused"))
+            return False
+        self._panel_last = now
+        self._panel_out = self._panel.on_step({
+            d._name: (pd.Timestamp(d.datetime.datetime(0)), d.open[0], d.high[0], d.low[0],
+                      d.close[0], d.volume[0]) for d in self.datas})
+        return True
+
     def next(self) -> None:
         orders = []
         record, rules = self._record, self.rules
+        if self._panel is not None and not self._panel_step():
+            return
         for data, book in self._books.items():
             now = book.clock[0]
             if len(data) == book.last_len:

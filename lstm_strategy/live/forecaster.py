@@ -32,11 +32,20 @@ Event = Callable[[str, dict], None]
 
 def _fit(rows: np.ndarray, closes: np.ndarray, index: pd.DatetimeIndex, names: list[str],
          k: int, retrain_pos: int, model_config: ModelConfig, config: TrainConfig,
-         device: str, init_state: dict | None) -> tuple[Forecaster, dict]:
-    """Fold k from the bars before `retrain_pos`; the forecaster and what it trained on."""
-    features = pd.DataFrame(rows, index=index, columns=names)
-    target = make_target(pd.Series(closes, index=index), config.horizon)
-    panel = Panel.from_frames(features, target)
+         device: str, init_state: dict | None, assets: list[str] | None = None,
+         sectors: dict | None = None) -> tuple[Forecaster, dict]:
+    """Fold k from the bars before `retrain_pos` (rows [bars, features], or [bars, assets,
+    features] for a multi-asset model); the forecaster and what it trained on."""
+    if assets is None:
+        features = pd.DataFrame(rows, index=index, columns=names)
+        target = make_target(pd.Series(closes, index=index), config.horizon)
+        panel = Panel.from_frames(features, target)
+    else:
+        panel = Panel.from_assets(
+            {a: pd.DataFrame(rows[:, i], index=index, columns=names)
+             for i, a in enumerate(assets)},
+            {a: make_target(pd.Series(closes[:, i], index=index), config.horizon)
+             for i, a in enumerate(assets)}, sectors)
     fit = fit_fold_at(panel, names, index, k, retrain_pos, model_config, config,
                       resolve_device(device), init_state)
     last_label = max(fit.last_label_pos, 0)
@@ -51,6 +60,43 @@ def _fit_in_worker(*args: object) -> tuple[dict, dict]:
     return forecaster.to_dict(), info
 
 
+class SegmentStream:
+    """Forecasts equal to the batch walk-forward's bit for bit, one bar at a time.
+
+    Each bar re-runs the fold's batch forecast (`Forecaster.forecast_rows`, fixed-shape
+    calls) from the fold's context start to this bar and keeps the last row: the same
+    function on the same rows as the backtest, so the same numbers, at the cost of one
+    chunk call per bar. Parity mode uses it for models without a host stepper (pooled,
+    LSTM-GNN, window, your own); the same `add`/`step` as `WalkForwardStream`.
+    """
+
+    def __init__(self, context_bars: int) -> None:
+        self._context = context_bars
+        self._switches: list[tuple[pd.Timestamp, Forecaster]] = []
+        self._next = 0
+        self._complete: list[np.ndarray] = []
+        self._forecaster: Forecaster | None = None
+        self._start = 0
+
+    def add(self, date: pd.Timestamp, forecaster: Forecaster) -> None:
+        self._switches.append((pd.Timestamp(date), forecaster))
+
+    def step(self, date: pd.Timestamp, row: np.ndarray) -> float | np.ndarray:
+        while self._next < len(self._switches) and date >= self._switches[self._next][0]:
+            self._forecaster = self._switches[self._next][1]
+            context = self._forecaster.model.context_rows(self._context)
+            self._start = max(0, len(self._complete) - context)
+            self._next += 1
+        nan = float("nan") if row.ndim == 1 else np.full(len(row), np.nan)
+        if not bool(np.isfinite(row).all()):
+            return nan
+        self._complete.append(row)
+        if self._forecaster is None:
+            return nan
+        out = self._forecaster.forecast_rows(np.array(self._complete[self._start:]))[-1]
+        return float(out) if row.ndim == 1 else out
+
+
 @dataclass
 class _Journaled:
     """A background fold of a resumed run: it takes over at the journaled bar position."""
@@ -60,9 +106,12 @@ class _Journaled:
 
 
 class LiveForecaster:
-    """`on_bar(when, open, high, low, close, volume)` -> the forecast for that bar.
+    """`on_bar(when, open, high, low, close, volume)` -> the forecast for that bar; for a
+    multi-asset model (pooled, LSTM-GNN) `on_step({ticker: bar})` -> {ticker: forecast},
+    every asset advanced in one model call per bar.
 
-    `features` computes the row (an `OnlineFeatures`), the walk-forward of `model_config`
+    `features` computes the row (an `OnlineFeatures`, or {ticker: OnlineFeatures} for a
+    multi-asset model, `sectors` for its graph), the walk-forward of `model_config`
     and `train_config` supplies the models. `checkpoints`: a folder where each fold's model
     is saved, and loaded from on a rerun instead of trained again (a resumed runner).
     `background`: train in a process beside the bars (live); False trains at the bar
@@ -76,17 +125,22 @@ class LiveForecaster:
                  train_config: TrainConfig, *, device: str = "cpu",
                  checkpoints: str | Path | None = None, background: bool = False,
                  on_event: Event | None = None, label: str = "",
-                 replay_swaps: dict[int, int] | None = None, journaled_bars: int = 0
-                 ) -> None:
-        self.features, self.model_config, self.config = features, model_config, train_config
-        self.device, self.label = device, label
-        self.names = list(features.columns)
+                 replay_swaps: dict[int, int] | None = None, journaled_bars: int = 0,
+                 sectors: dict | None = None) -> None:
+        self.model_config, self.config = model_config, train_config
+        self.device, self.label, self.sectors = device, label, sectors
+        self.assets = list(features) if isinstance(features, dict) else None
+        self.features = features if self.assets is not None else {label: features}
+        self.names = list(next(iter(self.features.values())).columns)
         self.checkpoints = Path(checkpoints) if checkpoints else None
         self.background = background
         self.on_event = on_event or (lambda kind, details: None)
-        context = build_model(len(self.names), model_config).context_rows(
-            train_config.context_bars)
-        self.stream = WalkForwardStream([], train_config.context_bars, buffer_rows=context)
+        model = build_model(len(self.names), model_config, len(self.features))
+        context = model.context_rows(train_config.context_bars)
+        if background or model.numpy_stepper() is not None:  # one step a bar
+            self.stream = WalkForwardStream([], train_config.context_bars, buffer_rows=context)
+        else:  # parity without a host stepper: the batch's own numbers (SegmentStream)
+            self.stream = SegmentStream(train_config.context_bars)
         self.rows: list[np.ndarray] = []
         self.closes: list[float] = []
         self.index: list[pd.Timestamp] = []
@@ -94,7 +148,7 @@ class LiveForecaster:
         self.next_fold = 0
         self.folds: list[dict] = []
         self.last_row: np.ndarray | None = None
-        self.last_forecast = float("nan")
+        self.last_forecast: float | np.ndarray = float("nan")
         self._init_state: dict | None = None
         self._pending: tuple | None = None  # (fold, retrain position, future)
         self._late_said: int | None = None
@@ -116,8 +170,8 @@ class LiveForecaster:
     def _args(self, k: int, retrain_pos: int) -> tuple:
         index = pd.DatetimeIndex(self.index[:retrain_pos])  # a late start sees no more
         return (np.array(self.rows[:retrain_pos]), np.array(self.closes[:retrain_pos]), index,
-                self.names, k, retrain_pos,
-                self.model_config, self.config, self.device, self._init_state)
+                self.names, k, retrain_pos, self.model_config, self.config, self.device,
+                self._init_state, self.assets, self.sectors)
 
     def _train(self, k: int, retrain_pos: int) -> None:
         """Fold k, due at bar `retrain_pos` (the next bar): trained now, or started."""
@@ -129,7 +183,8 @@ class LiveForecaster:
             return
         if path is not None and path.exists():
             try:
-                forecaster = Forecaster.load(path, self.device, self.names)
+                forecaster = Forecaster.load(path, self.device)
+                forecaster.check_features(self.names)
             except CheckpointError:
                 forecaster = None  # a damaged file: train again
             if forecaster is not None:
@@ -173,7 +228,7 @@ class LiveForecaster:
             if len(self.index) < future.position:
                 return
             self._pending = None
-            self._ready(k, retrain_pos, Forecaster.load(future.path, self.device, self.names),
+            self._ready(k, retrain_pos, Forecaster.load(future.path, self.device),
                         {"checkpoint": str(future.path), "loaded": True})
             return
         if not future.done() or len(self.index) < self.journaled_bars:
@@ -192,7 +247,23 @@ class LiveForecaster:
                close: float, volume: float) -> float:
         """The forecast for this bar, made at its close from the bars so far."""
         when = pd.Timestamp(when)
-        row = self.features.update(when, open_, high, low, close, volume)
+        row = self.features[self.label].update(when, open_, high, low, close, volume)
+        return self._advance(when, row, float(close))
+
+    def on_step(self, bars: dict[str, tuple]) -> dict[str, float]:
+        """Every asset's forecast for this bar ({ticker: (when, o, h, l, c, v)} in, one
+        model call for all of them); the assets share one calendar."""
+        if set(bars) != set(self.features):
+            raise ValueError(f"on_step needs a bar of every asset {sorted(self.features)}; "
+                             f"got {sorted(bars)}.")
+        when = pd.Timestamp(next(iter(bars.values()))[0])
+        rows = np.stack([self.features[t].update(*bars[t]) for t in self.features])
+        closes = np.array([bars[t][4] for t in self.features], dtype=float)
+        out = np.asarray(self._advance(when, rows, closes), dtype=float).reshape(-1)
+        return dict(zip(self.features, out.tolist(), strict=True))
+
+    def _advance(self, when: pd.Timestamp, row: np.ndarray, close: float | np.ndarray
+                 ) -> float | np.ndarray:
         self.last_row = row
         self._collect()
         position = len(self.index)
@@ -206,7 +277,7 @@ class LiveForecaster:
         forecast = self.last_forecast = self.stream.step(when, row)
         self.index.append(when)
         self.rows.append(row)
-        self.closes.append(float(close))
+        self.closes.append(close)
         if self.first_complete is None and bool(np.isfinite(row).all()):
             self.first_complete = position
         next_pos = self._retrain_pos(self.next_fold)
@@ -214,6 +285,19 @@ class LiveForecaster:
             self.next_fold += 1
             self._train(self.next_fold - 1, next_pos)
         return forecast
+
+    def row_of(self, ticker: str) -> np.ndarray | None:
+        """The last bar's feature row of `ticker` (None before the first bar)."""
+        if self.last_row is None or self.assets is None:
+            return self.last_row
+        return self.last_row[self.assets.index(ticker)]
+
+    def forecast_of(self, ticker: str) -> float:
+        """The last bar's forecast of `ticker`."""
+        if self.assets is None:
+            return float(self.last_forecast)
+        last = np.asarray(self.last_forecast, dtype=float).reshape(-1)
+        return float(last[self.assets.index(ticker)]) if last.size > 1 else float(last[0])
 
     def close(self) -> None:
         """End the background trainer, if one runs."""

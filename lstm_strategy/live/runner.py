@@ -24,12 +24,13 @@ import pandas as pd
 
 from ..backtest import make_cerebro
 from ..backtest.strategies import LSTMStrategy
-from ..config import ExperimentConfig, dump_config
+from ..config import ExperimentConfig, dump_config, resolve_path
 from ..errors import ConfigError
 from ..evaluation.metrics import infer_periods_per_year, strategy_metrics
 from ..experiment import load_experiment_inputs, seed_everything, strategy_params
 from ..features import build_features, warmup_bars
 from ..forecaster import torch_threads
+from ..graph import load_sectors
 from ..online_features import OnlineFeatures
 from .feeds import BarFeed, ChainSource, ReplaySource, TailSource
 from .forecaster import LiveForecaster
@@ -90,9 +91,10 @@ class JournaledStrategy(LSTMStrategy):
             latency.append(time.perf_counter() - max(d.delivered_at for d in self.datas))
         bars = []
         for data, book in self._books.items():
-            row = book.online.last_row if book.online is not None else None
+            online = book.online
+            row = online.row_of(data._name) if online is not None else None
             digest = hashlib.sha256(row.tobytes()).hexdigest()[:16] if row is not None else ""
-            forecast = book.online.last_forecast if book.online is not None else math.nan
+            forecast = online.forecast_of(data._name) if online is not None else math.nan
             bars.append((data._name, str(bt.num2date(data.datetime[0])), data.open[0],
                          data.high[0], data.low[0], data.close[0], data.volume[0], digest,
                          forecast, book.position.target))
@@ -138,9 +140,6 @@ def paper(config: ExperimentConfig, source: str, out: str | Path, *, parity: boo
     if files:
         config = dataclasses.replace(config, data=dataclasses.replace(config.data,
                                                                       paths=files))
-    if config.model.multi_asset:
-        raise ConfigError(f"paper: model.kind={config.model.kind} forecasts all assets at "
-                          f"once; the paper runner steps a model per ticker for now.")
     with torch_threads(config.threads):
         return _paper(config, feed_kind, source, Path(out), parity, speed, idle, say, latency)
 
@@ -159,22 +158,19 @@ def _paper(config: ExperimentConfig, feed_kind: str, source: str, out: Path, par
         if resumed:
             say(f"resuming: {resumed} journaled bar(s) replayed and checked first")
         cerebro = make_cerebro(config.broker)
-        online = {}
+        online, features_of = {}, {}
         calendar = next(iter(inputs.bars.values())).index
         d = config.data
+        multi = config.model.multi_asset
         for ticker, frame in inputs.bars.items():
-            features = OnlineFeatures(
+            features = features_of[ticker] = OnlineFeatures(
                 inputs.feature_config, exogenous=inputs.exogenous, exog_lag=d.macro_lag,
                 exog_prefix="macro_", exog_transform=d.macro_transform, news=inputs.news,
                 sentiment_ticker=ticker if inputs.news is not None else None,
                 half_life=d.sentiment_half_life, close_time=d.close_time,
                 volume=d.volume != "none")
-            swaps = {d["fold"]: d["position"] for _, what, d in journal.events()
-                     if what == "swap" and d.get("ticker") == ticker}
-            online[ticker] = LiveForecaster(
-                features, config.model, config.train, device=config.device,
-                checkpoints=out / "models", background=not parity, label=ticker,
-                replay_swaps=swaps, journaled_bars=len(journal.bars(ticker)))
+            if not multi:
+                online[ticker] = _forecaster(config, journal, features, ticker, out, parity)
             done = journal.bars(ticker)
             after = done[-1][0] if done else None
             if feed_kind == "replay":
@@ -183,6 +179,10 @@ def _paper(config: ExperimentConfig, feed_kind: str, source: str, out: Path, par
                 live = TailSource(Path(frame.attrs["source"]), _tail_loader(config),
                                   after=after, idle=idle)
             cerebro.adddata(BarFeed(source=ChainSource(done, live)), name=ticker)
+        if multi:  # one model for all assets, stepped once a bar
+            sectors = (load_sectors(resolve_path(config.data.sectors))
+                       if config.data.sectors else None)
+            online = _forecaster(config, journal, features_of, "all", out, parity, sectors)
         # the bar spacing as known before trading starts (it scales vol-targeted sizes)
         first_trade = min(len(calendar) - 1, warmup_bars(build_features(
             next(iter(inputs.bars.values())), inputs.feature_config))
@@ -193,11 +193,24 @@ def _paper(config: ExperimentConfig, feed_kind: str, source: str, out: Path, par
         cerebro.addstrategy(JournaledStrategy, journal=journal, online=online,
                             latency=latency, **params)
         cerebro.run()
-        for forecaster in online.values():
+        for forecaster in (online.values() if isinstance(online, dict) else [online]):
             forecaster.close()
         return _result(journal, out, resumed, latency or [])
     finally:
         journal.close()
+
+
+def _forecaster(config: ExperimentConfig, journal: Journal, features: object, label: str,
+                out: Path, parity: bool, sectors: dict | None = None) -> LiveForecaster:
+    """The live walk-forward of one ticker (or of all, for a multi-asset model), told
+    where a journaled run's background folds took over."""
+    swaps = {d["fold"]: d["position"] for _, what, d in journal.events()
+             if what == "swap" and d.get("ticker") == label}
+    first = label if label != "all" else next(iter(features))
+    return LiveForecaster(features, config.model, config.train, device=config.device,
+                          checkpoints=out / "models", background=not parity, label=label,
+                          replay_swaps=swaps, journaled_bars=len(journal.bars(first)),
+                          sectors=sectors)
 
 
 def _tail_loader(config: ExperimentConfig) -> dict:
