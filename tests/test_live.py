@@ -215,10 +215,11 @@ class _States(BarFeed):
         self.put_notification(self.p.states[0])
 
     def _load(self) -> bool | None:
-        status = self.p.states.get(self.delivered)  # in force from this bar on
-        if status is not None:
-            self.put_notification(status)
-        return super()._load()
+        loaded = super()._load()  # says LIVE: the source has no status of its own
+        if loaded:
+            index = self.delivered - 1
+            self.put_notification(self.p.states[max(k for k in self.p.states if k <= index)])
+        return loaded
 
 
 def test_orders_only_while_the_feed_is_live_and_repeats_are_refused(aapl: pd.DataFrame
@@ -277,12 +278,50 @@ def test_tail_source_turns_appended_rows_into_bars(tmp_path: Path, aapl: pd.Data
     path = tmp_path / "AAPL.csv"
     aapl.iloc[:5].to_csv(path)
     tail = TailSource(path, idle=1.0, poll=0.05)
-    first = [tail.next_bar(0.5) for _ in range(5)]
+    first = []
+    for _ in range(5):
+        first.append(tail.next_bar(0.5))
+        assert tail.last_status == "DELAYED"  # rows there at the start are backfill
     assert [b[0] for b in first] == list(aapl.index[:5])
     assert tail.next_bar(0.1) is None  # nothing new yet
     aapl.iloc[:8].to_csv(path)  # another process appends three rows
     assert [tail.next_bar(1.0)[0] for _ in range(3)] == list(aapl.index[5:8])
+    assert tail.last_status == "LIVE"
     assert tail.next_bar(2.0) is END  # idle for a second: the source ends
+
+
+def test_a_tailed_file_warms_up_on_its_backfill_and_trades_only_appended_rows(
+        tmp_path: Path, aapl: pd.DataFrame) -> None:
+    """`paper --source tail:FILE`: the rows present at the start train the folds and move
+    the state (DELAYED, no order); rows another process appends are LIVE and traded."""
+    import threading
+
+    bars = aapl.loc["2008-01-01":"2011-12-31"]
+    path = tmp_path / "AAPL.csv"
+    bars.iloc[:900].to_csv(path)
+
+    def append() -> None:
+        for end in range(910, len(bars) + 10, 10):  # the last step writes every row
+            time.sleep(0.05)
+            bars.iloc[:end].to_csv(path.with_suffix(".tmp"))
+            path.with_suffix(".tmp").replace(path)
+
+    writer = threading.Thread(target=append)
+    writer.start()
+    try:
+        result = paper(tiny(**{"data.paths": f"[{path}]"}), f"tail:{path}", tmp_path / "t",
+                       parity=True, idle=3.0)
+    finally:
+        writer.join()
+    journal = journal_tables(tmp_path / "t")
+    with sqlite3.connect(tmp_path / "t" / "journal.sqlite") as db:
+        status = [s for (s,) in db.execute("SELECT status FROM bars ORDER BY seq")]
+    backfill = status.index("LIVE")  # the rows in the file when the runner first read it
+    assert 900 <= backfill < len(bars) - 50 and set(status[backfill:]) == {"LIVE"}
+    assert set(status[:backfill]) == {"DELAYED"} and len(journal["account"]) == len(bars)
+    placed = journal["orders"]["seq"]
+    assert len(placed) and placed.min() > backfill  # orders only for bars decided LIVE
+    assert result.metrics["model_swaps"] == 7
 
 
 def test_replay_source_paces_bars(aapl: pd.DataFrame) -> None:

@@ -1,9 +1,12 @@
 """Live-style backtrader feeds for the paper runner: bars from a source, one at a time.
 
 A source's `next_bar(timeout)` returns a bar (date, open, high, low, close, volume),
-None when none has arrived yet, or END when it is done. `BarFeed` makes any source a
-backtrader live feed (`islive()`, LIVE / DISCONNECTED notifications, `_load` returning
-None while waiting), the way backtrader's own store feeds (IB, Oanda) behave.
+None when none has arrived yet, or END when it is done; its `last_status` says whether
+that bar is "LIVE" or "DELAYED" (backfill: history that was there before the run).
+`BarFeed` makes any source a backtrader live feed (`islive()`, DELAYED / LIVE /
+DISCONNECTED notifications, `_load` returning None while waiting), the way backtrader's
+own store feeds (IB, Oanda) behave: LSTMStrategy warms up on DELAYED bars and trades
+LIVE ones.
 """
 
 from __future__ import annotations
@@ -30,7 +33,10 @@ def frame_bars(frame: pd.DataFrame) -> list[Bar]:
 
 class ReplaySource:
     """A historical frame delivered as a live feed: as fast as possible, or `speed` bars a
-    second. `after`: skip the bars up to that date (a resumed run already has them)."""
+    second, every bar LIVE (a replay trades as the backtest does). `after`: skip the bars
+    up to that date (a resumed run already has them)."""
+
+    last_status = "LIVE"
 
     def __init__(self, frame: pd.DataFrame, speed: float | None = None,
                  after: pd.Timestamp | None = None) -> None:
@@ -59,6 +65,7 @@ class TailSource:
     changes; rows after the last bar delivered become bars. A row dated at or before that
     bar, other than the one already delivered, is refused with a message (`refused`).
     `idle`: end after this many seconds without a new row (None: run until stopped).
+    The rows there at the start are backfill (DELAYED); appended rows are LIVE.
     """
 
     def __init__(self, path: str | Path, loader: dict | None = None, *,
@@ -67,9 +74,12 @@ class TailSource:
         self.path, self.loader, self.idle, self.poll = Path(path), dict(loader or {}), idle, poll
         self._last = after
         self._queue: deque = deque()
+        self._backfill = 0  # queued bars that were in the file at the start
+        self.last_status = "DELAYED"
         self._seen: tuple | None = None
         self._quiet_since = time.monotonic()
         self.refused: list[str] = []
+        self._seen_once = False
 
     def _read(self) -> None:
         try:
@@ -86,6 +96,9 @@ class TailSource:
             self._seen = None
             return
         new = frame if self._last is None else frame.loc[frame.index > self._last]
+        if len(new) and self._seen_once is False:
+            self._backfill = len(new)
+        self._seen_once = True
         if len(new):
             self._queue.extend(frame_bars(new))
             self._last = new.index[-1]
@@ -95,6 +108,8 @@ class TailSource:
         deadline = time.monotonic() + timeout
         while True:
             if self._queue:
+                self.last_status = "DELAYED" if self._backfill > 0 else "LIVE"
+                self._backfill -= 1
                 return self._queue.popleft()
             self._read()
             if self._queue:
@@ -107,16 +122,21 @@ class TailSource:
 
 
 class ChainSource:
-    """Bars already journaled first (a resumed run replays them), then a live source."""
+    """Bars already journaled first, with the status they had (a resumed run replays
+    them), then a live source."""
 
-    def __init__(self, first: Iterable[Bar], then: object) -> None:
+    def __init__(self, first: Iterable[tuple[Bar, str]], then: object) -> None:
         self._first: deque = deque(first)
         self._then = then
+        self.last_status = "LIVE"
 
     def next_bar(self, timeout: float = 0.0) -> Bar | object | None:
         if self._first:
-            return self._first.popleft()
-        return self._then.next_bar(timeout)
+            bar, self.last_status = self._first.popleft()
+            return bar
+        bar = self._then.next_bar(timeout)
+        self.last_status = getattr(self._then, "last_status", "LIVE")
+        return bar
 
 
 class BarFeed(bt.feed.DataBase):
@@ -134,7 +154,6 @@ class BarFeed(bt.feed.DataBase):
         super().start()
         self.delivered = 0
         self.delivered_at = time.perf_counter()
-        self.put_notification(self.LIVE)
 
     def _load(self) -> bool | None:
         bar = self.p.source.next_bar(self._qcheck or self.p.qcheck)
@@ -143,6 +162,8 @@ class BarFeed(bt.feed.DataBase):
             return False
         if bar is None:
             return None
+        status = getattr(self.p.source, "last_status", "LIVE")
+        self.put_notification(self.DELAYED if status == "DELAYED" else self.LIVE)
         when, open_, high, low, close, volume = bar
         lines = self.lines
         lines.datetime[0] = bt.date2num(pd.Timestamp(when).to_pydatetime())

@@ -22,8 +22,8 @@ from ..errors import DataError
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE IF NOT EXISTS bars (seq INTEGER, ticker TEXT, date TEXT, open REAL, high REAL,
-    low REAL, close REAL, volume REAL, row_hash TEXT, forecast REAL, target REAL,
-    PRIMARY KEY (seq, ticker));
+    low REAL, close REAL, volume REAL, status TEXT, row_hash TEXT, forecast REAL,
+    target REAL, PRIMARY KEY (seq, ticker));
 CREATE TABLE IF NOT EXISTS orders (seq INTEGER, n INTEGER, ticker TEXT, side TEXT,
     size REAL, price REAL, PRIMARY KEY (seq, n));
 CREATE TABLE IF NOT EXISTS fills (seq INTEGER, n INTEGER, ticker TEXT, side TEXT, size REAL,
@@ -95,10 +95,11 @@ class Journal:
             out.setdefault(row[0], []).append(_norm(row[1:]))
         return out
 
-    def bars(self, ticker: str) -> list[tuple]:
-        """The journaled bars of a ticker, in order (what a resumed run replays first)."""
-        return [(pd.Timestamp(r[0]), *r[1:6]) for r in self.db.execute(
-            "SELECT date, open, high, low, close, volume FROM bars WHERE ticker = ? "
+    def bars(self, ticker: str) -> list[tuple[tuple, str]]:
+        """The journaled bars of a ticker with the feed status each had, in order (what a
+        resumed run replays first)."""
+        return [((pd.Timestamp(r[0]), *r[1:6]), r[6]) for r in self.db.execute(
+            "SELECT date, open, high, low, close, volume, status FROM bars WHERE ticker = ? "
             "ORDER BY seq", (ticker,))]
 
     def step(self, seq: int, rows: dict[str, list[tuple]]) -> None:

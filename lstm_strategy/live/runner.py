@@ -95,9 +95,10 @@ class JournaledStrategy(LSTMStrategy):
             row = online.row_of(data._name) if online is not None else None
             digest = hashlib.sha256(row.tobytes()).hexdigest()[:16] if row is not None else ""
             forecast = online.forecast_of(data._name) if online is not None else math.nan
+            status = data._getstatusname(book.status) if book.status is not None else "LIVE"
             bars.append((data._name, str(bt.num2date(data.datetime[0])), data.open[0],
-                         data.high[0], data.low[0], data.close[0], data.volume[0], digest,
-                         forecast, book.position.target))
+                         data.high[0], data.low[0], data.close[0], data.volume[0], status,
+                         digest, forecast, book.position.target))
         broker = self.broker
         self.p.journal.step(len(self), {
             "bars": bars, "orders": self._new_orders, "fills": self._new_fills,
@@ -172,7 +173,7 @@ def _paper(config: ExperimentConfig, feed_kind: str, source: str, out: Path, par
             if not multi:
                 online[ticker] = _forecaster(config, journal, features, ticker, out, parity)
             done = journal.bars(ticker)
-            after = done[-1][0] if done else None
+            after = done[-1][0][0] if done else None
             if feed_kind == "replay":
                 live = ReplaySource(frame, speed, after=after)
             else:
