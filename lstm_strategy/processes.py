@@ -1,8 +1,33 @@
-"""Whether a process that left something behind (a temp folder, a lock) is still running."""
+"""Processes: whether one that left something behind (a temp folder, a lock) still runs,
+and the setup of worker processes that must end with their driver."""
 
 from __future__ import annotations
 
 import os
+import threading
+import time
+
+WATCH_SECONDS = 0.5  # how often a worker checks that its driver is still there
+
+
+def watch_parent(parent: int) -> None:
+    """End this worker once its driver is gone (killed, even by SIGKILL): the worker is
+    re-parented then, on Linux and macOS alike, so a changed parent pid is the signal."""
+    while True:
+        time.sleep(WATCH_SECONDS)
+        if os.getppid() != parent:
+            os._exit(1)
+
+
+def worker_init(parent: int) -> None:
+    """One torch thread per worker process (see BENCHMARKS.md: threads), and a watchdog
+    that ends the worker with its driver."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    threading.Thread(target=watch_parent, args=(parent,), daemon=True,
+                     name="lstm-strategy-driver-watch").start()
+    import torch
+
+    torch.set_num_threads(1)
 
 
 def pid_alive(pid: int) -> bool:

@@ -342,17 +342,26 @@ def test_a_background_run_killed_after_a_swap_resumes_with_the_swap_where_it_was
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
-    swapped = None
-    deadline = time.monotonic() + 60
-    while swapped is None and time.monotonic() < deadline and proc.poll() is None:
+    swapped, training = None, False
+    deadline = time.monotonic() + 90
+    while not (swapped and training) and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.2)
         if (out / "journal.sqlite").exists():
             with sqlite3.connect(out / "journal.sqlite") as db:
+                kinds = [k for (k,) in db.execute("SELECT kind FROM events ORDER BY seq, n")]
                 found = db.execute("SELECT seq FROM events WHERE kind = 'swap'").fetchone()
             swapped = found[0] if found else None
+            training = kinds.count("train_started") > kinds.count("swap")  # a fold in flight
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert swapped is not None, "no background model took over within a minute"
+    assert swapped is not None, "no background model took over in time"
+    assert children, "no background training process at the kill"
+    # the trainer watches its driver every 0.5 s once its imports are done
+    gone = time.monotonic() + 15
+    while [c for c in children if Path(f"/proc/{c}").exists()] and time.monotonic() < gone:
+        time.sleep(0.2)
+    assert not [c for c in children if Path(f"/proc/{c}").exists()], "an orphan trainer"
     before = journal_tables(out)
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr

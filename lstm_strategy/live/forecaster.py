@@ -11,20 +11,23 @@ previous model goes on forecasting meanwhile, and says so).
 
 from __future__ import annotations
 
-import concurrent.futures
+import io
 import multiprocessing
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from ..errors import CheckpointError
 from ..features import make_target
-from ..forecaster import Forecaster, WalkForwardStream, one_thread_per_worker, resolve_device
+from ..forecaster import Forecaster, WalkForwardStream, resolve_device
 from ..models import ModelConfig, build_model
 from ..online_features import OnlineFeatures
+from ..processes import worker_init
 from ..training import Panel, TrainConfig, fit_fold_at
 
 Event = Callable[[str, dict], None]
@@ -54,10 +57,50 @@ def _fit(rows: np.ndarray, closes: np.ndarray, index: pd.DatetimeIndex, names: l
                             "epochs": fit.epochs_run}
 
 
-def _fit_in_worker(*args: object) -> tuple[dict, dict]:
-    one_thread_per_worker()
+def _fit_in_worker(parent: int, conn: object, args: tuple) -> None:
+    """A background fold in its own process (one torch thread, ends with its driver)."""
+    worker_init(parent)
     forecaster, info = _fit(*args)
-    return forecaster.to_dict(), info
+    buffer = io.BytesIO()  # bytes, not tensors: torch shares tensors through this process,
+    torch.save(forecaster.to_dict(), buffer)  # which ends right after sending them
+    conn.send_bytes(buffer.getvalue())
+    conn.send((None, info))
+    conn.close()
+
+
+class _Training:
+    """A fold training in a spawned process: polled each bar, stopped with the runner."""
+
+    def __init__(self, args: tuple) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._conn, self._child = context.Pipe(duplex=False)
+        self.process = context.Process(target=_fit_in_worker,
+                                       args=(os.getpid(), self._child, args), daemon=True)
+        self.process.start()  # the child end stays open here until the child has it
+        self._result: tuple | None = None
+
+    def done(self) -> bool:
+        if self._result is None and self._conn.poll():
+            blob = torch.load(io.BytesIO(self._conn.recv_bytes()), weights_only=True)
+            self._result = (blob, self._conn.recv()[1])
+            self.process.join()
+            self._child.close()
+        if self._result is None and not self.process.is_alive():
+            raise RuntimeError(f"background training ended with exit code "
+                               f"{self.process.exitcode} before its model was ready")
+        return self._result is not None
+
+    def result(self) -> tuple:
+        while not self.done():
+            self._conn.poll(0.1)
+        return self._result
+
+    def cancel(self) -> None:
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join()
+        self._conn.close()
+        self._child.close()
 
 
 class SegmentStream:
@@ -154,7 +197,6 @@ class LiveForecaster:
         self._late_said: int | None = None
         self.replay_swaps = dict(replay_swaps or {})
         self.journaled_bars = journaled_bars
-        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
 
     # -- the schedule --------------------------------------------------------------
     def _retrain_pos(self, k: int) -> int | None:
@@ -195,11 +237,7 @@ class LiveForecaster:
             forecaster, info = _fit(*self._args(k, retrain_pos))
             self._ready(k, retrain_pos, forecaster, info)
             return
-        if self._pool is None:
-            self._pool = concurrent.futures.ProcessPoolExecutor(
-                1, mp_context=multiprocessing.get_context("spawn"))
-        self._pending = (k, retrain_pos, self._pool.submit(_fit_in_worker,
-                                                           *self._args(k, retrain_pos)))
+        self._pending = (k, retrain_pos, _Training(self._args(k, retrain_pos)))
         self.on_event("train_started", {"fold": k, "retrain_bar": retrain_pos,
                                         "at": str(self.index[-1]), "ticker": self.label})
 
@@ -300,7 +338,7 @@ class LiveForecaster:
         return float(last[self.assets.index(ticker)]) if last.size > 1 else float(last[0])
 
     def close(self) -> None:
-        """End the background trainer, if one runs."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
+        """Stop a fold still training in the background (its model would come too late)."""
+        if self._pending is not None and isinstance(self._pending[2], _Training):
+            self._pending[2].cancel()
+            self._pending = None

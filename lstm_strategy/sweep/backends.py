@@ -11,33 +11,11 @@ import multiprocessing
 import os
 import queue
 import sys
-import threading
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
-WATCH_SECONDS = 0.5  # how often a worker checks that its driver is still there
-
-
-def _watch_parent(parent: int) -> None:
-    """End this worker once its driver is gone (killed, even by SIGKILL): the worker is
-    re-parented then, on Linux and macOS alike, so a changed parent pid is the signal."""
-    while True:
-        time.sleep(WATCH_SECONDS)
-        if os.getppid() != parent:
-            os._exit(1)
-
-
-def _worker_init(parent: int) -> None:
-    """One torch thread per worker process (see BENCHMARKS.md: threads), and a watchdog
-    that ends the worker with its driver."""
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    threading.Thread(target=_watch_parent, args=(parent,), daemon=True,
-                     name="lstm-strategy-driver-watch").start()
-    import torch
-
-    torch.set_num_threads(1)
+from ..processes import worker_init
 
 
 def start_method() -> str:
@@ -66,7 +44,7 @@ class LocalBackend:
     A worker that dies (SIGKILL, out of memory) breaks a process pool and fails every task
     in it; here the pool is replaced and those tasks run again (each up to `retries`
     times, then `WorkerLost`), so one lost worker costs its tasks' time, not the sweep.
-    Workers end with the driver (`_watch_parent`).
+    Workers end with the driver (`processes.watch_parent`).
     """
 
     name = "local"
@@ -83,7 +61,7 @@ class LocalBackend:
             self._pool = self._new_pool()
 
     def _new_pool(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(max_workers=self.workers, initializer=_worker_init,
+        return ProcessPoolExecutor(max_workers=self.workers, initializer=worker_init,
                                    initargs=(os.getpid(),),
                                    mp_context=multiprocessing.get_context(start_method()))
 
