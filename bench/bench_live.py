@@ -62,6 +62,41 @@ def features(repeats: int) -> None:
           f"{w * 1e3:.2f} ms ({w / o:.0f}x); 500-bar window {t * 1e3:.2f} ms ({t / o:.0f}x)")
 
 
+def talipp_check() -> None:
+    """Where talipp's indicators equal ta's (the reason the online features are our own)."""
+    try:
+        import ta
+        from talipp.indicators import ADX, ATR, BB, EMA, RSI, SMA
+        from talipp.ohlcv import OHLCV
+    except ImportError:
+        print("talipp: not installed (pip install -e '.[bench]' to compare it with ta)")
+        return
+    bars = load_ohlcv(ROOT / "data" / "AAPL.csv")
+    close = bars["Close"].tolist()
+    ohlcv = [OHLCV(*row) for row in bars[["Open", "High", "Low", "Close", "Volume"]]
+             .to_numpy()]
+    atr = ta.volatility.AverageTrueRange(bars["High"], bars["Low"], bars["Close"], 14)
+    adx = ta.trend.ADXIndicator(bars["High"], bars["Low"], bars["Close"], 14)
+    cases = {
+        "EMA 20": (EMA(20, close), ta.trend.EMAIndicator(bars["Close"], 20).ema_indicator()),
+        "SMA 50": (SMA(50, close), ta.trend.SMAIndicator(bars["Close"], 50).sma_indicator()),
+        "RSI 14": (RSI(14, close), ta.momentum.RSIIndicator(bars["Close"], 14).rsi()),
+        "ATR 14": (ATR(14, ohlcv), atr.average_true_range().mask(bars.index < bars.index[14])),
+        "ADX 14": ([x if x is None else x.adx for x in ADX(14, 14, ohlcv)],
+                   adx.adx().mask(bars.index < bars.index[28])),
+        "BB upper 20": ([x if x is None else x.ub for x in BB(20, 2.0, close)],
+                        ta.volatility.BollingerBands(bars["Close"], 20, 2.0).bollinger_hband()),
+    }
+    for name, (theirs, ours) in cases.items():
+        got = np.array([np.nan if v is None else float(v) for v in theirs])
+        want = ours.to_numpy(float)
+        both = ~np.isnan(got) & ~np.isnan(want)
+        rel = np.abs(got[both] - want[both]) / np.abs(want[both])
+        print(f"talipp vs ta, {name}: max relative difference {rel.max():.1e}, "
+              f"{int((rel > 1e-9).sum())} bars over 1e-9, NaN pattern differs on "
+              f"{int((np.isnan(got) != np.isnan(want)).sum())} bar(s)")
+
+
 def latency(tickers: list[str], label: str, kind: str = "sequence", parity: bool = False,
             speed: float | None = None) -> None:
     paths = [str(ROOT / "data" / t) for t in tickers]
@@ -114,6 +149,7 @@ def main() -> None:
     print(f"machine: {platform.processor() or platform.machine()}, "
           f"{torch.get_num_threads()} torch thread, python {platform.python_version()}")
     features(args.repeats)
+    talipp_check()
     latency(["AAPL.csv"], "1 asset", parity=True)
     latency(["AAPL.csv"], "1 asset", speed=100)
     sp32 = sorted(p.name for p in (ROOT / "data" / "sp32").glob("*.csv") if p.name != "sectors.csv")

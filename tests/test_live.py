@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lstm_strategy import load_config, run_experiment
+from lstm_strategy import build_features, load_config, run_experiment
 from lstm_strategy.backtest import make_cerebro
 from lstm_strategy.backtest.strategies import LSTMStrategy
 from lstm_strategy.cli import main
@@ -228,6 +228,7 @@ def test_orders_only_while_the_feed_is_live_and_repeats_are_refused(aapl: pd.Dat
     flips = pd.Series(np.where(np.arange(60) % 4 < 2, 0.01, -0.01), index=bars.index)
     delivered = frame_bars(bars)
     delivered.insert(45, delivered[44])  # the same bar sent twice
+    del delivered[52:56]  # and four bars that never come (a hole of six days)
     states = {0: BarFeed.DELAYED, 10: BarFeed.LIVE, 30: BarFeed.DISCONNECTED,
               40: BarFeed.LIVE}
 
@@ -252,6 +253,8 @@ def test_orders_only_while_the_feed_is_live_and_repeats_are_refused(aapl: pd.Dat
     log = [what for _, _, what in strat.feed_log]
     assert "not traded: DELAYED" in log and "not traded: DISCONNECTED" in log
     assert "repeated or out-of-order bar refused" in log
+    holes = [what for what in log if what.startswith("missing bars")]
+    assert len(holes) == 1 and "2000-05-11" in holes[0] and "2000-05-18" in holes[0]
 
 
 def test_a_model_slower_than_the_bars_keeps_the_old_one_and_says_so(aapl: pd.DataFrame
@@ -376,3 +379,25 @@ def test_a_background_run_killed_after_a_swap_resumes_with_the_swap_where_it_was
     with sqlite3.connect(out / "journal.sqlite") as db:
         swaps = [s for (s,) in db.execute("SELECT seq FROM events WHERE kind = 'swap'")]
     assert swaps[0] == swapped
+
+
+def test_a_macro_file_that_grows_while_running_reaches_the_online_features(
+        tmp_path: Path, aapl: pd.DataFrame) -> None:
+    from lstm_strategy.data import load_exogenous
+    from lstm_strategy.live.runner import GrowingInputs
+
+    macro = load_exogenous(DATA / "macro_us_daily.csv")
+    path = tmp_path / "macro.csv"
+    macro.loc[:"2009-12-31"].to_csv(path)
+    features = OnlineFeatures(exogenous=load_exogenous(path), exog_prefix="macro_")
+    growing = GrowingInputs(tiny(**{"data.macro": str(path)}), [features])
+    bars = aapl.loc["2009-06-01":"2010-03-31"]
+    rows = []
+    for when, *bar in frame_bars(bars):
+        if when == pd.Timestamp("2010-01-04"):  # the publisher appends the new year
+            macro.loc[:"2010-12-31"].to_csv(path)
+        growing()
+        rows.append(features.update(when, *bar))
+    batch = build_features(bars, exogenous=macro, exog_prefix="macro_")
+    got = pd.DataFrame(rows, index=bars.index, columns=list(features.columns))
+    pd.testing.assert_frame_equal(got, batch, check_exact=False, rtol=1e-12)

@@ -19,6 +19,7 @@ import backtrader as bt
 import numpy as np
 import pandas as pd
 
+from ..data import GAP_FACTOR
 from ..errors import ConfigError
 from ..forecaster import one_thread_per_worker
 from .decision import (
@@ -48,6 +49,7 @@ class _Book:
     status: int | None = None  # the feed's last notify_data status (live feeds)
     last_num: float = -math.inf  # the last bar's date, to refuse repeats
     last_len: int = 0  # bars seen: a data without a new bar this step is left alone
+    steps: deque = field(default_factory=lambda: deque(maxlen=100))  # live: recent spacings
     position: Position = field(default_factory=Position)
     pending: object | None = None
     history: deque | None = None
@@ -338,6 +340,20 @@ class LSTMStrategy(RecordingStrategy):
             book.status = status
             self.feed_log.append((math.nan, data._name, data._getstatusname(status)))
 
+    def _missing_bars(self, data: bt.DataBase, book: _Book, now: float) -> None:
+        """Log a hole in a live feed: a step longer than GAP_FACTOR times the usual one
+        (as `data.gap_after`) and half as long again as any of the last 100 (so weekends,
+        holidays and overnight breaks the feed has shown before are not holes)."""
+        step = now - book.last_num  # days
+        if len(book.steps) >= 20:
+            usual = float(np.median(book.steps))
+            if step > max(GAP_FACTOR * usual, 1.5 * max(book.steps)):
+                self.feed_log.append((now, data._name, (
+                    f"missing bars: {step:.2f} days since the last bar, {step / usual:.0f}x "
+                    f"the usual spacing, from {bt.num2date(book.last_num)} to "
+                    f"{bt.num2date(now)}")))
+        book.steps.append(step)
+
     def _held_back(self, data: bt.DataBase, book: _Book) -> str | None:
         """Why this bar of a live feed is not traded on (None: it may be)."""
         if not data.islive():
@@ -377,6 +393,8 @@ class LSTMStrategy(RecordingStrategy):
             if now <= book.last_num:
                 self.feed_log.append((now, data._name, "repeated or out-of-order bar refused"))
                 continue
+            if book.last_num > -math.inf and data.islive():
+                self._missing_bars(data, book, now)
             book.last_num = now
             held = self._held_back(data, book) if now >= self._start_num else None
             if now < self._start_num or held is not None:

@@ -25,6 +25,7 @@ import pandas as pd
 from ..backtest import make_cerebro
 from ..backtest.strategies import LSTMStrategy
 from ..config import ExperimentConfig, dump_config, resolve_path
+from ..data import load_exogenous
 from ..errors import ConfigError
 from ..evaluation.metrics import infer_periods_per_year, strategy_metrics
 from ..experiment import load_experiment_inputs, seed_everything, strategy_params
@@ -32,6 +33,7 @@ from ..features import build_features, warmup_bars
 from ..forecaster import torch_threads
 from ..graph import load_sectors
 from ..online_features import OnlineFeatures
+from ..sentiment import load_sentiment
 from .feeds import BarFeed, ChainSource, ReplaySource, TailSource
 from .forecaster import LiveForecaster
 from .journal import Journal
@@ -53,7 +55,7 @@ class JournaledStrategy(LSTMStrategy):
     """LSTMStrategy that journals each bar: its row's hash, forecast, target, the orders
     placed at its open, the fills, the model swaps and the account (see journal.py)."""
 
-    params = (("journal", None), ("latency", None))
+    params = (("journal", None), ("latency", None), ("refresh", None))
 
     def start(self) -> None:
         super().start()
@@ -85,6 +87,8 @@ class JournaledStrategy(LSTMStrategy):
                                 float(ex.price), float(ex.comm)))
 
     def next(self) -> None:
+        if self.p.refresh is not None:
+            self.p.refresh()  # exogenous and news files that grew since the last bar
         super().next()
         latency = self.p.latency
         if latency is not None:
@@ -191,14 +195,52 @@ def _paper(config: ExperimentConfig, feed_kind: str, source: str, out: Path, par
         params = strategy_params(config, calendar, calendar[first_trade],
                                  infer_periods_per_year(calendar[:max(first_trade, 2)]))
         params.pop("trade_start", None)
+        growing = GrowingInputs(config, list(features_of.values()))
         cerebro.addstrategy(JournaledStrategy, journal=journal, online=online,
-                            latency=latency, **params)
+                            latency=latency, refresh=growing if growing.files else None,
+                            **params)
         cerebro.run()
         for forecaster in (online.values() if isinstance(online, dict) else [online]):
             forecaster.close()
         return _result(journal, out, resumed, latency or [])
     finally:
         journal.close()
+
+
+class GrowingInputs:
+    """The macro and headline files of a run, re-read when they change while it runs; the
+    new rows reach every ticker's online features (joined as-of by availability time, so
+    a row counts from when it is known, as in the backtest)."""
+
+    def __init__(self, config: ExperimentConfig, features: list[OnlineFeatures]) -> None:
+        self.features = features
+        self.clock_tz = config.data.clock_tz
+        self.files = {kind: resolve_path(path) for kind, path in
+                      (("macro", config.data.macro), ("news", config.data.sentiment)) if path}
+        self._stamps = {kind: self._stamp(path) for kind, path in self.files.items()}
+
+    @staticmethod
+    def _stamp(path: Path) -> tuple | None:
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            return None
+        return stat.st_size, stat.st_mtime_ns
+
+    def __call__(self) -> None:
+        for kind, path in self.files.items():
+            stamp = self._stamp(path)
+            if stamp == self._stamps[kind]:
+                continue
+            self._stamps[kind] = stamp
+            if kind == "macro":
+                table = load_exogenous(path)
+                for features in self.features:
+                    features.extend_exogenous(table)
+            else:
+                news = load_sentiment(path, clock_tz=self.clock_tz)
+                for features in self.features:
+                    features.extend_news(news)
 
 
 def _forecaster(config: ExperimentConfig, journal: Journal, features: object, label: str,
