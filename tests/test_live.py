@@ -169,7 +169,7 @@ def test_a_replay_cut_after_t_equals_the_uncut_replay_up_to_t(tmp_path: Path) ->
 
 def _paper_command(out: Path) -> list[str]:
     return [sys.executable, "-m", "lstm_strategy", "paper", "--source",
-            f"replay:{DATA / 'AAPL.csv'}", "--out", str(out), "--parity", "--speed", "70",
+            f"replay:{DATA / 'AAPL.csv'}", "--out", str(out), "--parity", "--speed", "100",
             "--quiet", "--no-report", *SETS]
 
 
@@ -184,7 +184,7 @@ def test_a_runner_killed_at_random_moments_resumes_to_the_uninterrupted_journal(
     for _ in range(12):  # at random moments: in a bar, a fold's training, a commit
         proc = subprocess.Popen(_paper_command(out), env=env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
-        time.sleep(float(rng.uniform(2.6, 5.5)))  # imports ~2.5 s, then 70 bars a second
+        time.sleep(float(rng.uniform(2.6, 4.6)))  # imports ~2.5 s, then 100 bars a second
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             kills += 1

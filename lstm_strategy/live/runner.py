@@ -215,9 +215,9 @@ class GrowingInputs:
     def __init__(self, config: ExperimentConfig, features: list[OnlineFeatures]) -> None:
         self.features = features
         self.clock_tz = config.data.clock_tz
-        self.files = {kind: resolve_path(path) for kind, path in
+        self.files = {what: resolve_path(path) for what, path in
                       (("macro", config.data.macro), ("news", config.data.sentiment)) if path}
-        self._stamps = {kind: self._stamp(path) for kind, path in self.files.items()}
+        self._stamps = {what: self._stamp(path) for what, path in self.files.items()}
 
     @staticmethod
     def _stamp(path: Path) -> tuple | None:
@@ -228,12 +228,12 @@ class GrowingInputs:
         return stat.st_size, stat.st_mtime_ns
 
     def __call__(self) -> None:
-        for kind, path in self.files.items():
+        for what, path in self.files.items():
             stamp = self._stamp(path)
-            if stamp == self._stamps[kind]:
+            if stamp == self._stamps[what]:
                 continue
-            self._stamps[kind] = stamp
-            if kind == "macro":
+            self._stamps[what] = stamp
+            if what == "macro":
                 table = load_exogenous(path)
                 for features in self.features:
                     features.extend_exogenous(table)
