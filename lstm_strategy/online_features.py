@@ -4,12 +4,12 @@ A live feed has no next bar, so the whole-file feature frame cannot be built. He
 default feature is a small recursion or a window over the last bars, written after `ta`'s
 own formulas (start values, warm-up lengths, divisions by zero as NaN), so a row equals
 `build_features`' row for that bar to ~1e-12 (tests/test_online_features.py, per feature).
-Hand-written, measured against talipp 2.7 (`bench/bench_live.py`, AAPL): its SMA, ATR,
-ADX and Bollinger values equal `ta`'s (within 3e-12) but each warms up one bar apart from
-`ta` (a different NaN pattern), and its EMA (seeded with an SMA) and RSI differ from
-`ta`'s by more than 1e-9 for the first 185 and 261 bars, which moves MACD, ema_dist and
-rsi too; it also keeps every past value unless purged. Taking it for four indicators would
-still need those fixed here. Features without an online form here
+Hand-written, measured against talipp 2.7 (`bench/bench_live.py`, AAPL): its SMA and
+Bollinger values equal `ta`'s (within 3e-12), its ATR and ADX too but each warms up one
+bar apart from `ta` (another NaN pattern), and its EMA (seeded with an SMA) and RSI
+differ from `ta`'s by more than 1e-9 for the first 185 and 261 bars, which moves MACD,
+ema_dist and rsi as well; it also keeps every past value unless purged. Taking it for
+the four that match would add a dependency and still leave the rest to write here. Features without an online form here
 (Alpha158, your `features.extra` functions) are recomputed over a trailing window of bars
 whose length `prove_window` checks against the whole-history frame, and say so.
 
