@@ -259,22 +259,27 @@ def test_orders_only_while_the_feed_is_live_and_repeats_are_refused(aapl: pd.Dat
 
 def test_a_model_slower_than_the_bars_keeps_the_old_one_and_says_so(aapl: pd.DataFrame
                                                                      ) -> None:
-    bars = aapl.loc["2008-01-01":"2010-12-31"]
+    bars = frame_bars(aapl.loc["2008-01-01":"2010-12-31"])
     events: list[tuple[str, dict]] = []
     live = LiveForecaster(OnlineFeatures(), TINY_MODEL, TINY_TRAIN, background=True,
                           on_event=lambda kind, details: events.append((kind, details)))
+    forecasts = []
     try:
-        forecasts = [live.on_bar(*bar) for bar in frame_bars(bars)]  # far faster than training
-        live.wait()
-        live.on_bar(bars.index[-1] + pd.Timedelta(days=3), *frame_bars(bars)[-1][1:])
+        for bar in bars:  # far faster than a fold trains
+            forecasts.append(live.on_bar(*bar))
+            if [d["fold"] for k, d in events if k == "train_started"] == [0]:
+                live.wait()  # fold 0 is ready by its retrain bar; fold 1 will be late
     finally:
         live.close()
-    kinds = [k for k, _ in events]
-    assert "train_started" in kinds and "late_model" in kinds and "swap" in kinds
-    swap = next(d for k, d in events if k == "swap")
-    first = swap["retrain_bar"]
-    assert all(math.isnan(f) for f in forecasts[:first + 1])  # no model before it is ready
-    assert pd.Timestamp(swap["ready_after"]) > bars.index[first]  # it came late
+    swaps = [d for k, d in events if k == "swap"]
+    late = [d for k, d in events if k == "late_model"]
+    assert swaps[0]["fold"] == 0 and swaps[0]["position"] == swaps[0]["retrain_bar"]
+    assert late and late[0]["fold"] == 1 and late[0]["kept_fold"] == 0  # said so
+    fold1 = TINY_TRAIN.step + swaps[0]["retrain_bar"]
+    taken = swaps[1]["position"] if len(swaps) > 1 else len(bars)
+    assert taken > fold1  # fold 1 came late (or not before the bars ended)...
+    assert all(math.isfinite(f) for f in forecasts[fold1:taken])  # ...fold 0 went on
+    assert all(math.isnan(f) for f in forecasts[:swaps[0]["retrain_bar"]])
 
 
 def test_tail_source_turns_appended_rows_into_bars(tmp_path: Path, aapl: pd.DataFrame) -> None:

@@ -128,7 +128,8 @@ class SegmentStream:
         while self._next < len(self._switches) and date >= self._switches[self._next][0]:
             self._forecaster = self._switches[self._next][1]
             context = self._forecaster.model.context_rows(self._context)
-            self._start = max(0, len(self._complete) - context)
+            del self._complete[:max(0, len(self._complete) - context)]  # bounded memory
+            self._start = 0
             self._next += 1
         nan = float("nan") if row.ndim == 1 else np.full(len(row), np.nan)
         if not bool(np.isfinite(row).all()):
