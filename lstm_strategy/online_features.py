@@ -9,9 +9,10 @@ Bollinger values equal `ta`'s (within 3e-12), its ATR and ADX too but each warms
 bar apart from `ta` (another NaN pattern), and its EMA (seeded with an SMA) and RSI
 differ from `ta`'s by more than 1e-9 for the first 185 and 261 bars, which moves MACD,
 ema_dist and rsi as well; it also keeps every past value unless purged. Taking it for
-the four that match would add a dependency and still leave the rest to write here. Features without an online form here
-(Alpha158, your `features.extra` functions) are recomputed over a trailing window of bars
-whose length `prove_window` checks against the whole-history frame, and say so.
+the four that match would add a dependency and still leave the rest to write here.
+Features without an online form here (Alpha158, your `features.extra` functions) are
+recomputed over a trailing window of bars whose length `prove_window` checks against the
+whole-history frame, and say so.
 
 Exogenous series join as-of by availability time, and headlines decay into the sentiment
 feature, from tables that may grow while running (`extend_exogenous`, `extend_news`).
