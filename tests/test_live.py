@@ -64,6 +64,20 @@ def test_paper_replay_in_parity_mode_equals_run_bit_for_bit(tmp_path: Path,
     assert_paper_equals_run(result, run)
 
 
+def test_the_default_config_on_a_replay_equals_run_across_every_fold(tmp_path: Path) -> None:
+    """The issue's own words: `paper --source replay:data/AAPL.csv` with the default config,
+    in parity mode, gives run's fills and equity bit for bit (40 folds, hidden 64 x 2)."""
+    out = tmp_path / "paper"
+    assert main(["paper", "--source", f"replay:{DATA / 'AAPL.csv'}", "--out", str(out),
+                 "--parity", "--quiet", "--no-report"]) == 0
+    config = load_config(None)  # as the command line has it
+    run = run_experiment(config, progress=False)
+    result = paper(config, f"replay:{DATA / 'AAPL.csv'}", out,
+                   parity=True)  # the finished folder: replayed and checked, nothing new
+    assert result.resumed_bars == 3270 and result.metrics["model_swaps"] == 40
+    assert_paper_equals_run(result, run)
+
+
 SP4 = [str(DATA / "sp32" / f"{t}.csv") for t in ("XOM", "CVX", "JPM", "BAC")]
 
 
@@ -167,33 +181,54 @@ def test_a_replay_cut_after_t_equals_the_uncut_replay_up_to_t(tmp_path: Path) ->
                                       .reset_index(drop=True))
 
 
-def _paper_command(out: Path) -> list[str]:
+def _paper_command(out: Path, speed: int | None = None) -> list[str]:
     return [sys.executable, "-m", "lstm_strategy", "paper", "--source",
-            f"replay:{DATA / 'AAPL.csv'}", "--out", str(out), "--parity", "--speed", "100",
-            "--quiet", "--no-report", *SETS]
+            f"replay:{DATA / 'AAPL.csv'}", "--out", str(out), "--parity",
+            *(["--speed", str(speed)] if speed else []), "--quiet", "--no-report", *SETS]
+
+
+def _journaled(out: Path) -> int:
+    if not (out / "journal.sqlite").exists():
+        return 0
+    try:
+        with sqlite3.connect(out / "journal.sqlite", timeout=5) as db:
+            return db.execute("SELECT COALESCE(MAX(seq), 0) FROM account").fetchone()[0]
+    except sqlite3.OperationalError:  # created, its tables not yet
+        return 0
 
 
 def test_a_runner_killed_at_random_moments_resumes_to_the_uninterrupted_journal(
         tmp_path: Path) -> None:
+    """20 SIGKILLs: after a random number of new bars (in a bar or in its commit), and every
+    fourth one while a fold trains (the bar before a retrain bar is journaled, its
+    successor's step is training)."""
     whole = journal_tables(paper(tiny(), "replay", tmp_path / "whole", parity=True).folder)
+    total = len(whole["account"])  # bars in the whole run
     out = tmp_path / "killed"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     rng = np.random.default_rng(7)
-    kills = 0
-    progress = []
-    for _ in range(12):  # at random moments: in a bar, a fold's training, a commit
+    retrains = [349 + 100 * k for k in range(7)]  # the steps that train fold k
+    kills, progress = 0, []
+    for cycle in range(20):
+        start = _journaled(out)
+        if cycle % 4 == 3 and any(r > start + 1 for r in retrains):
+            target, linger = next(r for r in retrains if r > start + 1) - 1, 0.15
+        else:
+            target, linger = start + int(rng.integers(1, 90)), float(rng.uniform(0, 0.01))
         proc = subprocess.Popen(_paper_command(out), env=env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
-        time.sleep(float(rng.uniform(2.6, 4.6)))  # imports ~2.5 s, then 100 bars a second
+        deadline = time.monotonic() + 30
+        while proc.poll() is None and _journaled(out) < target and time.monotonic() < deadline:
+            time.sleep(0.005)
+        time.sleep(linger)
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             kills += 1
         proc.wait()
-        if (out / "journal.sqlite").exists():
-            with sqlite3.connect(out / "journal.sqlite") as db:
-                progress.append(db.execute("SELECT COALESCE(MAX(seq), 0) FROM account")
-                                .fetchone()[0])
-    assert kills >= 6 and len(set(progress)) >= 4  # killed at many different bars
+        progress.append(_journaled(out))
+        if progress[-1] == total:
+            break
+    assert kills >= 10 and len(set(progress)) >= 10  # killed at many different bars
     done = subprocess.run(_paper_command(out), env=env, capture_output=True, text=True,
                           check=False)
     assert done.returncode == 0, done.stderr
@@ -345,8 +380,7 @@ def test_a_background_run_killed_after_a_swap_resumes_with_the_swap_where_it_was
     """Outside parity the swap bar depends on the clock; a resumed run swaps at the
     journaled bar (from the checkpoint), so its replay checks out against the journal."""
     out = tmp_path / "bg"
-    command = [arg for arg in _paper_command(out) if arg != "--parity"]
-    command[command.index("--speed") + 1] = "50"
+    command = [arg for arg in _paper_command(out, speed=50) if arg != "--parity"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
