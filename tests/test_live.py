@@ -21,6 +21,7 @@ from lstm_strategy.backtest import make_cerebro
 from lstm_strategy.backtest.strategies import LSTMStrategy
 from lstm_strategy.cli import main
 from lstm_strategy.config import BrokerConfig
+from lstm_strategy.errors import DataWarning
 from lstm_strategy.live import LiveForecaster, paper
 from lstm_strategy.live.feeds import END, BarFeed, ReplaySource, TailSource, frame_bars
 from lstm_strategy.live.journal import Journal, JournalMismatch, RunnerBusy
@@ -145,7 +146,8 @@ def test_paper_cli_replays_resumes_and_refuses_bad_input(
 def test_outside_parity_the_report_says_where_the_paper_run_differs(tmp_path: Path) -> None:
     from lstm_strategy.live.report import write_live_report
 
-    paper(tiny(), "replay", tmp_path, parity=False)  # folds train in the background: late
+    with pytest.warns(DataWarning, match="as fast as possible with folds trained in the"):
+        paper(tiny(), "replay", tmp_path, parity=False)  # background folds: late
     rec = write_live_report(tmp_path)
     assert rec.summary["first_difference"] is not None and rec.summary["max_difference"] > 0
     assert "differs from the backtest" in (tmp_path / "report.html").read_text()

@@ -22,7 +22,7 @@ import pandas as pd
 
 from ..config import load_config
 from ..errors import DataError
-from ..evaluation.report import inline_png, render_html, write_charts
+from ..evaluation.report import inline_png, model_runs, render_html, write_charts
 from ..experiment import ExperimentResult, run_experiment
 
 
@@ -48,7 +48,7 @@ def _journal(folder: Path) -> dict[str, pd.DataFrame]:
         raise DataError(f"{folder}: no journal.sqlite; give the --out folder of a paper run.")
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
         return {t: pd.read_sql_query(f"SELECT * FROM {t} ORDER BY seq", db)
-                for t in ("bars", "fills", "account")}
+                for t in ("bars", "fills", "account", "events")}
 
 
 def reconcile(paper: dict[str, pd.DataFrame], backtest: ExperimentResult) -> Reconciliation:
@@ -67,7 +67,10 @@ def reconcile(paper: dict[str, pd.DataFrame], backtest: ExperimentResult) -> Rec
     mine = [tuple(r) for r in fills[keys].itertuples(index=False)]
     theirs = [tuple(r) for r in lstm.fills[keys].itertuples(index=False)]
     matching = sum(a == b for a, b in zip(mine, theirs, strict=False))
+    events = paper["events"]
+    folds = sum(len(r.folds) for r in model_runs(backtest).values())
     summary = {
+        "paper_swaps": int((events["kind"] == "swap").sum()), "backtest_folds": folds,
         "bars": len(account), "compared_bars": len(table),
         "paper_fills": len(mine), "backtest_fills": len(theirs), "matching_fills": matching,
         "paper_final": float(value.iloc[-1]) if len(value) else float("nan"),
@@ -83,6 +86,8 @@ def _section(rec: Reconciliation) -> str:
     rows = [("bars journaled", s["bars"]), ("bars compared (backtest span)", s["compared_bars"]),
             ("fills: paper / backtest", f"{s['paper_fills']} / {s['backtest_fills']}"),
             ("identical fills (in order)", s["matching_fills"]),
+            ("models that took over: paper / backtest folds",
+             f"{s['paper_swaps']} / {s['backtest_folds']}"),
             ("final value: paper / backtest",
              f"{s['paper_final']:,.2f} / {s['backtest_final']:,.2f}"),
             ("largest equity difference", f"{s['max_difference']:.6g}"),
@@ -93,7 +98,9 @@ def _section(rec: Reconciliation) -> str:
                if s["max_difference"] == 0 and s["matching_fills"] == s["backtest_fills"]
                == s["paper_fills"] else
                "The paper run differs from the backtest of the same bars (expected outside "
-               "--parity: folds trained in the background take over later).")
+               "--parity: folds trained in the background take over later"
+               + (", and none was ready before the bars ended" if not s["paper_swaps"]
+                  else "") + ").")
     fig, ax = plt.subplots(figsize=(12, 4))
     ax.plot(rec.table.index, rec.table["backtest_value"], label="backtest", lw=2.5,
             color="#bbbbbb")

@@ -14,6 +14,7 @@ import hashlib
 import json
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,7 @@ from ..backtest import make_cerebro
 from ..backtest.strategies import LSTMStrategy
 from ..config import ExperimentConfig, dump_config, resolve_path
 from ..data import load_exogenous
-from ..errors import ConfigError
+from ..errors import ConfigError, DataWarning
 from ..evaluation.metrics import infer_periods_per_year, strategy_metrics
 from ..experiment import load_experiment_inputs, seed_everything, strategy_params
 from ..features import build_features, warmup_bars
@@ -153,6 +154,12 @@ def _paper(config: ExperimentConfig, feed_kind: str, source: str, out: Path, par
            speed: float | None, idle: float | None, say: Callable[[str], None],
            latency: list | None) -> PaperResult:
     seed_everything(config.train.seed)
+    if feed_kind == "replay" and not parity and not speed:
+        warnings.warn("paper: a replay as fast as possible with folds trained in the "
+                      "background: each fold takes over late, maybe after the last bar "
+                      "(a trainer needs seconds); give --parity to train at the bar as the "
+                      "backtest does, or --speed to pace the bars.", DataWarning,
+                      stacklevel=2)
     inputs = load_experiment_inputs(config)  # validates the files as `run` does
     journal = Journal(out, _meta(config, source, parity))
     try:
