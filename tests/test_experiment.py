@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import torch
 
-from lstm_strategy import ConfigError, ExperimentConfig, load_config, run_experiment
+from lstm_strategy import ConfigError, ExperimentConfig, load_config, load_ohlcv, run_experiment
 from lstm_strategy.cli import main
 from lstm_strategy.config import CONFIG_DIR
 
@@ -478,3 +478,43 @@ def test_config_data_paths_are_read_relative_to_the_config_file(tmp_path: Path,
         "data/AAPL.csv",)
     from lstm_strategy.config import resolve_path
     assert resolve_path("data/AAPL.csv").is_file()  # the shipped sample, from anywhere
+
+
+def test_the_report_tables_equal_what_the_run_folder_files_give_by_hand(tmp_path: Path
+                                                                        ) -> None:
+    """Monthly/yearly returns from equity.csv, costs from orders.csv and the bars, and the
+    trade list (trades.csv, with size and exit price) from the fills."""
+    from lstm_strategy.evaluation.tables import costs_paid, period_returns
+
+    out = tmp_path / "run"
+    assert main(["run", "--out", str(out), "--quiet",
+                 *[p for s in tiny_overrides() for p in ("--set", s)]]) == 0
+    equity = pd.read_csv(out / "equity.csv", index_col="date", parse_dates=True)["lstm"]
+    table = period_returns(equity)
+    for (year, month), last in equity.groupby([equity.index.year, equity.index.month]).last(
+            ).items():
+        earlier = equity[equity.index < pd.Timestamp(year=year, month=month, day=1)]
+        start = earlier.iloc[-1] if len(earlier) else equity.iloc[0]
+        assert table.loc[year].iloc[month - 1] == pytest.approx(last / start - 1, rel=1e-12)
+    for year, last in equity.groupby(equity.index.year).last().items():
+        earlier = equity[equity.index.year < year]
+        start = earlier.iloc[-1] if len(earlier) else equity.iloc[0]
+        assert table.loc[year, "Year"] == pytest.approx(last / start - 1, rel=1e-12)
+    orders = pd.read_csv(out / "orders.csv", parse_dates=["date"])
+    bars = load_ohlcv(ROOT / "data" / "AAPL.csv").loc["2008-01-01":"2011-12-31"]
+    trades = pd.read_csv(out / "trades.csv", parse_dates=["entry_date", "exit_date"])
+    paid = costs_paid(orders, {"AAPL": bars}, trades)
+    slip = sum(abs(o.price - bars.loc[o.date, "Open"]) * abs(o.size) for o in orders.itertuples())
+    assert paid["commission"] == pytest.approx(orders["commission"].sum(), rel=1e-12)
+    assert paid["slippage"] == pytest.approx(slip, rel=1e-12) and paid["slippage"] > 0
+    assert paid["net_pnl"] == pytest.approx(trades["pnl_net"].sum(), rel=1e-9)
+    # every trade here is one buy and one sell: its size and exit price are those fills'
+    closed = trades[trades["status"] == "closed"]
+    buys, sells = orders[orders["side"] == "buy"], orders[orders["side"] == "sell"]
+    assert len(closed) > 3
+    np.testing.assert_allclose(closed["size"], buys["size"].iloc[:len(closed)])
+    np.testing.assert_allclose(closed["exit_price"], sells["price"].iloc[:len(closed)],
+                               rtol=1e-9)
+    page = (out / "report.html").read_text()
+    assert "returns by month and year" in page and "what costs took" in page
+    assert "Backtest report: default (AAPL)" in page

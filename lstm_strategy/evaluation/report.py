@@ -27,6 +27,7 @@ import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
 from ..config import dump_config
+from ..data import stamp
 from ..errors import RunFolderExists
 from ..experiment import ExperimentResult
 from ..processes import pid_alive
@@ -40,6 +41,7 @@ from .metrics import (
     rolling_sharpe,
     rolling_window,
 )
+from .tables import costs_paid, period_returns, trade_list
 
 CHARTS = ("equity", "drawdown", "trades", "forecast", "rolling_sharpe")
 _COLORS = {"lstm": "C0", "buy_and_hold": "C7", "sma_cross": "C2", "naive_forecast": "C1"}
@@ -188,6 +190,56 @@ def _table(rows: dict[str, dict], keys: list[str]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+def trades_table(result: ExperimentResult) -> pd.DataFrame:
+    """The LSTM strategy's trades with size, exit price and commission (trades.csv)."""
+    lstm = result.backtests["lstm"]
+    marks = {t: float(f["Close"].iloc[-1]) for t, f in result.bars.items()}
+    return trade_list(lstm.trades, lstm.fills, marks)
+
+
+def _heat(value: float) -> str:
+    """A returns cell: its value on green (gain) or red (loss), stronger for bigger moves."""
+    if value != value:
+        return "<td></td>"
+    strength = min(abs(value) / 0.10, 1.0)  # full colour at a 10% month
+    rgb = (255, int(255 - 120 * strength), int(255 - 120 * strength)) if value < 0 else (
+        int(255 - 120 * strength), 255, int(255 - 120 * strength))
+    return (f'<td style="background: rgb{rgb}">{html.escape(format_metric("total_return", value))}'
+            f"</td>")
+
+
+def _returns_html(equity: pd.Series) -> str:
+    table = period_returns(equity)
+    head = "".join(f"<th>{c}</th>" for c in ["", *table.columns])
+    rows = "".join(f"<tr><th>{year}</th>" + "".join(_heat(v) for v in row) + "</tr>"
+                   for year, row in zip(table.index, table.to_numpy(), strict=True))
+    return f"<table>{head and f'<tr>{head}</tr>'}{rows}</table>"
+
+
+def _costs_html(result: ExperimentResult) -> str:
+    lstm = result.backtests["lstm"]
+    paid = costs_paid(lstm.fills, result.bars, lstm.trades, result.config.broker.fill)
+    share = paid["cost_share_of_gross"]
+    cells = [("commission", f"{paid['commission']:,.2f}"), ("slippage", f"{paid['slippage']:,.2f}"),
+             ("total costs", f"{paid['total']:,.2f}"),
+             ("gross pnl (before costs)", f"{paid['gross_pnl']:,.2f}"),
+             ("net pnl", f"{paid['net_pnl']:,.2f}"),
+             ("costs / gross pnl", f"{share:.1%}" if share == share else "– (no gross gain)")]
+    return "<table>" + "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in cells) + "</table>"
+
+
+def _trades_html(result: ExperimentResult) -> str:
+    trades = trades_table(result)
+    if trades.empty:
+        return "<p>No trade.</p>"
+    shown = trades.assign(entry_date=trades["entry_date"].map(stamp),
+                          exit_date=trades["exit_date"].map(stamp))
+    money = {c: "{:,.2f}".format for c in ("pnl", "pnl_net", "commission")}
+    prices = {c: "{:,.6g}".format for c in ("size", "entry_price", "exit_price")}
+    body = shown.to_html(index=False, formatters={**money, **prices}, border=0)
+    return f'<div style="max-height: 26em; overflow-y: auto">{body}</div>'
+
+
 def render_html(result: ExperimentResult, charts: list[Path]) -> str:
     """One self-contained page: tables and charts (PNG embedded as data URIs)."""
     metrics = result.metrics
@@ -218,13 +270,16 @@ th:first-child {{ text-align: left; }}
 img {{ max-width: 100%; }} figure {{ margin: 1em 0; }}
 pre {{ background: #f6f6f6; padding: 1em; overflow-x: auto; font-size: 0.8em; }}
 </style></head><body>
-<h1>Backtest report: {html.escape(cfg.name)}</h1>
+<h1>Backtest report: {html.escape(cfg.name)} ({html.escape(", ".join(result.bars))})</h1>
 <p>Tickers {html.escape(", ".join(result.bars))}; out-of-sample trading from
 {metrics["period"]["trade_start"]} to {metrics["period"]["end"]}; {cfg.model.kind} LSTM,
 walk-forward retrain every {cfg.train.step} bars, horizon {cfg.train.horizon} bar(s);
 commission {cfg.broker.commission_bps} bps, slippage {cfg.broker.slippage_bps} bps,
 fills at {cfg.broker.fill.replace("_", " ")}.</p>
 <h2>Strategy vs baselines</h2>{_table(strategies, strategy_keys)}
+<h2>LSTM strategy: returns by month and year</h2>{_returns_html(result.backtests["lstm"].equity["value"])}
+<h2>LSTM strategy: what costs took</h2>{_costs_html(result)}
+<h2>LSTM strategy: trades</h2>{_trades_html(result)}
 <h2>Forecast quality (out of sample) vs naive forecasts</h2>{forecast_html}
 <h2>Charts</h2>{images}
 <h2>Notes</h2><ul>{notes}</ul>
@@ -249,7 +304,7 @@ def _write_contents(result: ExperimentResult, folder: Path) -> None:
     curves.index.name = "date"
     curves.to_csv(folder / "equity.csv")
     lstm = result.backtests["lstm"]
-    lstm.trades.to_csv(folder / "trades.csv", index=False)
+    trades_table(result).to_csv(folder / "trades.csv", index=False)
     lstm.fills.to_csv(folder / "orders.csv", index=False)
     result.predictions.to_csv(folder / "predictions.csv", index=False)
     (folder / "config.yaml").write_text(dump_config(result.config))
