@@ -341,3 +341,17 @@ def test_trials_that_never_trade_are_left_out_of_pbo_and_dsr_alike() -> None:
     part = noise.copy()
     part[:500, 3] = 0.0
     assert probability_of_backtest_overfitting(part, n_blocks=2)["n_left_out"] == 0
+
+
+@pytest.mark.parametrize("dsr,pbo,reading", [
+    (0.99, 0.20, "Skill, as far as these figures can say"),
+    (0.40, 0.70, "Luck and overfitting"),
+    (1.00, 0.85, "An edge, but not the ranking's"),
+])
+def test_the_report_reads_dsr_and_pbo_together(dsr: float, pbo: float, reading: str) -> None:
+    from lstm_strategy.evaluation.sweep_report import luck_sentence
+
+    sentence = luck_sentence(dsr, pbo, 50)
+    assert sentence.startswith(reading)
+    assert f"DSR {dsr:.2f}" in sentence and f"PBO {pbo:.2f}" in sentence and "50 trials" in sentence
+    assert luck_sentence(None, pbo, 50).startswith("Not enough trials")

@@ -15,9 +15,11 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 
 from ..backtest import BuyAndHold, backtest
+from ..data import stamp
 from .metrics import format_metric
 from .report import inline_png
 
@@ -25,6 +27,37 @@ if TYPE_CHECKING:
     from ..sweep.runner import SweepResult
 
 TOP = 5
+FEW_TRADES = 10  # a hold-out with fewer trades than this gets a caution
+DSR_LEVEL = 0.95
+
+
+def luck_sentence(dsr: float | None, pbo: float | None, n_trials: int | None) -> str:
+    """The Deflated Sharpe Ratio and the Probability of Backtest Overfitting read together,
+    in one sentence written from the figures (the README's reading, generated)."""
+    if dsr is None or dsr != dsr or pbo is None or pbo != pbo:
+        return ("Not enough trials that traded to tell skill from luck (DSR and PBO need "
+                "several).")
+    trials = f"{n_trials} trials" if n_trials else "the trials"
+    beats = dsr >= DSR_LEVEL
+    ranks = pbo < 0.5
+    if beats and ranks:
+        return (f"Skill, as far as these figures can say: the best trial's Sharpe is beyond "
+                f"what {trials} without skill reach by chance (DSR {dsr:.2f} >= "
+                f"{DSR_LEVEL}), and the in-sample ranking carried out of sample (PBO "
+                f"{pbo:.2f} < 0.5).")
+    if beats:
+        return (f"An edge, but not the ranking's: the best trial's Sharpe is beyond what "
+                f"{trials} without skill reach by chance (DSR {dsr:.2f}), yet the ranking "
+                f"among them carries no information out of sample (PBO {pbo:.2f} >= 0.5): "
+                f"what the trials share (such as holding the asset) may be real, choosing "
+                f"among them by this sweep is fitting noise.")
+    if ranks:
+        return (f"Luck cannot be ruled out: the best trial's Sharpe is within what {trials} "
+                f"without skill reach by chance (DSR {dsr:.2f} < {DSR_LEVEL}), though the "
+                f"ranking held up somewhat out of sample (PBO {pbo:.2f}).")
+    return (f"Luck and overfitting: the best trial's Sharpe is within what {trials} without "
+            f"skill reach by chance (DSR {dsr:.2f} < {DSR_LEVEL}) and the ranking does not "
+            f"carry out of sample (PBO {pbo:.2f} >= 0.5).")
 SHOWN = ("total_return", "cagr", "sharpe", "sortino", "max_drawdown", "n_trades", "exposure")
 
 
@@ -41,6 +74,13 @@ def _heatmap(result: SweepResult) -> str:
                                              for v in grid.columns], rotation=45)
     ax.set_yticks(range(len(grid.index)), [f"{v:g}" if isinstance(v, float) else str(v)
                                            for v in grid.index])
+    values = grid.to_numpy(dtype=float)
+    finite = values[np.isfinite(values)]
+    middle = float(np.median(finite)) if len(finite) else 0.0
+    for (row, col), value in np.ndenumerate(values):
+        if np.isfinite(value):
+            ax.text(col, row, f"{value:.3g}", ha="center", va="center", fontsize=8,
+                    color="black" if value >= middle else "white")
     ax.set_xlabel(keys[1])
     ax.set_ylabel(keys[0])
     ax.set_title(f"in-sample {objective} (mean over the other keys)")
@@ -116,11 +156,23 @@ def write_sweep_report(result: SweepResult) -> None:
     best = result.best or {}
     side = pd.DataFrame({"in sample": best.get("metrics") or {},
                          "hold-out": best.get("holdout") or {}}).reindex(list(SHOWN))
-    side_html = "".join(
-        f"<tr><th>{k}</th><td>{format_metric(k, v['in sample'])}</td>"
-        f"<td>{format_metric(k, v['hold-out'])}</td></tr>" for k, v in side.iterrows())
     dsr, pbo = result.dsr or {}, result.pbo or {}
     failed = table[table["status"] == "FAIL"]
+    hold = _buy_and_hold(result)
+    side_html = "".join(
+        f"<tr><th>{k}</th><td>{format_metric(k, v['in sample'])}</td>"
+        f"<td>{format_metric(k, v['hold-out'])}</td>"
+        f"<td>{format_metric(k, hold[0].get(k))}</td>"
+        f"<td>{format_metric(k, hold[1].get(k))}</td></tr>" for k, v in side.iterrows())
+    holdout_trades = (best.get("holdout") or {}).get("n_trades")
+    caution = ""
+    if holdout_trades is not None and holdout_trades < FEW_TRADES:
+        caution = (f'<p style="color: #a00"><b>Caution:</b> the chosen config traded '
+                   f"{int(holdout_trades)} time(s) in the hold-out; too few for its hold-out "
+                   f"numbers to say much (fewer than {FEW_TRADES}).</p>")
+    start = best.get("holdout_start")
+    start = stamp(start) if start is not None else "–"
+    reading = luck_sentence(dsr.get("dsr"), pbo.get("pbo"), dsr.get("n_trials"))
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>lstm-strategy sweep</title>
 <style>
@@ -131,9 +183,10 @@ img {{ max-width: 100%; }}
 </style></head><body>
 <h1>Sweep: {len(table)} trials ({len(failed)} failed), ranked by in-sample {objective}</h1>
 <p>Search: {config.search}; swept keys: {html.escape(", ".join(config.keys()))}. The last
-{config.holdout:.0%} of the trading period (from {best.get("holdout_start")}) is a hold-out
+{config.holdout:.0%} of the trading period (from {start}) is a hold-out
 that the ranking never sees.</p>
 <h2>How much of the best is luck</h2>
+<p><b>{html.escape(reading)}</b></p>
 <p><b>Deflated Sharpe Ratio {format_metric("dsr", dsr.get("dsr"))}</b>: the probability that
 the best trial's true Sharpe ratio beats the best that {dsr.get("n_trials")} unskilled trials
 would reach by chance (expected best per-bar Sharpe
@@ -146,8 +199,9 @@ winner ranks below the median out of sample (0.5: the ranking carries no informa
 Both count only trials that traded: {_left_out(dsr, pbo)}</p>
 <h2>The chosen config: in sample and on the hold-out</h2>
 <p>Trial {best.get("trial")}: {html.escape(json_params(best.get("params") or {}))}</p>
-<table><tr><th></th><th>in sample (ranked)</th><th>hold-out (never ranked)</th></tr>
-{side_html}</table>
+<table><tr><th></th><th>in sample (ranked)</th><th>hold-out (never ranked)</th>
+<th>buy &amp; hold, in sample</th><th>buy &amp; hold, hold-out</th></tr>
+{side_html}</table>{caution}
 <h2>Top trials</h2>{_table(done[columns].head(20))}
 <h2>Equity of the top configs</h2>{_equity_curves(result)}
 <h2>Objective over two swept keys</h2>{_heatmap(result)}
@@ -157,6 +211,33 @@ Both count only trials that traded: {_left_out(dsr, pbo)}</p>
     tmp = result.folder / "sweep_report.html.tmp"
     tmp.write_text(page)
     tmp.replace(result.folder / "sweep_report.html")
+
+
+def _buy_and_hold(result: SweepResult) -> tuple[dict, dict]:
+    """Buy & hold's metrics on the chosen config's bars, in sample and on the hold-out."""
+    from ..config import config_from_dict
+    from ..sweep.tasks import _predictions, bars_for, train_task
+
+    best = result.best or {}
+    if not best.get("params"):
+        return {}, {}
+    experiment = result.config.experiment(best["params"])
+    keys = result.forecast_keys.get(int(best["trial"])) or train_task(
+        experiment.to_dict())["keys"]
+    bars = bars_for(config_from_dict(experiment.to_dict()))
+    start = max(_predictions(k).first_valid_index() for k in keys.values())
+    split = best.get("holdout_start")
+    calendar = next(iter(bars.values())).index
+    inside = {t: f.loc[:split].iloc[:-1] if split is not None else f for t, f in bars.items()}
+    first = backtest(inside, BuyAndHold, broker=experiment.broker, trade_start=start,
+                     cross_check=False).metrics
+    if split is None:
+        return first, {}
+    before = calendar[calendar < pd.Timestamp(split)]
+    outside = {t: f.loc[before[-1]:] for t, f in bars.items()} if len(before) else bars
+    second = backtest(outside, BuyAndHold, broker=experiment.broker,
+                      trade_start=pd.Timestamp(split), cross_check=False).metrics
+    return first, second
 
 
 def _left_out(dsr: dict, pbo: dict) -> str:
