@@ -11,6 +11,7 @@ import base64
 import html
 import io
 import json
+import math
 import os
 import re
 import shutil
@@ -23,8 +24,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from ..config import dump_config
 from ..data import stamp
@@ -47,6 +49,25 @@ CHARTS = ("equity", "drawdown", "trades", "forecast", "rolling_sharpe")
 _COLORS = {"lstm": "C0", "buy_and_hold": "C7", "sma_cross": "C2", "naive_forecast": "C1"}
 
 
+def _plain_scale(ax: plt.Axes, low: float, high: float) -> None:
+    """Prices and growth in plain numbers ("2", "50", "1.24", never "2x10^0"): a log axis
+    over a wide range (labels at 1-2-5 steps within two decades), a linear one over a
+    narrow range, where a log axis would have no tick to label."""
+    plain = FuncFormatter(lambda value, _: f"{value:,.4g}")
+    if low > 0 and high / low > 3:
+        ax.set_yscale("log")
+        decades = math.log10(high / low)
+        ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0) if decades < 2.5
+                                              else (1.0,)))
+        ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.yaxis.set_major_formatter(plain)
+
+
+def _legend_outside(ax: plt.Axes, **kwargs: object) -> None:
+    """The legend right of the plot, never over the data."""
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, **kwargs)
+
+
 def _equity_curves(result: ExperimentResult) -> pd.DataFrame:
     return pd.DataFrame({name: b.equity["value"] for name, b in result.backtests.items()})
 
@@ -61,20 +82,23 @@ def _plot_curves(ax: plt.Axes, result: ExperimentResult, transform) -> None:
 
 def _chart_equity(result: ExperimentResult, ax: plt.Axes) -> None:
     _plot_curves(ax, result, lambda equity: equity / equity.iloc[0])
-    ax.set_yscale("log")
-    ax.set_ylabel("growth of 1 (log scale)")
+    growth = _equity_curves(result)
+    growth = growth / growth.iloc[0]
+    _plain_scale(ax, float(growth.min().min()), float(growth.max().max()))
+    ax.set_ylabel("growth of 1" + (" (log scale)" if ax.get_yscale() == "log" else ""))
     ax.set_title("Equity: LSTM strategy vs baselines (same data, dates and costs)")
-    ax.legend(loc="upper left")
+    _legend_outside(ax)
 
 
 def _chart_drawdown(result: ExperimentResult, ax: plt.Axes) -> None:
     _plot_curves(ax, result, lambda equity: -100 * drawdown_series(equity))
     ax.set_ylabel("drawdown (%)")
     ax.set_title("Drawdown from the running peak")
-    ax.legend(loc="lower left")
+    _legend_outside(ax)
 
 
 MAX_TRADE_PANELS = 6  # tickers drawn in the trades chart (the first ones, said in the title)
+MAX_OVERLAID = 3  # more tickers than this: the forecast chart pools them
 
 
 def _chart_trades(result: ExperimentResult, axes: list[plt.Axes]) -> None:
@@ -89,9 +113,9 @@ def _chart_trades(result: ExperimentResult, axes: list[plt.Axes]) -> None:
             rows = mine[mine["side"] == side]
             ax.scatter(rows["date"], rows["price"], marker=marker, color=color, s=18,
                        zorder=3, label=f"{side} fills ({len(rows)})")
-        ax.set_yscale("log")
+        _plain_scale(ax, float(close.min()), float(close.max()))
         ax.set_title(f"{ticker}: price with the LSTM strategy's fills")
-        ax.legend(loc="upper left")
+        _legend_outside(ax)
         ax.grid(alpha=0.3)
     if len(tickers) > len(axes):
         axes[0].set_title(f"{tickers[0]}: price with the LSTM strategy's fills (first "
@@ -106,18 +130,31 @@ def _chart_forecast(result: ExperimentResult, axes: tuple[plt.Axes, plt.Axes]) -
     horizon = result.config.train.horizon
     window, label = _rolling_window(result)
     tickers = list(result.bars)
+    pooled = len(tickers) > MAX_OVERLAID  # many tickers: one cloud, the mean accuracy
+    hits, naive_hits = [], []
     for k, ticker in enumerate(tickers):
         one = preds[preds["ticker"] == ticker].set_index("date")
-        scatter.scatter(one["prediction"], one["target"], s=4, alpha=0.4, color=f"C{k % 10}",
-                        label=ticker if len(tickers) > 1 else None)
+        scatter.scatter(one["prediction"], one["target"], s=4, alpha=0.25 if pooled else 0.4,
+                        color="C0" if pooled else f"C{k % 10}",
+                        label=ticker if 1 < len(tickers) <= MAX_OVERLAID else None)
         hit = ((one["prediction"] > center) == (one["target"] > 0)).astype(float)
         last = naive_forecasts(result.bars[ticker]["Close"], horizon)["naive_last"]
         naive_hit = ((last.reindex(one.index) > 0) == (one["target"] > 0)).astype(float)
+        hits.append(hit)
+        naive_hits.append(naive_hit)
+        if pooled:
+            continue
         name = f" {ticker}" if len(tickers) > 1 else ""
         rolling.plot(hit.rolling(window).mean(), label=f"model{name}", color=f"C{k % 10}",
                      lw=1.2)
         rolling.plot(naive_hit.rolling(window).mean(), label=f"naive (last return){name}",
                      color=f"C{k % 10}" if len(tickers) > 1 else "C1", lw=0.8, ls=":")
+    if pooled:
+        for series, name, style in ((hits, "model", "-"),
+                                    (naive_hits, "naive (last return)", ":")):
+            mean = pd.concat(series, axis=1).mean(axis=1).rolling(window).mean()
+            rolling.plot(mean, label=f"{name}, mean of {len(tickers)} tickers", ls=style,
+                         color="C0" if style == "-" else "C1", lw=1.2)
     scatter.axhline(0, color="0.6", lw=0.6)
     scatter.axvline(center, color="0.6", lw=0.6)
     scatter.xaxis.set_major_locator(MaxNLocator(5))
@@ -125,14 +162,13 @@ def _chart_forecast(result: ExperimentResult, axes: tuple[plt.Axes, plt.Axes]) -
     scatter.set_ylabel(f"realised {horizon}-bar log return")
     scatter.set_title(f"{', '.join(tickers[:4])}{' ...' if len(tickers) > 4 else ''}: "
                       f"forecast vs realised")
-    if len(tickers) > 1:
-        scatter.legend(loc="lower right", fontsize=8, markerscale=3)
+    if 1 < len(tickers) <= MAX_OVERLAID:
+        _legend_outside(scatter, fontsize=8, markerscale=3)
     rolling.axhline(0.5, color="0.5", lw=0.6, ls="--")
     rolling.set_ylabel(f"directional accuracy, trailing {label}", fontsize=9)
     rolling.xaxis.set_major_formatter(mdates.ConciseDateFormatter(rolling.xaxis.get_major_locator()))
     rolling.set_title("Rolling directional accuracy (dotted: naive last return)")
-    rolling.legend(loc="lower left", fontsize=8 if len(tickers) > 1 else None,
-                   ncol=2 if len(tickers) > 1 else 1)
+    _legend_outside(rolling, fontsize=8)
 
 
 def _periods_per_year(result: ExperimentResult) -> float:
@@ -151,10 +187,19 @@ def _chart_rolling_sharpe(result: ExperimentResult, ax: plt.Axes) -> None:
     periods = _periods_per_year(result)
     window, label = _rolling_window(result)
     _plot_curves(ax, result, lambda equity: rolling_sharpe(equity, periods, window))
+    # the scale follows the LSTM strategy and buy & hold: a baseline at -40 leaves the plot
+    # rather than flattening the rest
+    shown = pd.concat([rolling_sharpe(result.backtests[n].equity["value"], periods, window)
+                       for n in ("lstm", "buy_and_hold") if n in result.backtests])
+    shown = shown[np.isfinite(shown)]
+    if len(shown):
+        low, high = float(shown.min()), float(shown.max())
+        pad = 0.1 * max(high - low, 0.5)
+        ax.set_ylim(min(low, 0.0) - pad, max(high, 0.0) + pad)
     ax.axhline(0, color="0.5", lw=0.6)
     ax.set_ylabel(f"Sharpe, trailing {label}")
-    ax.set_title("Rolling Sharpe ratio")
-    ax.legend(loc="lower left")
+    ax.set_title("Rolling Sharpe ratio (scaled to the LSTM strategy and buy & hold)")
+    _legend_outside(ax)
 
 
 def write_charts(result: ExperimentResult, folder: Path) -> list[Path]:
