@@ -57,24 +57,24 @@ def main() -> None:
         os.environ["LSTM_STRATEGY_CACHE"] = str(work / f"cache{workers}")
         seconds, out = timed(f"first sweep, cold cache, {workers} worker(s)", lambda w=workers:
                              sweep(config, work / f"cold{w}", workers=w, progress=False,
-                                   report=False))
+                                   report=None))
         results[f"cold_{workers}"] = seconds
         assert out.trainings == 2, out.trainings
     os.environ["LSTM_STRATEGY_CACHE"] = str(work / "cache1")
     seconds, out = timed("the same command again (same folder: all trials done)",
-                         lambda: sweep(config, work / "cold1", progress=False, report=False))
+                         lambda: sweep(config, work / "cold1", progress=False, report=None))
     results["resume"] = seconds
     assert out.trainings == 0
     for workers in (1, 2):
         seconds, out = timed(f"same sweep, new folder, warm cache, {workers} worker(s)",
                              lambda w=workers: sweep(config, work / f"warm{w}", workers=w,
-                                                     progress=False, report=False))
+                                                     progress=False, report=None))
         results[f"warm_{workers}"] = seconds
         assert out.trainings == 0
     if not args.skip_ray:
         seconds, _ = timed("same sweep, warm cache, local Ray, 2 workers (incl. start)",
                            lambda: sweep(config, work / "ray", workers=2, backend="ray",
-                                         progress=False, report=False))
+                                         progress=False, report=None))
         results["ray_2"] = seconds
     n_ref = min(args.reference_points, len(points))
 

@@ -45,8 +45,8 @@ def audit(*args: object, **kwargs: object) -> object:
 
 
 def write_run(*args: object, **kwargs: object) -> object:
-    """Write a run folder (see `evaluation.report.write_run`); loads matplotlib on first use."""
-    from .evaluation.report import write_run as _write_run
+    """Write a run folder (see `reports.run.write_run`); loads matplotlib on first use."""
+    from .reports.run import write_run as _write_run
 
     return _write_run(*args, **kwargs)
 

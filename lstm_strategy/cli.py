@@ -253,7 +253,10 @@ def _sweep(args: argparse.Namespace) -> int:
 
         tracker = tracker_for(config.experiment({}), args.track or config.track,
                               args.track_uri)
+    from .reports.sweep import write_sweep_report
+
     result = sweep(config, args.out, address=args.address, refresh=args.no_cache,
+                   report=write_sweep_report,
                    progress=False if args.quiet else None)
     if tracker is not None:
         run_id = tracker.log_sweep(config.experiment({}), result, Path(args.out))
@@ -283,8 +286,8 @@ def _say(args: argparse.Namespace) -> Callable[[str], None]:
 
 def _compare(args: argparse.Namespace) -> int:
     from .compare import markdown_table, run_comparison
-    from .evaluation.compare_report import write_comparison
-    from .evaluation.report import check_run_folder
+    from .reports.compare import write_comparison
+    from .reports.run import check_run_folder
 
     config = _config(args)
     out = Path(args.out) if args.out else Path("runs") / (
@@ -319,14 +322,14 @@ def _paper(args: argparse.Namespace) -> int:
           f"model swaps, total return {format_metric('total_return', m.get('total_return'))}"
           f" -> {args.out}")
     if not args.no_report:
-        from .live.report import write_live_report
+        from .reports.live import write_live_report
 
         print(write_live_report(args.out).line())
     return 0
 
 
 def _report(args: argparse.Namespace) -> int:
-    from .live.report import write_live_report
+    from .reports.live import write_live_report
 
     reconciliation = write_live_report(args.run)
     print(reconciliation.line())
@@ -335,8 +338,8 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .evaluation.report import check_run_folder, write_run
     from .experiment import run_experiment
+    from .reports.run import check_run_folder, write_run
 
     config = _config(args)
     out = Path(args.out) if args.out else Path("runs") / (

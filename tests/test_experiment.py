@@ -235,7 +235,7 @@ def test_cli_never_half_overwrites_a_run_folder(capsys: pytest.CaptureFixture,
 
 
 def test_failed_write_leaves_nothing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    import lstm_strategy.evaluation.report as report
+    import lstm_strategy.reports.run as report
 
     result = run_experiment(tiny_config(**{"report.charts": "false"}), progress=False)
 

@@ -144,7 +144,7 @@ def test_paper_cli_replays_resumes_and_refuses_bad_input(
 
 
 def test_outside_parity_the_report_says_where_the_paper_run_differs(tmp_path: Path) -> None:
-    from lstm_strategy.live.report import write_live_report
+    from lstm_strategy.reports.live import write_live_report
 
     with pytest.warns(DataWarning, match="as fast as possible with folds trained in the"):
         paper(tiny(), "replay", tmp_path, parity=False)  # background folds: late

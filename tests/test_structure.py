@@ -150,3 +150,21 @@ def test_golden_default_experiment_metrics() -> None:
                 assert got == pytest.approx(expected, rel=1e-12, abs=1e-15), (name, key)
             else:
                 assert got == pytest.approx(expected, rel=0.25, abs=0.02), (name, key)
+
+
+def test_reports_sit_above_what_they_report_on() -> None:
+    """No module below `reports/` imports it, and `evaluation/` (pure scoring) imports
+    nothing it would score: the layers of DESIGN.md, as imports."""
+    upward = re.compile(r"^\s*(from\s+(\.\.|lstm_strategy\.)reports|import\s+lstm_strategy\.reports)",
+                        re.MULTILINE)
+    scored = re.compile(r"^\s*from\s+\.\.(experiment|sweep|live|compare|reports)\b", re.MULTILINE)
+    offenders = []
+    for path in PACKAGE.rglob("*.py"):
+        part = path.relative_to(PACKAGE).parts
+        if part[0] in ("reports", "cli.py", "__init__.py"):
+            continue
+        text = path.read_text()
+        if upward.search(text) or (part[0] == "evaluation" and scored.search(text)):
+            offenders.append(str(path.relative_to(ROOT)))
+    assert offenders == []
+    assert not (PACKAGE / "evaluation" / "report.py").exists()

@@ -27,6 +27,7 @@ from lstm_strategy.evaluation.stats import (
     probability_of_backtest_overfitting,
     sharpe_per_bar,
 )
+from lstm_strategy.reports.sweep import write_sweep_report
 from lstm_strategy.sweep import load_sweep, sweep
 
 from .conftest import ROOT
@@ -74,7 +75,8 @@ def plain(tmp_path_factory: pytest.TempPathFactory) -> object:
     before = os.environ.get("LSTM_STRATEGY_CACHE")
     os.environ["LSTM_STRATEGY_CACHE"] = str(folder / "cache")
     try:
-        yield sweep(sweep_file(folder), folder / "out", progress=False)
+        yield sweep(sweep_file(folder), folder / "out", progress=False,
+                    report=write_sweep_report)
     finally:
         os.environ["LSTM_STRATEGY_CACHE"] = before or ""
 
@@ -349,7 +351,7 @@ def test_trials_that_never_trade_are_left_out_of_pbo_and_dsr_alike() -> None:
     (1.00, 0.85, "An edge, but not the ranking's"),
 ])
 def test_the_report_reads_dsr_and_pbo_together(dsr: float, pbo: float, reading: str) -> None:
-    from lstm_strategy.evaluation.sweep_report import luck_sentence
+    from lstm_strategy.reports.sweep import luck_sentence
 
     sentence = luck_sentence(dsr, pbo, 50)
     assert sentence.startswith(reading)

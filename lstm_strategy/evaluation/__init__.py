@@ -1,4 +1,3 @@
-"""Forecast and strategy metrics, and the run folder's report (charts, report.html).
-
-`metrics` is light; `report` imports matplotlib and is loaded only when a report is written.
+"""Pure scoring: forecast and strategy metrics, the statistics of a sweep (DSR, PBO) and the
+tearsheet tables. No plotting here: the reports that show these live in `reports/`.
 """

@@ -20,6 +20,7 @@ import shutil
 import sqlite3
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -255,11 +256,14 @@ class _Returns:
 
 def sweep(config: SweepConfig | str | Path, out: str | Path, *, workers: int | None = None,
           backend: str | None = None, address: str | None = None, refresh: bool = False,
-          progress: object = None, report: bool = True) -> SweepResult:
+          progress: object = None,
+          report: Callable[[SweepResult], None] | None = None) -> SweepResult:
     """Run (or resume) a sweep into the folder `out`; see the module docstring.
 
     `workers` and `backend` override the sweep file's; `refresh` retrains every model
     config once even when the forecast cache holds it; `progress` as in `walk_forward`.
+    `report` is called with the result when it changed: the page is a layer above this
+    one (`lstm_strategy.reports.sweep.write_sweep_report`, which the CLI passes).
     """
 
     try:
@@ -287,8 +291,9 @@ def sweep(config: SweepConfig | str | Path, out: str | Path, *, workers: int | N
             try:
                 unchanged = (len(_finished(study)) == before
                              and (folder / "sweep_report.html").exists())
-                return _summarise(config, study, folder, trainings, report and not unchanged,
-                                  reuse=unchanged, runner=runner)
+                return _summarise(config, study, folder, trainings,
+                                  None if unchanged else report, reuse=unchanged,
+                                  runner=runner)
             finally:
                 if runner is not None:
                     runner.close()
@@ -535,7 +540,8 @@ def _recheck(config: SweepConfig, study: object, complete: pd.DataFrame,
 
 
 def _summarise(config: SweepConfig, study: object, folder: Path, trainings: int,
-               report: bool, reuse: bool = False, runner: object | None = None
+               report: Callable[[SweepResult], None] | None, reuse: bool = False,
+               runner: object | None = None
                ) -> SweepResult:
     """results.csv, the best trial, DSR and PBO (reused from summary.json when no trial
     changed), and the report."""
@@ -599,6 +605,5 @@ def _summarise(config: SweepConfig, study: object, folder: Path, trainings: int,
     result = SweepResult(folder, config, table, best, dsr, pbo, trainings, matrix,
                          forecast_keys)
     if report and best is not None:
-        from ..evaluation.sweep_report import write_sweep_report
-        write_sweep_report(result)
+        report(result)
     return result

@@ -20,8 +20,8 @@ import pandas as pd
 
 from ..backtest import BuyAndHold, backtest
 from ..data import stamp
-from .metrics import format_metric
-from .report import inline_png
+from ..evaluation.metrics import format_metric
+from .run import inline_png
 
 if TYPE_CHECKING:
     from ..sweep.runner import SweepResult

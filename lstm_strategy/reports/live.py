@@ -22,8 +22,8 @@ import pandas as pd
 
 from ..config import load_config
 from ..errors import DataError
-from ..evaluation.report import inline_png, model_runs, render_html, write_charts
 from ..experiment import ExperimentResult, run_experiment
+from .run import inline_png, model_runs, render_html, write_charts
 
 
 @dataclasses.dataclass

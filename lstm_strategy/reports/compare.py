@@ -20,8 +20,8 @@ import pandas as pd
 
 from ..compare import BENCHMARK, ComparisonResult, markdown_table
 from ..config import dump_config
-from .metrics import format_metric
-from .report import inline_png, write_folder
+from ..evaluation.metrics import format_metric
+from .run import inline_png, write_folder
 
 
 def write_comparison(result: ComparisonResult, out: str | Path, *, overwrite: bool = False

@@ -31,10 +31,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormat
 from ..config import dump_config
 from ..data import stamp
 from ..errors import RunFolderExists
-from ..experiment import ExperimentResult
-from ..processes import pid_alive
-from ..training import WalkForwardResult
-from .metrics import (
+from ..evaluation.metrics import (
     describe_span,
     drawdown_series,
     format_metric,
@@ -43,7 +40,10 @@ from .metrics import (
     rolling_sharpe,
     rolling_window,
 )
-from .tables import costs_paid, period_returns, trade_list
+from ..evaluation.tables import costs_paid, period_returns, trade_list
+from ..experiment import ExperimentResult
+from ..processes import pid_alive
+from ..training import WalkForwardResult
 
 CHARTS = ("equity", "drawdown", "trades", "forecast", "rolling_sharpe")
 _COLORS = {"lstm": "C0", "buy_and_hold": "C7", "sma_cross": "C2", "naive_forecast": "C1"}
