@@ -21,7 +21,7 @@ import pandas as pd
 from ..compare import BENCHMARK, ComparisonResult, markdown_table
 from ..config import dump_config
 from ..evaluation.metrics import format_metric
-from .run import inline_png, write_folder
+from .run import BROWSER_CHECK, inline_png, write_folder
 
 
 def write_comparison(result: ComparisonResult, out: str | Path, *, overwrite: bool = False
@@ -105,4 +105,5 @@ and {cfg.broker.slippage_bps:g} bps slippage; the information ratio is against
 <table><tr>{head}</tr>{body}</table>
 <h2>Notes</h2><ul>{notes}</ul>
 {_charts(result, equity)}
+{BROWSER_CHECK}
 </body></html>"""

@@ -235,6 +235,17 @@ def _table(rows: dict[str, dict], keys: list[str]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+# Every page ends with this: once loaded, the body says how many of its charts a browser
+# decoded (`data-charts="shown/all"`), so a test in headless Chromium can check them all.
+BROWSER_CHECK = """<script>
+window.addEventListener("load", () => {
+  const images = [...document.images];
+  const shown = images.filter(i => i.complete && i.naturalWidth > 0).length;
+  document.body.dataset.charts = shown + "/" + images.length;
+});
+</script>"""
+
+
 def trades_table(result: ExperimentResult) -> pd.DataFrame:
     """The LSTM strategy's trades with size, exit price and commission (trades.csv)."""
     lstm = result.backtests["lstm"]
@@ -330,6 +341,7 @@ fills at {cfg.broker.fill.replace("_", " ")}.</p>
 <h2>Notes</h2><ul>{notes}</ul>
 <h2>Walk-forward folds</h2>{folds.to_html(float_format=lambda v: f"{v:.4g}")}
 <h2>Resolved config</h2><pre>{html.escape(dump_config(cfg))}</pre>
+{BROWSER_CHECK}
 </body></html>
 """
 

@@ -21,7 +21,7 @@ import pandas as pd
 from ..backtest import BuyAndHold, backtest
 from ..data import stamp
 from ..evaluation.metrics import format_metric
-from .run import inline_png
+from .run import BROWSER_CHECK, inline_png
 
 if TYPE_CHECKING:
     from ..sweep.runner import SweepResult
@@ -206,6 +206,7 @@ Both count only trials that traded: {_left_out(dsr, pbo)}</p>
 <h2>Equity of the top configs</h2>{_equity_curves(result)}
 <h2>Objective over two swept keys</h2>{_heatmap(result)}
 <h2>Failed trials</h2>{_table(failed[["trial", *config.keys(), "error"]]) if len(failed) else "<p>none</p>"}
+{BROWSER_CHECK}
 </body></html>
 """
     tmp = result.folder / "sweep_report.html.tmp"
