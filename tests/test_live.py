@@ -28,6 +28,7 @@ from lstm_strategy.live.journal import Journal, JournalMismatch, RunnerBusy
 from lstm_strategy.online_features import OnlineFeatures
 
 from .conftest import DATA, ROOT, TINY_MODEL, TINY_TRAIN, tiny_overrides
+from .test_browser import CHROMIUM, assert_renders
 
 TABLES = ("bars", "orders", "fills", "account")
 SETS = [part for value in tiny_overrides() for part in ("--set", value)]
@@ -129,6 +130,8 @@ def test_paper_cli_replays_resumes_and_refuses_bad_input(
         assert (tmp_path / "p" / name).exists()
     page = (tmp_path / "p" / "report.html").read_text()
     assert "Paper run vs backtest of the same bars" in page and "bit for bit" in page
+    if CHROMIUM:  # the page in a real browser: its charts decoded, nothing on the console
+        assert_renders(tmp_path / "p" / "report.html", charts=6)
     recon = pd.read_csv(tmp_path / "p" / "reconciliation.csv")
     assert len(recon) == 661 and (recon["difference"] == 0).all()
     args.append("--no-report")

@@ -19,6 +19,7 @@ from lstm_strategy.models import build_model
 from lstm_strategy.training import WalkForwardResult
 
 from .conftest import DATA, random_walk_bars
+from .test_browser import CHROMIUM, assert_renders
 
 SP32 = DATA / "sp32"
 FOUR = ["XOM", "CVX", "JPM", "BAC"]
@@ -210,6 +211,8 @@ def test_compare_writes_one_table_for_every_model_and_the_benchmark(
                  "compare_report.html", "config.yaml"):
         assert (tmp_path / "out" / name).is_file()
     assert "| LSTM-GNN |" in capsys.readouterr().out
+    if CHROMIUM:  # the page in a real browser: its charts decoded, nothing on the console
+        assert_renders(tmp_path / "out" / "compare_report.html", charts=2)
     # every variant is scored on the same bars
     equity = pd.read_csv(tmp_path / "out" / "equity.csv", index_col="date")
     assert equity.notna().all().all()
