@@ -431,6 +431,7 @@ class OnlineFeatures:
         self._weighted = self._weight = 0.0
         self._previous_close: int | None = None
         self._seen: deque[pd.Timestamp] = deque(maxlen=51)
+        self._daily = True  # every bar so far stamped at midnight (daily bars)
         if news is not None and self._ticker:
             self.extend_news(news)
         self.columns = self._columns(volume)
@@ -504,8 +505,6 @@ class OnlineFeatures:
             return level
         last, self._exog_last = self._exog_last, level
         return level - last if last is not None else np.full(len(level), np.nan)
-
-    _daily = True
 
     def update(self, when: pd.Timestamp, open_: float, high: float, low: float,
                close: float, volume: float) -> np.ndarray:

@@ -89,8 +89,7 @@ def _heatmap(result: SweepResult) -> str:
 
 
 def _equity_curves(result: SweepResult) -> str:
-    from ..config import config_from_dict
-    from ..sweep.tasks import _predictions, backtest_task, bars_for, train_task
+    from ..sweep.tasks import backtest_task, train_task
 
     done = result.table[result.table["status"] == "COMPLETE"].sort_values(
         result.config.objective, ascending=result.config.direction == "minimize").head(TOP)
@@ -112,8 +111,7 @@ def _equity_curves(result: SweepResult) -> str:
                 label=f"#{rank}: trial {row.trial}")
         first = first or (experiment, outcome, keys)
     experiment, outcome, keys = first
-    bars = bars_for(config_from_dict(experiment.to_dict()))
-    start = max(_predictions(k).first_valid_index() for k in keys.values())
+    bars, start = _bars_and_start(experiment, keys)
     hold = backtest(bars, BuyAndHold, broker=experiment.broker, trade_start=start)
     ax.plot(hold.equity.index, hold.equity["value"] / hold.equity["value"].iloc[0], color="0.4",
             lw=1.0, ls="--", label="buy & hold")
@@ -214,10 +212,18 @@ Both count only trials that traded: {_left_out(dsr, pbo)}</p>
     tmp.replace(result.folder / "sweep_report.html")
 
 
+def _bars_and_start(experiment: object, keys: dict) -> tuple[dict, pd.Timestamp]:
+    """A trial's bars and its first forecast date (where its strategy may trade)."""
+    from ..config import config_from_dict
+    from ..sweep.tasks import _predictions, bars_for
+
+    bars = bars_for(config_from_dict(experiment.to_dict()))
+    return bars, max(_predictions(k).first_valid_index() for k in keys.values())
+
+
 def _buy_and_hold(result: SweepResult) -> tuple[dict, dict]:
     """Buy & hold's metrics on the chosen config's bars, in sample and on the hold-out."""
-    from ..config import config_from_dict
-    from ..sweep.tasks import _predictions, bars_for, train_task
+    from ..sweep.tasks import train_task
 
     best = result.best or {}
     if not best.get("params"):
@@ -225,8 +231,7 @@ def _buy_and_hold(result: SweepResult) -> tuple[dict, dict]:
     experiment = result.config.experiment(best["params"])
     keys = result.forecast_keys.get(int(best["trial"])) or train_task(
         experiment.to_dict())["keys"]
-    bars = bars_for(config_from_dict(experiment.to_dict()))
-    start = max(_predictions(k).first_valid_index() for k in keys.values())
+    bars, start = _bars_and_start(experiment, keys)
     split = best.get("holdout_start")
     calendar = next(iter(bars.values())).index
     inside = {t: f.loc[:split].iloc[:-1] if split is not None else f for t, f in bars.items()}
