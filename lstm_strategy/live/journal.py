@@ -72,10 +72,16 @@ class Journal:
         self._lock.flush()
         self.path = self.folder / "journal.sqlite"
         self.db = sqlite3.connect(self.path, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.executescript(SCHEMA)
-        saved = dict(self.db.execute("SELECT key, value FROM meta"))
+        try:
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.executescript(SCHEMA)
+            saved = dict(self.db.execute("SELECT key, value FROM meta"))
+        except sqlite3.DatabaseError as exc:
+            self.close()
+            raise DataError(f"{self.path}: not a paper run's journal ({exc}); it is left "
+                            f"as it is. Give another --out, or move the file away if it "
+                            f"is not needed.") from None
         if saved:
             for key, value in meta.items():
                 if key in saved and saved[key] != str(value):
