@@ -466,10 +466,8 @@ class OnlineFeatures:
         mine = news[news["ticker"].isin([self._ticker, "*"])]
         stamps = mine["timestamp"].to_numpy("datetime64[ns]").astype("int64")
         keep = stamps > (self._stamps[self._taken - 1] if self._taken else np.iinfo("int64").min)
-        known = self._stamps[:self._taken]
-        fresh = np.sort(stamps[keep]) if keep.any() else np.empty(0, "int64")
-        order = np.argsort(stamps[keep], kind="stable")
-        self._stamps = np.concatenate([known, fresh])
+        order = np.argsort(stamps[keep], kind="stable")  # one order for stamps and scores
+        self._stamps = np.concatenate([self._stamps[:self._taken], stamps[keep][order]])
         self._scores = np.concatenate([self._scores[:self._taken],
                                        mine["score"].to_numpy(float)[keep][order]])
 
