@@ -189,6 +189,7 @@ class ReportConfig:
     """What a run writes besides the contract's files."""
 
     charts: bool = True
+    static: bool = False  # PNG charts (for papers and e-mail) instead of interactive ones
     save_models: bool = True
 
 

@@ -108,3 +108,62 @@ def trade_list(trades: pd.DataFrame, fills: pd.DataFrame,
     out.insert(out.columns.get_loc("direction") + 1, "size", sizes)
     out["commission"] = out["pnl"] - out["pnl_net"]
     return out
+
+
+def worst_drawdowns(equity: pd.Series, n: int = 5) -> pd.DataFrame:
+    """The `n` deepest drawdown periods, deepest first (quantstats' table): the peak they
+    fell from, the trough, the recovery (the first bar back at the peak; NaT while still
+    under water), the depth and the bars from peak to recovery (or to the end)."""
+    equity = equity.dropna()
+    columns = ["peak", "trough", "recovery", "depth", "bars"]
+    if equity.empty:
+        return pd.DataFrame(columns=columns)
+    peak = equity.cummax()
+    under = (equity < peak).to_numpy()
+    rows, at = [], 0
+    values = equity.to_numpy()
+    while at < len(values):
+        if not under[at]:
+            at += 1
+            continue
+        start = at - 1 if at > 0 else 0  # the peak's bar
+        end = at
+        while end < len(values) and under[end]:
+            end += 1
+        trough = start + int(np.argmin(values[start:end]))
+        rows.append({"peak": equity.index[start], "trough": equity.index[trough],
+                     "recovery": equity.index[end] if end < len(values) else pd.NaT,
+                     "depth": float(values[trough] / values[start] - 1.0),
+                     "bars": (end if end < len(values) else len(values) - 1) - start})
+        at = end
+    table = pd.DataFrame(rows, columns=columns)
+    return table.sort_values("depth", kind="stable").head(n).reset_index(drop=True)
+
+
+def positions(fills: pd.DataFrame, index: pd.DatetimeIndex, tickers: list[str]
+              ) -> pd.DataFrame:
+    """Shares held of each ticker at the end of every bar of `index`, from the fills (a
+    fill counts from the bar backtrader dates it on)."""
+    held = pd.DataFrame(0.0, index=index, columns=list(tickers))
+    if len(fills):
+        signed = np.where(fills["side"] == "buy", 1.0, -1.0) * fills["size"].abs()
+        change = (pd.DataFrame({"date": pd.to_datetime(fills["date"]), "ticker": fills["ticker"],
+                                "size": signed})
+                  .pivot_table(index="date", columns="ticker", values="size", aggfunc="sum"))
+        change = change.reindex(index=index, columns=held.columns).fillna(0.0)
+        held = change.cumsum()
+    return held
+
+
+def monthly_means(series: pd.Series) -> pd.DataFrame:
+    """The mean of a daily series by calendar month: a row per year, a column per month
+    and the year's mean ("Year"), as Qlib shows its monthly IC."""
+    series = series.dropna()
+    if series.empty:
+        return pd.DataFrame(columns=[*MONTHS, "Year"])
+    table = series.groupby([series.index.year, series.index.month]).mean().unstack()
+    table = table.reindex(columns=range(1, 13))
+    table.columns = list(MONTHS)
+    table["Year"] = series.groupby(series.index.year).mean()
+    table.index.name = "year"
+    return table

@@ -21,7 +21,9 @@ import pandas as pd
 from ..compare import BENCHMARK, ComparisonResult, markdown_table
 from ..config import dump_config
 from ..evaluation.metrics import format_metric
-from .run import BROWSER_CHECK, inline_png, write_folder
+from . import charts
+from .charts import Page
+from .run import html_page, inline_png, write_folder
 
 
 def write_comparison(result: ComparisonResult, out: str | Path, *, overwrite: bool = False
@@ -51,28 +53,52 @@ def _figure(fig: plt.Figure) -> str:
     return f"<figure>{inline_png(fig)}</figure>"
 
 
+def _growth(equity: pd.DataFrame) -> dict[str, pd.Series]:
+    return {name: equity[name] / equity[name].dropna().iloc[0] for name in equity.columns}
+
+
+def _cumulative_ic(result: ComparisonResult) -> pd.DataFrame:
+    return pd.DataFrame({name: daily["rank_ic"].fillna(0).cumsum()
+                         for name, daily in result.daily_ic.items()})
+
+
+EQUITY_TITLE = "Cross-sectional strategy on each model's forecasts vs {}, growth of 1"
+IC_TITLE = "Cumulative daily rank IC (a steady climb is a steady edge)"
+
+
+def _interactive(result: ComparisonResult, equity: pd.DataFrame, page: Page) -> str:
+    fig = page.time_figure(EQUITY_TITLE.format(BENCHMARK), log=True)
+    charts.lines(fig, equity.index, _growth(equity), dashed=[BENCHMARK],
+                 colors={BENCHMARK: "#555"})
+    ic = _cumulative_ic(result)
+    cumulative = page.time_figure(IC_TITLE, height=300)
+    charts.lines(cumulative, ic.index, {c: ic[c] for c in ic}, y_format="0.[0]")
+    charts.zero_line(cumulative)
+    return page.add("equity", fig) + page.add("rank_ic", cumulative)
+
+
 def _charts(result: ComparisonResult, equity: pd.DataFrame) -> str:
     fig, ax = plt.subplots(figsize=(12, 4.5))
-    for name in equity.columns:
-        curve = equity[name].dropna()
+    for name, growth in _growth(equity).items():
         benchmark = name == BENCHMARK
-        ax.plot(curve.index, curve / curve.iloc[0], lw=1.0 if benchmark else 1.3,
+        ax.plot(growth.index, growth, lw=1.0 if benchmark else 1.3,
                 ls="--" if benchmark else "-", color="0.3" if benchmark else None, label=name)
     ax.set_yscale("log")
     ax.set_ylabel("growth of 1 (log scale)")
-    ax.set_title(f"Cross-sectional strategy on each model's forecasts vs {BENCHMARK}")
-    ax.legend(fontsize=8, loc="upper left")
+    ax.set_title(EQUITY_TITLE.format(BENCHMARK))
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.grid(alpha=0.3)
-    charts = _figure(fig)
+    charts_html = _figure(fig)
     fig, ax = plt.subplots(figsize=(12, 4))
-    for name, daily in result.daily_ic.items():
-        ax.plot(daily.index, daily["rank_ic"].fillna(0).cumsum(), lw=1.2, label=name)
+    ic = _cumulative_ic(result)
+    for name in ic:
+        ax.plot(ic.index, ic[name], lw=1.2, label=name)
     ax.axhline(0, color="0.5", lw=0.8)
     ax.set_ylabel("cumulative daily rank IC")
-    ax.set_title("Cumulative rank IC (a steady climb is a steady edge)")
-    ax.legend(fontsize=8, loc="upper left")
+    ax.set_title(IC_TITLE)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.grid(alpha=0.3)
-    return charts + _figure(fig)
+    return charts_html + _figure(fig)
 
 
 def _html(result: ComparisonResult, equity: pd.DataFrame) -> str:
@@ -86,13 +112,9 @@ def _html(result: ComparisonResult, equity: pd.DataFrame) -> str:
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in result.notes)
     end = next(iter(result.bars.values())).index[-1]
     cfg = result.config
-    return f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>lstm-strategy comparison: {html.escape(cfg.name)}</title>
-<style>body{{font-family:sans-serif;margin:2em;max-width:1250px}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:3px 7px;text-align:right;font-size:13px}}
-th{{font-size:12px}}td:first-child{{text-align:left;white-space:nowrap}}
-img{{max-width:100%}}</style></head><body>
-<h1>Model comparison: {html.escape(cfg.name)}</h1>
+    page = None if cfg.report.static else Page()
+    shown = _charts(result, equity) if page is None else _interactive(result, equity, page)
+    body = f"""<h1>Model comparison: {html.escape(cfg.name)}</h1>
 <p>{len(result.bars)} assets; every model forecasts walk-forward out of sample, and all are
 compared on the same bars, {result.start.date()} to {end.date()}. IC and rank IC are the
 daily cross-sectional correlations of forecasts with the next {cfg.train.horizon}-bar
@@ -104,6 +126,11 @@ and {cfg.broker.slippage_bps:g} bps slippage; the information ratio is against
 {BENCHMARK}.</p>
 <table><tr>{head}</tr>{body}</table>
 <h2>Notes</h2><ul>{notes}</ul>
-{_charts(result, equity)}
-{BROWSER_CHECK}
-</body></html>"""
+{shown}"""
+    return html_page(f"lstm-strategy comparison: {cfg.name}", body, page, style=STYLE)
+
+
+STYLE = """body{font-family:sans-serif;margin:2em;max-width:1250px}table{border-collapse:collapse}
+td,th{border:1px solid #ccc;padding:3px 7px;text-align:right;font-size:13px}
+th{font-size:12px}td:first-child{text-align:left;white-space:nowrap}
+img{max-width:100%}"""

@@ -23,6 +23,8 @@ import pandas as pd
 from ..config import load_config
 from ..errors import DataError
 from ..experiment import ExperimentResult, run_experiment
+from . import charts
+from .charts import Page
 from .run import inline_png, model_runs, render_html, write_charts
 
 
@@ -81,7 +83,7 @@ def reconcile(paper: dict[str, pd.DataFrame], backtest: ExperimentResult) -> Rec
     return Reconciliation(table, summary)
 
 
-def _section(rec: Reconciliation) -> str:
+def _section(rec: Reconciliation, page: Page | None) -> str:
     s = rec.summary
     rows = [("bars journaled", s["bars"]), ("bars compared (backtest span)", s["compared_bars"]),
             ("fills: paper / backtest", f"{s['paper_fills']} / {s['backtest_fills']}"),
@@ -101,17 +103,28 @@ def _section(rec: Reconciliation) -> str:
                "--parity: folds trained in the background take over later"
                + (", and none was ready before the bars ended" if not s["paper_swaps"]
                   else "") + ").")
-    fig, ax = plt.subplots(figsize=(12, 4))
-    ax.plot(rec.table.index, rec.table["backtest_value"], label="backtest", lw=2.5,
-            color="#bbbbbb")
-    ax.plot(rec.table.index, rec.table["paper_value"], label="paper run", lw=1.0,
-            color="#1f77b4")
-    ax.set_ylabel("portfolio value")
-    ax.ticklabel_format(axis="y", style="plain")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    title = "Portfolio value: the paper run over the backtest of the same bars"
+    if page is not None:
+        fig = page.time_figure(title)
+        charts.lines(fig, rec.table.index, {"backtest": rec.table["backtest_value"],
+                                            "paper run": rec.table["paper_value"]},
+                     colors={"backtest": "#bbbbbb", "paper run": "#1f77b4"},
+                     widths={"backtest": 4.0, "paper run": 1.3})
+        chart = page.add("reconciliation", fig)
+    else:
+        fig, ax = plt.subplots(figsize=(12, 4))
+        ax.plot(rec.table.index, rec.table["backtest_value"], label="backtest", lw=2.5,
+                color="#bbbbbb")
+        ax.plot(rec.table.index, rec.table["paper_value"], label="paper run", lw=1.0,
+                color="#1f77b4")
+        ax.set_ylabel("portfolio value")
+        ax.set_title(title)
+        ax.ticklabel_format(axis="y", style="plain")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        chart = f"<figure>{inline_png(fig)}</figure>"
     return (f"<h2>Paper run vs backtest of the same bars</h2><p>{html.escape(verdict)}</p>"
-            f"<table>{body}</table><figure>{inline_png(fig)}</figure>")
+            f"<table>{body}</table>{chart}")
 
 
 def write_live_report(folder: str | Path) -> Reconciliation:
@@ -134,11 +147,11 @@ def write_live_report(folder: str | Path) -> Reconciliation:
                                    adjust=False)
         backtest = run_experiment(dataclasses.replace(config, data=data), progress=False)
         rec = reconcile(journal, backtest)
-        charts = write_charts(backtest, Path(tmp))
-        page = render_html(backtest, charts)
-    page = page.replace("<h1>Backtest report:", "<h1>Paper run report:", 1)
-    first_h2 = page.index("<h2>")
-    page = page[:first_h2] + _section(rec) + page[first_h2:]
+        static = config.report.static
+        page = None if static else Page()
+        pngs = write_charts(backtest, Path(tmp)) if static and config.report.charts else None
+        page = render_html(backtest, pngs, title="Paper run report", top=_section(rec, page),
+                           page=page)
     rec.table.to_csv(folder / "reconciliation.csv")
     tmp_page = folder / ".report.html.tmp"
     tmp_page.write_text(page)

@@ -43,7 +43,8 @@ from ..evaluation.metrics import (
 from ..evaluation.tables import costs_paid, period_returns, trade_list
 from ..experiment import ExperimentResult
 from ..processes import pid_alive
-from ..training import WalkForwardResult
+from .charts import Page, heat_table
+from .run_charts import model_runs, run_charts
 
 CHARTS = ("equity", "drawdown", "trades", "forecast", "rolling_sharpe")
 _COLORS = {"lstm": "C0", "buy_and_hold": "C7", "sma_cross": "C2", "naive_forecast": "C1"}
@@ -235,13 +236,34 @@ def _table(rows: dict[str, dict], keys: list[str]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-# Every page ends with this: once loaded, the body says how many of its charts a browser
-# decoded (`data-charts="shown/all"`), so a test in headless Chromium can check them all.
+# Every page ends with this: once loaded and once Bokeh has drawn every document, the body
+# says how many of its charts are there (`data-charts="shown/all"`): an image counts when
+# the browser decoded it, a Bokeh figure when its view has finished drawing and one of its
+# glyphs has data. A test in headless Chromium checks them all.
 BROWSER_CHECK = """<script>
 window.addEventListener("load", () => {
   const images = [...document.images];
-  const shown = images.filter(i => i.complete && i.naturalWidth > 0).length;
-  document.body.dataset.charts = shown + "/" + images.length;
+  const decoded = images.filter(i => i.complete && i.naturalWidth > 0).length;
+  const say = (shown, all) => { document.body.dataset.charts = shown + "/" + all; };
+  if (!window.Bokeh) { say(decoded, images.length); return; }
+  const started = performance.now();
+  const poll = () => {
+    const docs = Bokeh.documents;
+    if (!(docs.length && docs.every(d => d.is_idle))) {
+      if (performance.now() - started < 30000) { setTimeout(poll, 20); return; }
+      say(decoded, images.length + 1); return;
+    }
+    let figures = 0, drawn = 0;
+    for (const doc of docs) for (const model of doc.all_models) {
+      if (model.constructor.__name__ !== "Figure") continue;
+      figures += 1;
+      const view = doc.views_manager.find_one(model);
+      const data = model.renderers.some(r => r.data_source && r.data_source.get_length() > 0);
+      if (view != null && view.has_finished() && data) drawn += 1;
+    }
+    say(decoded + drawn, images.length + figures);
+  };
+  poll();
 });
 </script>"""
 
@@ -253,23 +275,9 @@ def trades_table(result: ExperimentResult) -> pd.DataFrame:
     return trade_list(lstm.trades, lstm.fills, marks)
 
 
-def _heat(value: float) -> str:
-    """A returns cell: its value on green (gain) or red (loss), stronger for bigger moves."""
-    if value != value:
-        return "<td></td>"
-    strength = min(abs(value) / 0.10, 1.0)  # full colour at a 10% month
-    rgb = (255, int(255 - 120 * strength), int(255 - 120 * strength)) if value < 0 else (
-        int(255 - 120 * strength), 255, int(255 - 120 * strength))
-    return (f'<td style="background: rgb{rgb}">{html.escape(format_metric("total_return", value))}'
-            f"</td>")
-
-
 def _returns_html(equity: pd.Series) -> str:
-    table = period_returns(equity)
-    head = "".join(f"<th>{c}</th>" for c in ["", *table.columns])
-    rows = "".join(f"<tr><th>{year}</th>" + "".join(_heat(v) for v in row) + "</tr>"
-                   for year, row in zip(table.index, table.to_numpy(), strict=True))
-    return f"<table>{head and f'<tr>{head}</tr>'}{rows}</table>"
+    return heat_table(period_returns(equity), lambda v: format_metric("total_return", v),
+                      full=0.10)
 
 
 def _costs_html(result: ExperimentResult) -> str:
@@ -296,8 +304,12 @@ def _trades_html(result: ExperimentResult) -> str:
     return f'<div style="max-height: 26em; overflow-y: auto">{body}</div>'
 
 
-def render_html(result: ExperimentResult, charts: list[Path]) -> str:
-    """One self-contained page: tables and charts (PNG embedded as data URIs)."""
+def render_html(result: ExperimentResult, charts: list[Path] | None = None, *,
+                title: str = "Backtest report", top: str = "", page: Page | None = None
+                ) -> str:
+    """One self-contained page: tables and charts, interactive (Bokeh, inlined) or, given
+    `charts`, the PNGs embedded as data URIs. `top` goes above the first section; its
+    interactive charts belong to `page`."""
     metrics = result.metrics
     strategy_keys = ["total_return", "cagr", "volatility", "sharpe", "sortino", "max_drawdown",
                      "calmar", "n_trades", "win_rate", "exposure", "turnover"]
@@ -311,36 +323,65 @@ def render_html(result: ExperimentResult, charts: list[Path]) -> str:
         for t, f in per_ticker.items())
     folds = pd.concat({t: r.fold_table() for t, r in model_runs(result).items()},
                       names=["ticker", "fold"])
-    images = "".join(
-        f'<figure><img alt="{p.stem}" src="data:image/png;base64,'
-        f'{base64.b64encode(p.read_bytes()).decode()}"></figure>' for p in charts)
+    page = page or Page()
+    if charts is None and result.config.report.charts:
+        sections = run_charts(result, page)
+        chart_html = (
+            f"<h2>Equity and the excess over buy & hold</h2>{sections['equity']}"
+            f"<h2>Drawdowns (the five worst below)</h2>{sections['drawdown']}"
+            f"<h2>Exposure and holdings</h2>{sections['exposure']}"
+            f"<h2>Prices and fills</h2>{sections['trades']}"
+            f"<h2>Forecasts against what happened</h2>{sections['forecast']}"
+            f"<h2>Rolling Sharpe ratio</h2>{sections['sharpe']}"
+            + (f"<h2>Rank IC across tickers</h2>{sections['rank_ic']}" if "rank_ic" in sections
+               else "")
+            + (f"<h2>The graph each fold learnt from</h2>{sections['graph']}"
+               if "graph" in sections else ""))
+    else:
+        chart_html = "<h2>Charts</h2>" + "".join(
+            f'<figure><img alt="{p.stem}" src="data:image/png;base64,'
+            f'{base64.b64encode(p.read_bytes()).decode()}"></figure>' for p in charts or [])
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in metrics["notes"])
     cfg = result.config
-    return f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>lstm-strategy: {html.escape(cfg.name)}</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1250px; color: #222; }}
-table {{ border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }}
-th, td {{ border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: right; }}
-th:first-child {{ text-align: left; }}
-img {{ max-width: 100%; }} figure {{ margin: 1em 0; }}
-pre {{ background: #f6f6f6; padding: 1em; overflow-x: auto; font-size: 0.8em; }}
-</style></head><body>
-<h1>Backtest report: {html.escape(cfg.name)} ({html.escape(", ".join(result.bars))})</h1>
+    body = f"""<h1>{html.escape(title)}: {html.escape(cfg.name)} ({html.escape(", ".join(result.bars))})</h1>
 <p>Tickers {html.escape(", ".join(result.bars))}; out-of-sample trading from
 {metrics["period"]["trade_start"]} to {metrics["period"]["end"]}; {cfg.model.kind} LSTM,
 walk-forward retrain every {cfg.train.step} bars, horizon {cfg.train.horizon} bar(s);
 commission {cfg.broker.commission_bps} bps, slippage {cfg.broker.slippage_bps} bps,
-fills at {cfg.broker.fill.replace("_", " ")}.</p>
+fills at {cfg.broker.fill.replace("_", " ")}. Charts: drag to pan, scroll or box-zoom one and
+every time chart follows; click a legend entry to hide its line.</p>
+{top}
 <h2>Strategy vs baselines</h2>{_table(strategies, strategy_keys)}
 <h2>LSTM strategy: returns by month and year</h2>{_returns_html(result.backtests["lstm"].equity["value"])}
 <h2>LSTM strategy: what costs took</h2>{_costs_html(result)}
 <h2>LSTM strategy: trades</h2>{_trades_html(result)}
 <h2>Forecast quality (out of sample) vs naive forecasts</h2>{forecast_html}
-<h2>Charts</h2>{images}
+{chart_html}
 <h2>Notes</h2><ul>{notes}</ul>
 <h2>Walk-forward folds</h2>{folds.to_html(float_format=lambda v: f"{v:.4g}")}
-<h2>Resolved config</h2><pre>{html.escape(dump_config(cfg))}</pre>
+<h2>Resolved config</h2><pre>{html.escape(dump_config(cfg))}</pre>"""
+    return html_page(f"lstm-strategy: {cfg.name}", body, page)
+
+
+PAGE_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1250px; color: #222; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: right; }
+th:first-child { text-align: left; }
+img { max-width: 100%; } figure { margin: 1em 0; } .chart { margin: 0.5em 0 1.5em; }
+pre { background: #f6f6f6; padding: 1em; overflow-x: auto; font-size: 0.8em; }
+"""
+
+
+def html_page(title: str, body: str, page: Page | None = None, style: str = PAGE_STYLE) -> str:
+    """A whole self-contained page: `body` with `page`'s charts embedded (BokehJS inlined)
+    and the browser check at the end."""
+    head, body = page.html(body) if page is not None else ("", body)
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>{style}</style>
+{head}</head><body>
+{body}
 {BROWSER_CHECK}
 </body></html>
 """
@@ -371,7 +412,8 @@ def _write_contents(result: ExperimentResult, folder: Path) -> None:
     if result.config.report.save_models:
         for ticker, wf in runs.items():
             wf.save(folder / f"models_{ticker}.pt", ticker=ticker)
-    charts = write_charts(result, folder) if result.config.report.charts else []
+    report = result.config.report
+    charts = write_charts(result, folder) if report.charts and report.static else None
     (folder / "report.html").write_text(render_html(result, charts))
 
 
@@ -383,17 +425,6 @@ def inline_png(fig: plt.Figure) -> str:
     plt.close(fig)
     data = base64.b64encode(buffer.getvalue()).decode()
     return f'<img alt="chart" src="data:image/png;base64,{data}">'
-
-
-def model_runs(result: ExperimentResult) -> dict[str, WalkForwardResult]:
-    """The run's walk-forwards by ticker; a multi-asset model's as one, named "all"."""
-    runs = result.walk_forward
-    if not result.config.model.multi_asset:
-        return runs
-    first = next(iter(runs.values()))
-    return {"all": WalkForwardResult(
-        first.index, first.folds, pd.DataFrame({t: r.predictions for t, r in runs.items()}),
-        first.model_config, first.train_config)}
 
 
 def check_run_folder(out: Path, *, overwrite: bool = False) -> None:

@@ -21,7 +21,9 @@ import pandas as pd
 from ..backtest import BuyAndHold, backtest
 from ..data import stamp
 from ..evaluation.metrics import format_metric
-from .run import BROWSER_CHECK, inline_png
+from . import charts
+from .charts import Page
+from .run import html_page, inline_png
 
 if TYPE_CHECKING:
     from ..sweep.runner import SweepResult
@@ -61,13 +63,27 @@ def luck_sentence(dsr: float | None, pbo: float | None, n_trials: int | None) ->
 SHOWN = ("total_return", "cagr", "sharpe", "sortino", "max_drawdown", "n_trades", "exposure")
 
 
-def _heatmap(result: SweepResult) -> str:
+def _grid(result: SweepResult) -> tuple[pd.DataFrame, list[str]] | None:
+    """The objective's mean over the other keys, on a grid of the first two swept keys."""
     keys = [k for k in result.config.keys() if result.table[k].nunique() > 1][:2]
     done = result.table[result.table["status"] == "COMPLETE"]
     if len(keys) < 2 or done.empty:
+        return None
+    grid = done.pivot_table(index=keys[0], columns=keys[1], values=result.config.objective,
+                            aggfunc="mean")
+    return grid, keys
+
+
+def _heatmap(result: SweepResult, page: Page | None) -> str:
+    found = _grid(result)
+    if found is None:
         return "<p>(a heatmap needs two swept keys with several values)</p>"
+    grid, keys = found
     objective = result.config.objective
-    grid = done.pivot_table(index=keys[0], columns=keys[1], values=objective, aggfunc="mean")
+    title = f"in-sample {objective} (mean over the other keys)"
+    if page is not None:
+        return page.add("heatmap", charts.heatmap(grid, title, x_label=keys[1], y_label=keys[0],
+                                                  objective=objective))
     fig, ax = plt.subplots(figsize=(7, 5))
     image = ax.imshow(grid.to_numpy(dtype=float), cmap="viridis", aspect="auto", origin="lower")
     ax.set_xticks(range(len(grid.columns)), [f"{v:g}" if isinstance(v, float) else str(v)
@@ -83,20 +99,76 @@ def _heatmap(result: SweepResult) -> str:
                     color="black" if value >= middle else "white")
     ax.set_xlabel(keys[1])
     ax.set_ylabel(keys[0])
-    ax.set_title(f"in-sample {objective} (mean over the other keys)")
+    ax.set_title(title)
     fig.colorbar(image, ax=ax)
     return inline_png(fig)
 
 
-def _equity_curves(result: SweepResult) -> str:
+def _parallel(result: SweepResult, page: Page | None) -> str:
+    """Every completed trial as a line across its swept values and its objective (a
+    parallel-coordinates view: which values the good trials share)."""
+    done = result.table[result.table["status"] == "COMPLETE"]
+    keys = [k for k in result.config.keys() if done[k].nunique() > 1]
+    objective = result.config.objective
+    if page is None or done.empty or not keys:
+        return "" if page is None else "<p>(one swept value: nothing to draw)</p>"
+    from bokeh.models import ColumnDataSource, FixedTicker, HoverTool, Range1d
+    from bokeh.palettes import Viridis256
+    from bokeh.transform import linear_cmap
+
+    axes = [*keys, objective]
+    positions, labels = {}, {}
+    for name in axes:
+        values = done[name]
+        if pd.api.types.is_numeric_dtype(values):
+            low, high = float(values.min()), float(values.max())
+            positions[name] = (values.astype(float) - low) / (high - low or 1.0)
+            labels[name] = (f"{low:.4g}", f"{high:.4g}")
+        else:
+            order = sorted(values.astype(str).unique())
+            positions[name] = values.astype(str).map(
+                {v: k / max(len(order) - 1, 1) for k, v in enumerate(order)})
+            labels[name] = (order[0], order[-1])
+    score = done[objective].astype(float).to_numpy()
+    source = ColumnDataSource({
+        "xs": [list(range(len(axes)))] * len(done),
+        "ys": [[float(positions[a].iloc[k]) for a in axes] for k in range(len(done))],
+        "score": score, "trial": done["trial"].astype(int).to_numpy(),
+        "params": [json_params({k: done[k].iloc[j] for k in keys}) for j in range(len(done))],
+        "text": [f"{v:.4g}" for v in score]})
+    fig = charts.figure(title=f"All {len(done)} completed trials: swept values and in-sample "
+                        f"{objective} (each axis from its lowest to its highest value)",
+                        height=360, sizing_mode="stretch_width", tools="save,reset,box_zoom")
+    fig.toolbar.logo = None
+    lines = fig.multi_line("xs", "ys", source=source, line_width=1.6, line_alpha=0.7,
+                           color=linear_cmap("score", Viridis256, float(np.nanmin(score)),
+                                             float(np.nanmax(score)) + 1e-12),
+                           hover_line_color="#d62728", hover_line_width=3)
+    fig.add_tools(HoverTool(renderers=[lines], tooltips=[("trial", "@trial"),
+                                                         ("params", "@params"),
+                                                         (objective, "@text")]))
+    fig.xaxis.ticker = FixedTicker(ticks=list(range(len(axes))))
+    fig.xaxis.major_label_overrides = {k: name for k, name in enumerate(axes)}
+    fig.yaxis.visible = False
+    fig.y_range = Range1d(-0.12, 1.12)
+    fig.x_range = Range1d(-0.3, len(axes) - 0.7)
+    for k, name in enumerate(axes):
+        fig.line([k, k], [0, 1], color="#444", line_width=1)
+        fig.text([k, k], [-0.08, 1.04], text=list(labels[name]), text_align="center",
+                 text_font_size="8pt")
+    return page.add("parallel", fig)
+
+
+def _top_curves(result: SweepResult) -> tuple[pd.DataFrame, object] | None:
+    """Growth of 1 of the top configs (as the sweep's engine ran them) and buy & hold, and
+    where the hold-out starts."""
     from ..sweep.tasks import backtest_task, train_task
 
     done = result.table[result.table["status"] == "COMPLETE"].sort_values(
         result.config.objective, ascending=result.config.direction == "minimize").head(TOP)
     if done.empty:
-        return ""
-    fig, ax = plt.subplots(figsize=(12, 4.5))
-    first = None
+        return None
+    curves, first = {}, None
     for rank, row in enumerate(done.itertuples(), 1):
         params = {k: done.loc[row.Index, k] for k in result.config.keys()}
         experiment = result.config.experiment({k: v.item() if hasattr(v, "item") else v
@@ -107,21 +179,43 @@ def _equity_curves(result: SweepResult) -> str:
         outcome = backtest_task(tree, keys, result.config.holdout, keep_equity=True,
                                 engine=result.config.engine)
         equity = outcome["equity"]
-        ax.plot(equity.index, equity / equity.iloc[0], lw=1.6 if rank == 1 else 0.9,
-                label=f"#{rank}: trial {row.trial}")
+        curves[f"#{rank}: trial {row.trial}"] = equity / equity.iloc[0]
         first = first or (experiment, outcome, keys)
     experiment, outcome, keys = first
     bars, start = _bars_and_start(experiment, keys)
     hold = backtest(bars, BuyAndHold, broker=experiment.broker, trade_start=start)
-    ax.plot(hold.equity.index, hold.equity["value"] / hold.equity["value"].iloc[0], color="0.4",
-            lw=1.0, ls="--", label="buy & hold")
-    if outcome["holdout_start"] is not None:
-        ax.axvline(outcome["holdout_start"], color="r", lw=0.8, ls=":")
-        ax.text(outcome["holdout_start"], ax.get_ylim()[1], " hold-out", color="r",
-                va="top", fontsize=9)
+    curves["buy & hold"] = hold.equity["value"] / hold.equity["value"].iloc[0]
+    return pd.DataFrame(curves), outcome["holdout_start"]
+
+
+def _equity_curves(result: SweepResult, page: Page | None) -> str:
+    found = _top_curves(result)
+    if found is None:
+        return ""
+    curves, holdout = found
+    title = (f"Top {len(curves.columns) - 1} configs by in-sample {result.config.objective} "
+             f"vs buy & hold, growth of 1")
+    if page is not None:
+        fig = page.time_figure(title + " (red line: the hold-out starts)", log=True)
+        charts.lines(fig, curves.index, {c: curves[c] for c in curves}, dashed=["buy & hold"],
+                     colors={"buy & hold": "#555"},
+                     widths={curves.columns[0]: 2.2})
+        if holdout is not None:
+            from bokeh.models import Span
+            fig.add_layout(Span(location=charts.epoch_ms([holdout])[0], dimension="height",
+                                line_color="#d62728", line_dash="dotted", line_width=1.5))
+        return page.add("equity", fig)
+    fig, ax = plt.subplots(figsize=(12, 4.5))
+    for k, name in enumerate(curves.columns):
+        hold = name == "buy & hold"
+        ax.plot(curves.index, curves[name], lw=1.6 if k == 0 else 1.0 if hold else 0.9,
+                color="0.4" if hold else None, ls="--" if hold else "-", label=name)
+    if holdout is not None:
+        ax.axvline(holdout, color="r", lw=0.8, ls=":")
+        ax.text(holdout, ax.get_ylim()[1], " hold-out", color="r", va="top", fontsize=9)
     ax.set_yscale("log")
     ax.set_ylabel("growth of 1 (log scale)")
-    ax.set_title(f"Top {len(done)} configs by in-sample {result.config.objective} vs buy & hold")
+    ax.set_title(title)
     ax.legend(loc="upper left", fontsize=9)
     ax.grid(alpha=0.3)
     return inline_png(fig)
@@ -171,15 +265,9 @@ def write_sweep_report(result: SweepResult) -> None:
     start = best.get("holdout_start")
     start = stamp(start) if start is not None else "–"
     reading = luck_sentence(dsr.get("dsr"), pbo.get("pbo"), dsr.get("n_trials"))
-    page = f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>lstm-strategy sweep</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1250px; color: #222; }}
-table {{ border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.85em; }}
-th, td {{ border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: right; }}
-img {{ max-width: 100%; }}
-</style></head><body>
-<h1>Sweep: {len(table)} trials ({len(failed)} failed), ranked by in-sample {objective}</h1>
+    static = config.experiment(best.get("params") or {}).report.static
+    page = None if static else Page()
+    body = f"""<h1>Sweep: {len(table)} trials ({len(failed)} failed), ranked by in-sample {objective}</h1>
 <p>Search: {config.search}; swept keys: {html.escape(", ".join(config.keys()))}. The last
 {config.holdout:.0%} of the trading period (from {start}) is a hold-out
 that the ranking never sees.</p>
@@ -201,15 +289,17 @@ Both count only trials that traded: {_left_out(dsr, pbo)}</p>
 <th>buy &amp; hold, in sample</th><th>buy &amp; hold, hold-out</th></tr>
 {side_html}</table>{caution}
 <h2>Top trials</h2>{_table(done[columns].head(20))}
-<h2>Equity of the top configs</h2>{_equity_curves(result)}
-<h2>Objective over two swept keys</h2>{_heatmap(result)}
-<h2>Failed trials</h2>{_table(failed[["trial", *config.keys(), "error"]]) if len(failed) else "<p>none</p>"}
-{BROWSER_CHECK}
-</body></html>
-"""
+<h2>Equity of the top configs</h2>{_equity_curves(result, page)}
+<h2>Objective over two swept keys</h2>{_heatmap(result, page)}
+{"<h2>Every trial</h2>" + _parallel(result, page) if page is not None else ""}
+<h2>Failed trials</h2>{_failed_html(failed, config.keys())}"""
     tmp = result.folder / "sweep_report.html.tmp"
-    tmp.write_text(page)
+    tmp.write_text(html_page("lstm-strategy sweep", body, page))
     tmp.replace(result.folder / "sweep_report.html")
+
+
+def _failed_html(failed: pd.DataFrame, keys: list[str]) -> str:
+    return _table(failed[["trial", *keys, "error"]]) if len(failed) else "<p>none</p>"
 
 
 def _bars_and_start(experiment: object, keys: dict) -> tuple[dict, pd.Timestamp]:
