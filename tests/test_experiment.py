@@ -406,7 +406,7 @@ def test_multi_asset_report_shows_every_ticker(tmp_path: Path, capsys: pytest.Ca
     assert "forecast AAPL:" in out and "forecast MSFT:" in out
     html = (tmp_path / "multi" / "report.html").read_text()
     for ticker in ("AAPL", "MSFT"):  # a price-and-fills chart for each, behind a selector
-        assert f"{ticker}: close with the LSTM strategy's fills" in html
+        assert f"{ticker}: close with the LSTM strategy" in html
     assert re.search(r"<td>[+-][\d,]+\.\d%</td>", html)
 
 

@@ -212,7 +212,7 @@ def test_compare_writes_one_table_for_every_model_and_the_benchmark(
         assert (tmp_path / "out" / name).is_file()
     assert "| LSTM-GNN |" in capsys.readouterr().out
     if CHROMIUM:  # the page in a real browser: its charts decoded, nothing on the console
-        assert_renders(tmp_path / "out" / "compare_report.html", charts=2)
+        assert_renders(tmp_path / "out" / "compare_report.html", charts=6)  # 2 + 4 books
     # every variant is scored on the same bars
     equity = pd.read_csv(tmp_path / "out" / "equity.csv", index_col="date")
     assert equity.notna().all().all()

@@ -3,6 +3,7 @@ run folder's files say, by hand; time charts zoom together; the page is self-con
 
 from __future__ import annotations
 
+import html
 import re
 
 import numpy as np
@@ -117,6 +118,20 @@ def test_the_page_is_self_contained_and_says_every_section(one: object, tmp_path
                     "Rolling Sharpe ratio", "95% band of chance", "peak</th><th>trough"):
         assert section.replace("&amp;", "&") in page or section in page, section
     assert not list(out.glob("*.png"))  # interactive by default: no PNG files
+    # the page's trade list is trades.csv, row for row
+    table = page[page.index('<table class="trades">'):]
+    table = table[:table.index("</table>")]
+    rows = [re.findall(r"<td>([^<]*)</td>", r) for r in table.split("<tr>")[2:]]
+    trades = pd.read_csv(out / "trades.csv")
+    assert len(rows) == len(trades) > 3
+    for row, (_, trade) in zip(rows, trades.iterrows(), strict=True):
+        cells = dict(zip(trades.columns, row, strict=True))
+        assert cells["entry_date"] == trade["entry_date"][:10]
+        assert float(cells["exit_price"].replace(",", "")) == pytest.approx(
+            trade["exit_price"], rel=1e-5)
+        assert float(cells["pnl_net"].replace(",", "")) == pytest.approx(trade["pnl_net"],
+                                                                         abs=0.006)
+        assert float(cells["size"].replace(",", "")) == trade["size"]
 
 
 def test_static_reports_embed_pngs_for_papers_and_email(tmp_path) -> None:
@@ -143,3 +158,46 @@ def test_many_assets_get_a_ticker_selector_holdings_rank_ic_and_each_folds_graph
     assert len(rows) == len(graphs) and all(int(n) > 0 for _, n in rows)
     page_html = render_html(four)
     assert "The graph each fold learnt from" in page_html and "Rank IC across tickers" in page_html
+
+
+SWITCH = """<script>
+window.addEventListener("load", () => { const poll = () => {
+  const doc = Bokeh.documents[0];
+  if (!doc || !doc.is_idle) { setTimeout(poll, 20); return; }
+  const select = doc.get_model_by_name("ticker_select");
+  select.value = "JPM";  // its CustomJS runs asynchronously: read the chart a moment later
+  setTimeout(() => {
+    const fig = doc.get_model_by_name("price_chart");
+    const marks = fig.renderers.map(r => r.data_source.get_length());
+    document.body.dataset.switched = fig.title.text + "|" + marks.join(",");
+  }, 500);
+}; poll(); });
+</script>"""
+
+
+def test_the_ticker_selector_switches_the_chart_in_a_browser(four: object, tmp_path,
+                                                              monkeypatch) -> None:
+    """With more tickers than tabs, one chart and a selector: choosing JPM in Chromium
+    shows JPM's title, closes and fills."""
+    from lstm_strategy.reports import run_charts as module
+    from lstm_strategy.reports.run import html_page
+
+    from .test_browser import CHROMIUM, open_in_chromium
+
+    if CHROMIUM is None:
+        pytest.skip("no chromium on this machine (Debian: apt install chromium)")
+    monkeypatch.setattr(module, "MAX_TICKER_TABS", 2)
+    page = Page()
+    path = tmp_path / "selector.html"
+    text = html_page("t", page.add("trades", module.trades_chart(four, page)), page)
+    end = text.rindex("</body>")  # BokehJS itself holds the string "</body>"
+    path.write_text(text[:end] + SWITCH + text[end:])
+    dom, log = open_in_chromium(path)
+    switched = re.search(r'data-switched="([^"]*)"', dom)
+    assert switched, f"the page never switched: {log[-2000:]}"
+    title, lengths = html.unescape(switched.group(1)).split("|")
+    fills = four.backtests["lstm"].fills
+    jpm = fills[fills["ticker"] == "JPM"]
+    closes = len(four.bars["JPM"]["Close"].loc[four.trade_start:])
+    assert title.startswith("JPM: close")
+    assert lengths == f"{closes},{(jpm['side'] == 'buy').sum()},{(jpm['side'] == 'sell').sum()}"

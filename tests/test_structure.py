@@ -25,7 +25,7 @@ from .conftest import ROOT
 
 PACKAGE = ROOT / "lstm_strategy"
 GOLDEN = ROOT / "tests" / "golden" / "default_metrics.json"
-HEAVY = {"matplotlib", "optuna", "ray", "numba", "torch_geometric"}
+HEAVY = {"matplotlib", "bokeh", "optuna", "ray", "numba", "torch_geometric"}
 
 
 def test_importing_the_package_loads_no_plotting_or_optional_heavy_package() -> None:

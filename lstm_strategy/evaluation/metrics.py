@@ -257,18 +257,29 @@ def panel_ic(forecasts: pd.DataFrame, realised: pd.DataFrame) -> pd.DataFrame:
     """Daily cross-sectional IC (Pearson) and rank IC (Spearman), as Qlib reports them.
 
     Both frames are dates x tickers; a date counts where at least two tickers have a
-    forecast and a realised return.
+    forecast and a realised return, and neither side is constant among them. Ranks are
+    taken among those tickers (ties averaged), all dates at once.
     """
     forecasts, realised = forecasts.align(realised, join="inner")
-    rows = {}
-    for date in forecasts.index:
-        f, r = forecasts.loc[date], realised.loc[date]
-        both = f.notna() & r.notna()
-        if both.sum() < 2 or f[both].nunique() < 2 or r[both].nunique() < 2:
-            continue
-        rows[date] = {"ic": float(np.corrcoef(f[both], r[both])[0, 1]),
-                      "rank_ic": float(np.corrcoef(f[both].rank(), r[both].rank())[0, 1])}
-    return pd.DataFrame.from_dict(rows, orient="index", columns=["ic", "rank_ic"])
+    both = forecasts.notna() & realised.notna()
+    f, r = forecasts.where(both), realised.where(both)
+    ok = ((both.sum(axis=1) >= 2) & (f.nunique(axis=1) >= 2) & (r.nunique(axis=1) >= 2)
+          ).to_numpy()
+    out = pd.DataFrame({"ic": _row_corr(f.to_numpy(float), r.to_numpy(float)),
+                        "rank_ic": _row_corr(f.rank(axis=1).to_numpy(float),
+                                             r.rank(axis=1).to_numpy(float))},
+                       index=forecasts.index)
+    return out[ok]
+
+
+def _row_corr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pearson correlation of each row of `a` with the same row of `b`, NaN cells left out
+    (both have NaN in the same cells)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        da = a - np.nanmean(a, axis=1, keepdims=True)
+        db = b - np.nanmean(b, axis=1, keepdims=True)
+        return (np.nansum(da * db, axis=1)
+                / np.sqrt(np.nansum(da * da, axis=1) * np.nansum(db * db, axis=1)))
 
 
 def ic_summary(daily: pd.DataFrame) -> dict:

@@ -21,9 +21,11 @@ import pandas as pd
 from ..compare import BENCHMARK, ComparisonResult, markdown_table
 from ..config import dump_config
 from ..evaluation.metrics import format_metric
+from ..evaluation.tables import monthly_means, positions
 from . import charts
 from .charts import Page
 from .run import html_page, inline_png, write_folder
+from .run_charts import holdings_chart
 
 
 def write_comparison(result: ComparisonResult, out: str | Path, *, overwrite: bool = False
@@ -68,13 +70,27 @@ IC_TITLE = "Cumulative daily rank IC (a steady climb is a steady edge)"
 
 def _interactive(result: ComparisonResult, equity: pd.DataFrame, page: Page) -> str:
     fig = page.time_figure(EQUITY_TITLE.format(BENCHMARK), log=True)
+    colors = {name: charts.color(k) for k, name in enumerate(result.daily_ic)}
     charts.lines(fig, equity.index, _growth(equity), dashed=[BENCHMARK],
-                 colors={BENCHMARK: "#555"})
+                 colors={**colors, BENCHMARK: "#555"})
     ic = _cumulative_ic(result)
     cumulative = page.time_figure(IC_TITLE, height=300)
-    charts.lines(cumulative, ic.index, {c: ic[c] for c in ic}, y_format="0.[0]")
+    charts.lines(cumulative, ic.index, {c: ic[c] for c in ic}, y_format="0.[0]", colors=colors)
     charts.zero_line(cumulative)
-    return page.add("equity", fig) + page.add("rank_ic", cumulative)
+    held = {}
+    for name, result_bt in result.backtests.items():
+        if name == BENCHMARK:
+            continue
+        shares = positions(result_bt.fills, result_bt.equity.index, list(result.bars))
+        held[name] = holdings_chart(shares, page)
+    monthly = "".join(
+        f"<h3>{html.escape(name)}</h3>"
+        + charts.heat_table(monthly_means(daily["rank_ic"]), "{:.3f}".format, full=0.1)
+        for name, daily in result.daily_ic.items())
+    return (page.add("equity", fig) + page.add("rank_ic", cumulative)
+            + "<h2>Each book's holdings over time (a tab per model)</h2>"
+            + page.add("holdings", charts.tabs(held))
+            + f"<h2>Rank IC by month</h2>{monthly}")
 
 
 def _charts(result: ComparisonResult, equity: pd.DataFrame) -> str:

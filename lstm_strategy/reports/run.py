@@ -44,7 +44,7 @@ from ..evaluation.tables import costs_paid, period_returns, trade_list
 from ..experiment import ExperimentResult
 from ..processes import pid_alive
 from .charts import Page, heat_table
-from .run_charts import model_runs, run_charts
+from .run_charts import MAX_OVERLAID, model_runs, run_charts
 
 CHARTS = ("equity", "drawdown", "trades", "forecast", "rolling_sharpe")
 _COLORS = {"lstm": "C0", "buy_and_hold": "C7", "sma_cross": "C2", "naive_forecast": "C1"}
@@ -99,7 +99,6 @@ def _chart_drawdown(result: ExperimentResult, ax: plt.Axes) -> None:
 
 
 MAX_TRADE_PANELS = 6  # tickers drawn in the trades chart (the first ones, said in the title)
-MAX_OVERLAID = 3  # more tickers than this: the forecast chart pools them
 
 
 def _chart_trades(result: ExperimentResult, axes: list[plt.Axes]) -> None:
@@ -292,16 +291,46 @@ def _costs_html(result: ExperimentResult) -> str:
     return "<table>" + "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in cells) + "</table>"
 
 
+MAX_TRADE_ROWS = 1_000  # trades listed in the page (all of them in trades.csv)
+
+
 def _trades_html(result: ExperimentResult) -> str:
     trades = trades_table(result)
     if trades.empty:
         return "<p>No trade.</p>"
-    shown = trades.assign(entry_date=trades["entry_date"].map(stamp),
-                          exit_date=trades["exit_date"].map(stamp))
-    money = {c: "{:,.2f}".format for c in ("pnl", "pnl_net", "commission")}
-    prices = {c: "{:,.6g}".format for c in ("size", "entry_price", "exit_price")}
-    body = shown.to_html(index=False, formatters={**money, **prices}, border=0)
-    return f'<div style="max-height: 26em; overflow-y: auto">{body}</div>'
+    shown = trades.head(MAX_TRADE_ROWS)
+    text = {c: shown[c].map(stamp) for c in ("entry_date", "exit_date")}
+    text |= {c: shown[c].map("{:,.2f}".format) for c in ("pnl", "pnl_net", "commission")}
+    text |= {c: shown[c].map("{:,.6g}".format) for c in ("size", "entry_price", "exit_price")}
+    cells = pd.DataFrame({c: text.get(c, shown[c].astype(str)) for c in shown.columns})
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in cells.columns)
+    rows = "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>"
+                   for row in cells.itertuples(index=False))
+    more = (f"<p>The first {MAX_TRADE_ROWS:,} of {len(trades):,} trades; every one is in "
+            f"trades.csv.</p>" if len(trades) > MAX_TRADE_ROWS else "")
+    return (f'{more}<div style="max-height: 26em; overflow-y: auto"><table class="trades">'
+            f"<tr>{head}</tr>{rows}</table></div>")
+
+
+def _forecast_tables(per_ticker: dict[str, dict]) -> str:
+    """Forecast quality against the naive forecasts: a table per ticker for a few, one row
+    per ticker for many."""
+    if len(per_ticker) <= MAX_OVERLAID:
+        return "".join(
+            f"<h3>{html.escape(t)}</h3>" + _table(
+                {k: v for k, v in f.items() if isinstance(v, dict)},
+                ["n", "rmse", "mae", "directional_accuracy", "ic"])
+            for t, f in per_ticker.items())
+    columns = [("model", "n"), ("model", "rmse"), ("naive_zero", "rmse"),
+               ("model", "directional_accuracy"), ("naive_last", "directional_accuracy"),
+               ("model", "ic"), ("naive_last", "ic")]
+    head = "".join(f"<th>{html.escape(k if who == 'model' else f'{k} ({who})')}</th>"
+                   for who, k in columns)
+    rows = "".join(
+        f"<tr><th>{html.escape(t)}</th>" + "".join(
+            f"<td>{html.escape(format_metric(k, (f.get(who) or {}).get(k)))}</td>"
+            for who, k in columns) + "</tr>" for t, f in per_ticker.items())
+    return f"<table><tr><th></th>{head}</tr>{rows}</table>"
 
 
 def render_html(result: ExperimentResult, charts: list[Path] | None = None, *,
@@ -316,11 +345,7 @@ def render_html(result: ExperimentResult, charts: list[Path] | None = None, *,
     strategies = {"lstm": metrics["strategy"], **metrics["baselines"]}
     forecast = metrics["forecast"]
     per_ticker = forecast if "model" not in forecast else {next(iter(result.bars)): forecast}
-    forecast_html = "".join(
-        f"<h3>{html.escape(t)}</h3>" + _table(
-            {k: v for k, v in f.items() if isinstance(v, dict)},
-            ["n", "rmse", "mae", "directional_accuracy", "ic"])
-        for t, f in per_ticker.items())
+    forecast_html = _forecast_tables(per_ticker)
     folds = pd.concat({t: r.fold_table() for t, r in model_runs(result).items()},
                       names=["ticker", "fold"])
     page = page or Page()

@@ -35,7 +35,8 @@ from . import charts
 from .charts import PERCENT, STRATEGY_COLORS, Page
 
 MAX_OVERLAID = 3  # more tickers than this: forecast charts pool them
-MAX_TICKER_TABS = 32  # price-and-fills charts (the first tickers; all fills in orders.csv)
+MAX_TICKER_TABS = 8  # more tickers: one price-and-fills chart with a ticker selector
+MAX_POINTS = 5_000  # forecast-vs-realised points drawn (a random sample beyond)
 TOP_LINKS = 8
 
 
@@ -141,8 +142,7 @@ def exposure_chart(result: ExperimentResult, page: Page) -> object:
 
 def holdings_chart(held: pd.DataFrame, page: Page) -> object:
     """One bar per ticker and stretch of constant position (the book's holdings over time)."""
-    spans = {"left": [], "right": [], "ticker": [], "shares": [], "color": [], "from": [],
-             "to": []}
+    spans = {"left": [], "right": [], "ticker": [], "shares": [], "color": []}
     index = held.index
     for ticker in held:
         values = held[ticker].to_numpy()
@@ -158,8 +158,6 @@ def holdings_chart(held: pd.DataFrame, page: Page) -> object:
             spans["ticker"].append(ticker)
             spans["shares"].append(float(values[a]))
             spans["color"].append("#2ca02c" if values[a] > 0 else "#d62728")
-            spans["from"].append(stamp(index[a]))
-            spans["to"].append(stamp(right))
     for side in ("left", "right"):
         spans[side] = list(charts.epoch_ms(pd.DatetimeIndex(spans[side]))) if spans[side] else []
     tickers = list(held)[::-1]
@@ -167,9 +165,12 @@ def holdings_chart(held: pd.DataFrame, page: Page) -> object:
                            height=max(220, 16 * len(tickers) + 80), factors=tickers)
     bars = fig.hbar(y="ticker", left="left", right="right", height=0.8, color="color",
                     alpha=0.7, source=ColumnDataSource(spans))
-    fig.add_tools(HoverTool(renderers=[bars], tooltips=[("ticker", "@ticker"),
-                                                        ("shares", "@shares{0,0.[0000]}"),
-                                                        ("from", "@from"), ("to", "@to")]))
+    fmt = charts.date_format(index)
+    fig.add_tools(HoverTool(renderers=[bars], formatters={"@left": "datetime",
+                                                          "@right": "datetime"},
+                            tooltips=[("ticker", "@ticker"), ("shares", "@shares{0,0.[0000]}"),
+                                      ("from", "@left{" + fmt + "}"),
+                                      ("to", "@right{" + fmt + "}")]))
     return fig
 
 
@@ -183,36 +184,87 @@ def _forecast_before(result: ExperimentResult, ticker: str, dates: pd.Series) ->
     return np.where(at >= 0, mine.reindex(decided).to_numpy(dtype=float), np.nan)
 
 
-def trades_chart(result: ExperimentResult, page: Page) -> object:
-    """Each ticker's close with the LSTM strategy's fills; a ticker selector for several."""
+def _ticker_data(result: ExperimentResult, ticker: str) -> tuple[dict, dict, dict]:
+    """A ticker's close line, and its buy and sell fills with what a hover shows."""
+    close = result.bars[ticker]["Close"].loc[result.trade_start:]
+    line = {"x": charts.epoch_ms(close.index), "y": close.to_numpy(np.float32)}
     fills = result.backtests["lstm"].fills
-    panels = {}
-    for ticker in list(result.bars)[:MAX_TICKER_TABS]:
-        close = result.bars[ticker]["Close"].loc[result.trade_start:]
-        low, high = float(close.min()), float(close.max())
-        fig = page.time_figure(f"{ticker}: close with the LSTM strategy's fills (hover a "
-                               "marker)", log=low > 0 and high / low > 3)
-        charts.lines(fig, close.index, {f"{ticker} close": close},
-                     colors={f"{ticker} close": "#555"})
-        mine = fills[fills["ticker"] == ticker]
-        marks = []
-        fmt = charts.date_format(close.index)
-        for side, marker, ink in (("buy", "triangle", "#2ca02c"),
-                                  ("sell", "inverted_triangle", "#d62728")):
-            rows = mine[mine["side"] == side]
-            source = ColumnDataSource({
-                "x": charts.epoch_ms(pd.to_datetime(rows["date"])),
-                "price": rows["price"].to_numpy(float), "size": rows["size"].abs().to_numpy(float),
-                "forecast": _forecast_before(result, ticker, rows["date"]),
-                "side": [side] * len(rows)})
-            marks.append(fig.scatter("x", "price", source=source, marker=marker, color=ink,
-                                     size=9, legend_label=f"{side} fills ({len(rows)})"))
-        fig.add_tools(HoverTool(renderers=marks, formatters={"@x": "datetime"}, tooltips=[
-            ("date", "@x{" + fmt + "}"), ("side", "@side"), ("size", "@size{0,0.[0000]}"),
-            ("price", "@price{0,0.[0000]}"), ("forecast", "@forecast{0.[000000]}")]))
-        charts.legend_outside(fig)
-        panels[ticker] = fig
-    return charts.tabs(panels)
+    mine = fills[fills["ticker"] == ticker]
+    sides = []
+    for side in ("buy", "sell"):
+        rows = mine[mine["side"] == side]
+        sides.append({"x": charts.epoch_ms(pd.to_datetime(rows["date"])),
+                      "price": rows["price"].to_numpy(float),
+                      "size": rows["size"].abs().to_numpy(float),
+                      "forecast": _forecast_before(result, ticker, rows["date"]),
+                      "side": [side] * len(rows)})
+    return line, sides[0], sides[1]
+
+
+def _price_figure(page: Page, title: str, log: bool, fmt: str, line: dict, buys: dict,
+                  sells: dict) -> tuple[object, list[ColumnDataSource]]:
+    fig = page.time_figure(title, log=log)
+    sources = [ColumnDataSource(line), ColumnDataSource(buys), ColumnDataSource(sells)]
+    fig.line("x", "y", source=sources[0], color="#555", line_width=1.2, legend_label="close")
+    marks = [fig.scatter("x", "price", source=source, marker=marker, color=ink, size=9,
+                         legend_label=f"{side} fills")
+             for source, side, marker, ink in ((sources[1], "buy", "triangle", "#2ca02c"),
+                                              (sources[2], "sell", "inverted_triangle",
+                                               "#d62728"))]
+    fig.add_tools(HoverTool(renderers=marks, formatters={"@x": "datetime"}, tooltips=[
+        ("date", "@x{" + fmt + "}"), ("side", "@side"), ("size", "@size{0,0.[0000]}"),
+        ("price", "@price{0,0.[0000]}"), ("forecast", "@forecast{0.[000000]}")]))
+    charts.legend_outside(fig)
+    return fig, sources
+
+
+def _wide(close: np.ndarray) -> bool:
+    """A log price axis for a series that moves more than tenfold."""
+    low, high = float(np.nanmin(close)), float(np.nanmax(close))
+    return low > 0 and high / low > 10
+
+
+def trades_chart(result: ExperimentResult, page: Page) -> object:
+    """Each ticker's close with the LSTM strategy's fills (a hover names each fill's date,
+    side, size, price and the forecast that caused it): a tab per ticker, or for many
+    tickers one chart and a ticker selector (one chart is far cheaper to draw and embed)."""
+    tickers = list(result.bars)
+    data = {t: _ticker_data(result, t) for t in tickers}
+    fmt = charts.date_format(result.bars[tickers[0]].index)
+
+    def title(ticker: str) -> str:
+        buys, sells = len(data[ticker][1]["x"]), len(data[ticker][2]["x"])
+        return (f"{ticker}: close with the LSTM strategy's fills ({buys} buys, {sells} "
+                "sells; hover a marker)")
+
+    if len(tickers) <= MAX_TICKER_TABS:
+        return charts.tabs({t: _price_figure(page, title(t), _wide(data[t][0]["y"]), fmt,
+                                             *data[t])[0] for t in tickers})
+    from bokeh.models import CustomJS, Select
+
+    log = any(_wide(d[0]["y"]) for d in data.values())
+    fig, shown = _price_figure(page, title(tickers[0]), log, fmt, *data[tickers[0]])
+    # tickers on one calendar share one x column (a close column each); else a source each
+    first = data[tickers[0]][0]["x"]
+    shared = all(np.array_equal(data[t][0]["x"], first) for t in tickers)
+    closes = ColumnDataSource({"x": first, **{f"c{k}": data[t][0]["y"]
+                                              for k, t in enumerate(tickers)}} if shared
+                              else {"x": first[:0]})
+    own = None if shared else {t: ColumnDataSource(data[t][0]) for t in tickers}
+    fills = {t: [ColumnDataSource(data[t][1]), ColumnDataSource(data[t][2])] for t in tickers}
+    select = Select(title=f"Ticker ({len(tickers)})", value=tickers[0], options=tickers,
+                    width=220, name="ticker_select")
+    fig.name = "price_chart"
+    select.js_on_change("value", CustomJS(
+        args={"shown": shown, "closes": closes, "own": own, "fills": fills, "tickers": tickers,
+              "titles": {t: title(t) for t in tickers}, "fig": fig},
+        code="""const t = cb_obj.value;
+shown[0].data = own ? {...own[t].data}
+                    : {x: closes.data.x, y: closes.data["c" + tickers.indexOf(t)]};
+shown[1].data = {...fills[t][0].data};
+shown[2].data = {...fills[t][1].data};
+fig.title.text = titles[t];"""))
+    return column([select, fig], sizing_mode="stretch_width")
 
 
 def forecast_charts(result: ExperimentResult, page: Page) -> object:
@@ -224,14 +276,19 @@ def forecast_charts(result: ExperimentResult, page: Page) -> object:
     window, label = _window(result)
     tickers = list(result.bars)
     pooled = len(tickers) > MAX_OVERLAID
-    scatter = charts.figure(title="Forecast vs realised", height=340, width=420,
+    scatter = charts.figure(title="Forecast vs realised", height=340, width=480,
                             tools="box_zoom,wheel_zoom,reset,save")
     scatter.toolbar.logo = None
     accuracy, ic = {}, {}
+    keep = min(1.0, MAX_POINTS / max(len(preds), 1))  # the cloud's shape, not every point
+    if keep < 1.0:
+        scatter.title.text += f" ({MAX_POINTS:,} of {len(preds):,}, at random)"
+    rng = np.random.default_rng(0)
     for k, ticker in enumerate(tickers):
         one = preds[preds["ticker"] == ticker].set_index("date")
-        source = ColumnDataSource({"forecast": one["prediction"].to_numpy(float),
-                                   "realised": one["target"].to_numpy(float)})
+        drawn = one[rng.random(len(one)) < keep] if keep < 1.0 else one
+        source = ColumnDataSource({"forecast": drawn["prediction"].to_numpy(np.float32),
+                                   "realised": drawn["target"].to_numpy(np.float32)})
         scatter.scatter("forecast", "realised", source=source, size=3,
                         alpha=0.25 if pooled else 0.45,
                         color=charts.color(0 if pooled else k),
