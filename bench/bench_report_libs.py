@@ -27,9 +27,9 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
-import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -127,7 +127,7 @@ def plotly_page(charts: list[dict]) -> str:
 
 
 class _Catcher(http.server.SimpleHTTPRequestHandler):
-    reported: list[float] = []
+    reported: ClassVar[list[float]] = []
 
     def do_GET(self) -> None:
         if self.path.startswith("/done?ms="):

@@ -149,7 +149,7 @@ def test_many_assets_get_a_ticker_selector_holdings_rank_ic_and_each_folds_graph
     sections = run_charts(four, page)
     selector = next(iter(page.models["trades"].select({"type": Tabs})))
     assert [t.title for t in selector.tabs] == ["XOM", "CVX", "JPM", "BAC"]
-    holdings = [f for f in _figures(page.models["exposure"]) if "Holdings" in f.title.text][0]
+    holdings = next(f for f in _figures(page.models["exposure"]) if "Holdings" in f.title.text)
     bars = next(s for s in holdings.select({"type": ColumnDataSource}) if "ticker" in s.data)
     assert set(bars.data["ticker"]) <= {"XOM", "CVX", "JPM", "BAC"} and len(bars.data["ticker"])
     assert "Rank IC by month" in sections["rank_ic"]
