@@ -201,3 +201,16 @@ def test_the_ticker_selector_switches_the_chart_in_a_browser(four: object, tmp_p
     closes = len(four.bars["JPM"]["Close"].loc[four.trade_start:])
     assert title.startswith("JPM: close")
     assert lengths == f"{closes},{(jpm['side'] == 'buy').sum()},{(jpm['side'] == 'sell').sum()}"
+
+
+def test_interactive_reports_load_no_matplotlib() -> None:
+    """matplotlib (0.6 s to import) only where PNGs are asked for (report.static)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; import lstm_strategy.reports.run, lstm_strategy.reports.sweep, "
+            "lstm_strategy.reports.compare, lstm_strategy.reports.live; "
+            "print('matplotlib' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=ROOT).stdout.strip()
+    assert out == "False"

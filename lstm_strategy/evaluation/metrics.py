@@ -7,6 +7,7 @@ return), so a report says whether the model beat doing nothing clever.
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -275,7 +276,8 @@ def panel_ic(forecasts: pd.DataFrame, realised: pd.DataFrame) -> pd.DataFrame:
 def _row_corr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Pearson correlation of each row of `a` with the same row of `b`, NaN cells left out
     (both have NaN in the same cells)."""
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # rows without a value: NaN
         da = a - np.nanmean(a, axis=1, keepdims=True)
         db = b - np.nanmean(b, axis=1, keepdims=True)
         return (np.nansum(da * db, axis=1)

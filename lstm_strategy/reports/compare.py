@@ -12,10 +12,6 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import pandas as pd
 
 from ..compare import BENCHMARK, ComparisonResult, markdown_table
@@ -24,7 +20,7 @@ from ..evaluation.metrics import format_metric
 from ..evaluation.tables import monthly_means, positions
 from . import charts
 from .charts import Page
-from .run import html_page, inline_png, write_folder
+from .run import html_page, write_folder
 from .run_charts import holdings_chart
 
 
@@ -51,7 +47,9 @@ def _contents(result: ComparisonResult, folder: Path) -> None:
     (folder / "compare_report.html").write_text(_html(result, equity))
 
 
-def _figure(fig: plt.Figure) -> str:
+def _figure(fig: object) -> str:
+    from .static import inline_png
+
     return f"<figure>{inline_png(fig)}</figure>"
 
 
@@ -94,6 +92,8 @@ def _interactive(result: ComparisonResult, equity: pd.DataFrame, page: Page) -> 
 
 
 def _charts(result: ComparisonResult, equity: pd.DataFrame) -> str:
+    from .static import plt
+
     fig, ax = plt.subplots(figsize=(12, 4.5))
     for name, growth in _growth(equity).items():
         benchmark = name == BENCHMARK

@@ -14,10 +14,6 @@ import sqlite3
 import tempfile
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import pandas as pd
 
 from ..config import load_config
@@ -25,7 +21,7 @@ from ..errors import DataError
 from ..experiment import ExperimentResult, run_experiment
 from . import charts
 from .charts import Page
-from .run import inline_png, model_runs, render_html, write_charts
+from .run import model_runs, render_html
 
 
 @dataclasses.dataclass
@@ -112,6 +108,8 @@ def _section(rec: Reconciliation, page: Page | None) -> str:
                      widths={"backtest": 4.0, "paper run": 1.3})
         chart = page.add("reconciliation", fig)
     else:
+        from .static import inline_png, plt
+
         fig, ax = plt.subplots(figsize=(12, 4))
         ax.plot(rec.table.index, rec.table["backtest_value"], label="backtest", lw=2.5,
                 color="#bbbbbb")
@@ -149,7 +147,11 @@ def write_live_report(folder: str | Path) -> Reconciliation:
         rec = reconcile(journal, backtest)
         static = config.report.static
         page = None if static else Page()
-        pngs = write_charts(backtest, Path(tmp)) if static and config.report.charts else None
+        pngs = None
+        if static and config.report.charts:
+            from .static import write_charts
+
+            pngs = write_charts(backtest, Path(tmp))
         page = render_html(backtest, pngs, title="Paper run report", top=_section(rec, page),
                            page=page)
     rec.table.to_csv(folder / "reconciliation.csv")

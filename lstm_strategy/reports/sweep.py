@@ -11,10 +11,6 @@ from __future__ import annotations
 import html
 from typing import TYPE_CHECKING
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
@@ -23,7 +19,7 @@ from ..data import stamp
 from ..evaluation.metrics import format_metric
 from . import charts
 from .charts import Page
-from .run import html_page, inline_png
+from .run import html_page
 
 if TYPE_CHECKING:
     from ..sweep.runner import SweepResult
@@ -84,6 +80,8 @@ def _heatmap(result: SweepResult, page: Page | None) -> str:
     if page is not None:
         return page.add("heatmap", charts.heatmap(grid, title, x_label=keys[1], y_label=keys[0],
                                                   objective=objective))
+    from .static import inline_png, plt
+
     fig, ax = plt.subplots(figsize=(7, 5))
     image = ax.imshow(grid.to_numpy(dtype=float), cmap="viridis", aspect="auto", origin="lower")
     ax.set_xticks(range(len(grid.columns)), [f"{v:g}" if isinstance(v, float) else str(v)
@@ -205,6 +203,8 @@ def _equity_curves(result: SweepResult, page: Page | None) -> str:
             fig.add_layout(Span(location=charts.epoch_ms([holdout])[0], dimension="height",
                                 line_color="#d62728", line_dash="dotted", line_width=1.5))
         return page.add("equity", fig)
+    from .static import inline_png, plt
+
     fig, ax = plt.subplots(figsize=(12, 4.5))
     for k, name in enumerate(curves.columns):
         hold = name == "buy & hold"
