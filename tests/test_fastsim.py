@@ -166,3 +166,67 @@ def test_tickers_on_different_calendars_are_refused(universes: dict) -> None:
     forecasts = {t: f["Close"].pct_change() for t, f in ragged.items()}
     with pytest.raises(ValueError, match="MSFT's bars are on another calendar"):
         FastEvaluator(ragged, forecasts)
+
+
+def _random_point(rng: np.random.Generator) -> dict:
+    entry = float(rng.choice([0.0, 0.0005, 0.002]))
+    return {"entry_threshold": entry, "exit_threshold": entry * float(rng.choice([0, 0.5])),
+            "allow_short": bool(rng.integers(2)),
+            "sizing": str(rng.choice(["fixed", "vol_target", "confidence"])),
+            "fraction": float(rng.choice([0.3, 0.95, 1.0])),
+            "zscore_window": int(rng.choice([0, 0, 15])),
+            "stop_loss": float(rng.choice([0.0, 0.02])),
+            "take_profit": float(rng.choice([0.0, 0.08])),
+            "min_hold_bars": int(rng.choice([0, 4])),
+            "rebalance_band": float(rng.choice([0.0, 0.05])),
+            "confidence_scale": float(rng.choice([0.005, 1.0])),
+            "target_vol": 0.2, "vol_window": int(rng.choice([10, 20]))}
+
+
+def test_run_many_scores_equal_the_frames_of_run_point_by_point(universes: dict) -> None:
+    """`run_many` (one compiled call, no frames) gives, for every point, exactly what
+    `strategy_metrics` gives on `run()`'s equity, fills and trades as the sweep slices them
+    (in sample and hold-out), and the same per-bar returns; with holes in the calendar,
+    a start at the first bar or later, one ticker or three, and a 9,000-bar hourly file
+    (longer than NumPy's 8,192-element buffer)."""
+    from lstm_strategy.backtest.fastsim import FastEvaluator
+    from lstm_strategy.data import gap_after
+    from lstm_strategy.evaluation.metrics import bar_returns, infer_periods_per_year
+    from lstm_strategy.sweep.tasks import holdout_start, score_run
+
+    from .conftest import hourly_bars
+
+    rng = np.random.default_rng(5)
+    hourly = hourly_bars(pd.bdate_range("2004-01-01", periods=380))
+    cases = [universes["one"], universes["three"], {"FX": hourly.iloc[:9000]}]
+    holed = {t: f.drop(f.index[200:260]) for t, f in universes["one"].items()}
+    cases.append(holed)
+    for case, bars in enumerate(cases):
+        index = next(iter(bars.values())).index
+        forecasts = {t: pd.Series(rng.normal(0.0002, 0.01, len(f)), index=f.index)
+                     for t, f in bars.items()}
+        evaluator = FastEvaluator(bars, forecasts)
+        ppy, gaps = infer_periods_per_year(index), index[gap_after(index)]
+        assert case != 3 or len(gaps)
+        points = [_random_point(rng) for _ in range(12)]
+        for start in (index[0], index[int(rng.integers(30, 200))]):
+            for share in (0.0, 0.3):
+                split = holdout_start(index, start, share)
+                broker = {"commission_bps": 5.0, "slippage_bps": 2.0,
+                          "fill": str(rng.choice(["next_open", "close"]))}
+                many = evaluator.run_many(points, trade_start=start, split=split,
+                                          periods_per_year=ppy, gaps=gaps, returns=True,
+                                          **broker)
+                for params, got in zip(points, many, strict=True):
+                    run = evaluator.run(trade_start=start, **broker, **params)
+                    metrics, held_out = score_run(run.equity, run.fills, run.trades, split,
+                                                  ppy, gaps)
+                    assert got["metrics"] == metrics, (case, params)
+                    assert got["holdout"] == held_out, (case, params)
+                    assert got["final_value"] == run.equity["value"].iloc[-1]
+                    cut = (run.equity.index.searchsorted(split) if split is not None
+                           else len(run.equity))
+                    pd.testing.assert_series_equal(got["returns"],
+                                                   bar_returns(run.equity["value"].iloc[:cut]),
+                                                   check_exact=True, check_freq=False,
+                                                   check_index_type=False)

@@ -278,14 +278,16 @@ def test_engines_serve_points_and_the_top_is_rechecked_with_backtrader(
     from lstm_strategy.backtest import fastsim
     from lstm_strategy.sweep import runner
 
-    honest = fastsim.FastEvaluator.run
+    honest = fastsim.FastEvaluator.run_many
 
-    def wrong(self: object, **kwargs: object) -> object:
-        result = honest(self, **kwargs)
-        result.equity["value"] *= 1.0001
-        return result
+    def wrong(self: object, points: list, **kwargs: object) -> list:
+        scored = honest(self, points, **kwargs)
+        for point in scored:  # as if the kernel's final value were off by 1 bp
+            point["metrics"] = {**point["metrics"],
+                                "final_value": point["metrics"]["final_value"] * 1.0001}
+        return scored
 
-    monkeypatch.setattr(fastsim.FastEvaluator, "run", wrong)
+    monkeypatch.setattr(fastsim.FastEvaluator, "run_many", wrong)
     with pytest.raises(runner.EngineMismatch, match=r"trial \d+ .* backtrader"):
         sweep(plain.config, tmp_path / "wrong", progress=False)
 

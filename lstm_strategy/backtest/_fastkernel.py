@@ -12,6 +12,11 @@ import math
 
 import numpy as np
 
+# error_model="numpy": a division is a plain IEEE division, without Python's zero check and
+# the exception machinery it brings (which made a five-line helper 30x slower). No
+# division here can meet a zero (each divisor is checked or validated first), so the
+# results are the same; _nrt=False on the helpers that allocate nothing: no reference
+# counting of their array arguments.
 try:
     from numba import njit
 except ImportError:  # pragma: no cover - the reference path still works
@@ -19,7 +24,7 @@ except ImportError:  # pragma: no cover - the reference path still works
         return (lambda fn: fn) if not args or not callable(args[0]) else args[0]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", _nrt=False)
 def _update(size_arr, price_arr, i, size, price):
     """backtrader's Position.update on slot i; returns (opened, closed)."""
     old = size_arr[i]
@@ -48,15 +53,29 @@ def _update(size_arr, price_arr, i, size, price):
     return new, -old
 
 
-@njit(cache=True)
-def _probe(size, price_now, add, price):
-    """Position.update on a copy: (opened, closed) without changing anything."""
-    s = np.array([size])
-    p = np.array([price_now])
-    return _update(s, p, 0, add, price)
+@njit(cache=True, error_model="numpy", inline="always")
+def _probe(old, size):
+    """Position.update's (opened, closed) split of adding `size` to `old`, on scalars:
+    nothing changes and nothing is allocated (the split does not depend on prices)."""
+    new = old + size
+    if new == 0.0:
+        return 0.0, size
+    if old == 0.0:
+        return size, 0.0
+    if old > 0:
+        if size > 0:
+            return size, 0.0
+        if new > 0:
+            return 0.0, size
+        return new, -old
+    if size < 0:
+        return size, 0.0
+    if new < 0:
+        return 0.0, size
+    return new, -old
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", _nrt=False)
 def _trade_update(tr_size, tr_price, tr_pnl, tr_comm, tr_long, i, size, price, commission):
     tr_comm[i] += commission
     old = tr_size[i]
@@ -69,13 +88,13 @@ def _trade_update(tr_size, tr_price, tr_pnl, tr_comm, tr_long, i, size, price, c
         tr_pnl[i] += -size * (price - tr_price[i]) * 1.0
 
 
-@njit(cache=True)
-def _broker_value(cash, pos_size, pos_price, closes_row):
+@njit(cache=True, error_model="numpy", _nrt=False)
+def _broker_value(cash, pos_size, pos_price, closes, bar):
     unlevered = 0.0
     for i in range(pos_size.shape[0]):
-        value = pos_size[i] * closes_row[i]
+        value = pos_size[i] * closes[bar, i]
         if value > 0:
-            unrealised = pos_size[i] * (closes_row[i] - pos_price[i]) * 1.0
+            unrealised = pos_size[i] * (closes[bar, i] - pos_price[i]) * 1.0
             unlevered += (value - unrealised) / 1.0
             unlevered += unrealised
         else:
@@ -83,20 +102,36 @@ def _broker_value(cash, pos_size, pos_price, closes_row):
     return cash + unlevered
 
 
-@njit(cache=True)
-def _size_orders(want_i, want_t, n_want, pos_size, prices, value, cash, comm, slip,
-                 fractional, new_i, new_size):
+@njit(cache=True, error_model="numpy", _nrt=False)
+def _size_orders(want_i, want_t, n_want, pos_size, prices, bar, value, cash, comm, slip,
+                 fractional, new_i, new_size, changes, order):
     """order_targets: target fractions of `value` as order sizes at `prices`, reductions
-    first, purchases capped at the cash left; returns how many orders went to new_*."""
-    n_new = 0
-    changes = np.zeros(n_want)
+    first (a stable sort, as the strategy's), purchases capped at the cash left; returns
+    how many orders went to new_*. `changes` and `order` are the caller's buffers: nothing
+    is allocated."""
     for k in range(n_want):
-        changes[k] = want_t[k] * value - pos_size[want_i[k]] * prices[want_i[k]]
-    order = np.argsort(changes, kind="mergesort")
+        changes[k] = want_t[k] * value - pos_size[want_i[k]] * prices[bar, want_i[k]]
+        # insertion sort of the indices by change, ties in their given order (stable):
+        # the permutation np.argsort(kind="mergesort") gives, without its allocation
+        j = k
+        while j > 0 and changes[order[j - 1]] > changes[k]:
+            order[j] = order[j - 1]
+            j -= 1
+        order[j] = k
+    return _sized(want_i, want_t, n_want, pos_size, prices, bar, value, cash, comm, slip,
+                  fractional, new_i, new_size, changes, order)
+
+
+@njit(cache=True, error_model="numpy", _nrt=False)
+def _sized(want_i, want_t, n_want, pos_size, prices, bar, value, cash, comm, slip,
+           fractional, new_i, new_size, changes, order):
+    """_size_orders' sizing in the order given (no allocation: no reference counting)."""
+    n_new = 0
     left = cash
-    for k in order:
+    for j in range(n_want):
+        k = order[j]
         i = want_i[k]
-        price = prices[i]
+        price = prices[bar, i]
         held_value = pos_size[i] * price
         change = changes[k]
         target_value = want_t[k] * value
@@ -123,7 +158,7 @@ def _size_orders(want_i, want_t, n_want, pos_size, prices, value, cash, comm, sl
     return n_new
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def run(opens, highs, lows, closes, signals, vols, decides, start,
         entry, exit_, allow_short, min_hold, stop_loss, take_profit, sizing, fraction,
         target_vol, confidence_scale, max_position, band,
@@ -144,9 +179,11 @@ def run(opens, highs, lows, closes, signals, vols, decides, start,
     tr_comm = np.zeros(n)
     tr_long = np.zeros(n, np.bool_)
     tr_bar = np.zeros(n, np.int64)
-    cap = 2 * bars * n + 8
+    cap = 2 * bars * n + 8  # records: written before read, sliced to their counts
     new_i = np.zeros(n, np.int64)
     new_size = np.zeros(n)
+    changes = np.empty(n)
+    order = np.empty(n, np.int64)
     n_new = 0
     w_i = np.zeros(4 * n + 4, np.int64)
     w_rem = np.zeros(4 * n + 4)
@@ -155,29 +192,29 @@ def run(opens, highs, lows, closes, signals, vols, decides, start,
     w_px = np.zeros(4 * n + 4)
     w_comm = np.zeros(4 * n + 4)
     n_work = 0
-    f_bar = np.zeros(cap, np.int64)
-    f_i = np.zeros(cap, np.int64)
-    f_size = np.zeros(cap)
-    f_price = np.zeros(cap)
-    f_comm = np.zeros(cap)
+    f_bar = np.empty(cap, np.int64)
+    f_i = np.empty(cap, np.int64)
+    f_size = np.empty(cap)
+    f_price = np.empty(cap)
+    f_comm = np.empty(cap)
     n_fill = 0
-    t_i = np.zeros(cap, np.int64)
-    t_open = np.zeros(cap, np.int64)
-    t_close = np.zeros(cap, np.int64)
-    t_long = np.zeros(cap, np.bool_)
-    t_price = np.zeros(cap)
-    t_pnl = np.zeros(cap)
-    t_comm = np.zeros(cap)
+    t_i = np.empty(cap, np.int64)
+    t_open = np.empty(cap, np.int64)
+    t_close = np.empty(cap, np.int64)
+    t_long = np.empty(cap, np.bool_)
+    t_price = np.empty(cap)
+    t_pnl = np.empty(cap)
+    t_comm = np.empty(cap)
     n_trade = 0
-    r_bar = np.zeros(cap, np.int64)
-    r_i = np.zeros(cap, np.int64)
+    r_bar = np.empty(cap, np.int64)
+    r_i = np.empty(cap, np.int64)
     n_rej = 0
     ev_kind = np.zeros(8 * n + 8, np.int64)  # 1 filled, 2 margin
     ev_i = np.zeros(8 * n + 8, np.int64)
     ev_px = np.zeros(8 * n + 8)
-    values = np.zeros(bars)
-    cash_line = np.zeros(bars)
-    gross = np.zeros(bars)
+    values = np.empty(bars)  # every bar writes its own
+    cash_line = np.empty(bars)
+    gross = np.empty(bars)
     value = cash
     created_bar = -1
     want_i = np.zeros(n, np.int64)
@@ -189,8 +226,9 @@ def run(opens, highs, lows, closes, signals, vols, decides, start,
     for bar in range(bars):
         n_ev = 0
         if deferred:
-            n_new = _size_orders(want_i, want_t, deferred_n, pos_size, opens[bar],
-                                 deferred_value, cash, comm, slip, fractional, new_i, new_size)
+            n_new = _size_orders(want_i, want_t, deferred_n, pos_size, opens, bar,
+                                 deferred_value, cash, comm, slip, fractional, new_i, new_size,
+                                 changes, order)
             created_bar = bar
             deferred = False
         if n_new:
@@ -199,7 +237,7 @@ def run(opens, highs, lows, closes, signals, vols, decides, start,
                 i = new_i[k]
                 size = new_size[k]
                 price = checks[created_bar, i]
-                opened, closed = _probe(pos_size[i], pos_price[i], size, price)
+                opened, closed = _probe(pos_size[i], size)
                 if closed != 0.0:
                     check += -closed * price
                     check -= abs(closed) * comm * price
@@ -238,7 +276,7 @@ def run(opens, highs, lows, closes, signals, vols, decides, start,
                 else:
                     price = max(base * (1 - slip), lows[bar, i])
             original = pos_price[i]
-            opened, closed = _probe(pos_size[i], pos_price[i], size, price)
+            opened, closed = _probe(pos_size[i], size)
             paid = 0.0
             running = cash
             closed_comm = 0.0
@@ -314,7 +352,7 @@ def run(opens, highs, lows, closes, signals, vols, decides, start,
                 ev_px[n_ev] = w_px[k]
                 n_ev += 1
         n_work = kept
-        value = _broker_value(cash, pos_size, pos_price, closes[bar])
+        value = _broker_value(cash, pos_size, pos_price, closes, bar)
         for e in range(n_ev):
             i = ev_i[e]
             if ev_kind[e] == 1:
@@ -390,8 +428,9 @@ def run(opens, highs, lows, closes, signals, vols, decides, start,
                     n_want += 1
                 blocked[i] = block
             if n_want and close_fill:
-                n_new = _size_orders(want_i, want_t, n_want, pos_size, closes[bar], value,
-                                     cash, comm, slip, fractional, new_i, new_size)
+                n_new = _size_orders(want_i, want_t, n_want, pos_size, closes, bar, value,
+                                     cash, comm, slip, fractional, new_i, new_size, changes,
+                                     order)
                 created_bar = bar
             elif n_want:  # cheat-on-open: sized at the next bar's open
                 deferred = True
@@ -408,3 +447,206 @@ def run(opens, highs, lows, closes, signals, vols, decides, start,
             t_close[:n_trade], t_long[:n_trade], t_price[:n_trade], t_pnl[:n_trade],
             t_comm[:n_trade], r_bar[:n_rej], r_i[:n_rej], tr_open, tr_size, tr_price, tr_pnl,
             tr_comm, tr_long, tr_bar)
+
+
+@njit(cache=True, error_model="numpy")
+def _block_sum(a, lo, n):
+    """NumPy's pairwise_sum for n <= 128: a plain loop under 8, else 8 running sums."""
+    if n < 8:
+        res = 0.0
+        for i in range(lo, lo + n):
+            res += a[i]
+        return res
+    r0, r1, r2, r3 = a[lo], a[lo + 1], a[lo + 2], a[lo + 3]
+    r4, r5, r6, r7 = a[lo + 4], a[lo + 5], a[lo + 6], a[lo + 7]
+    i = 8
+    stop = n - (n % 8)
+    while i < stop:
+        j = lo + i
+        r0 += a[j]
+        r1 += a[j + 1]
+        r2 += a[j + 2]
+        r3 += a[j + 3]
+        r4 += a[j + 4]
+        r5 += a[j + 5]
+        r6 += a[j + 6]
+        r7 += a[j + 7]
+        i += 8
+    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    while i < n:
+        res += a[lo + i]
+        i += 1
+    return res
+
+
+@njit(cache=True, error_model="numpy")
+def _pairwise(a, lo, n):
+    """NumPy's pairwise summation of a[lo:lo + n], operation for operation (its sums of
+    contiguous float64 arrays), so scores computed here equal `strategy_metrics`' bit for
+    bit. Its halving recursion runs on an explicit stack (Numba caches no recursion)."""
+    if n <= 128:
+        return _block_sum(a, lo, n)
+    todo_lo = np.empty(128, np.int64)
+    todo_n = np.empty(128, np.int64)
+    todo_join = np.empty(128, np.bool_)
+    sums = np.empty(128)
+    top = 0
+    depth = 0
+    todo_lo[0], todo_n[0], todo_join[0] = lo, n, False
+    top = 1
+    while top:
+        top -= 1
+        start, size, join = todo_lo[top], todo_n[top], todo_join[top]
+        if join:  # both halves are summed: add them
+            depth -= 1
+            sums[depth - 1] = sums[depth - 1] + sums[depth]
+        elif size <= 128:
+            sums[depth] = _block_sum(a, start, size)
+            depth += 1
+        else:
+            half = size // 2
+            half -= half % 8
+            todo_lo[top], todo_n[top], todo_join[top] = start, size, True
+            todo_lo[top + 1], todo_n[top + 1], todo_join[top + 1] = start + half, size - half, False
+            todo_lo[top + 2], todo_n[top + 2], todo_join[top + 2] = start, half, False
+            top += 3
+    return sums[0]
+
+
+STATS = 13  # first, last, n_bars, values_sum, mean, std, downside, mdd, held_bars, traded,
+#             n_trades, winning trades, open trades
+
+
+@njit(cache=True, error_model="numpy")
+def _segment(equity, gross, equity_bar, gap, lo, hi, fill_bar, fill_value, out, returns_out):
+    """`strategy_metrics`' ingredients of equity[lo:hi] into out[:10] (its per-bar returns
+    without NaN and the bars after holes, as there); every bar's return into returns_out
+    when it has room."""
+    n = hi - lo
+    out[0] = equity[lo]
+    out[1] = equity[hi - 1]
+    out[2] = n
+    out[3] = _pairwise(equity, lo, n)
+    kept = np.empty(max(n - 1, 0))
+    m = 0
+    for k in range(lo, hi - 1):
+        change = equity[k + 1] / equity[k] - 1.0
+        if returns_out.shape[0]:
+            returns_out[k - lo] = change
+        if change == change and not gap[equity_bar[k + 1]]:
+            kept[m] = change
+            m += 1
+    mean = _pairwise(kept, 0, m) / m if m else np.nan
+    squares = np.empty(m)
+    downs = np.empty(m)
+    for k in range(m):
+        d = mean - kept[k]
+        squares[k] = d * d
+        low = min(kept[k], 0.0)
+        downs[k] = low * low
+    out[4] = mean
+    out[5] = math.sqrt(_pairwise(squares, 0, m) / (m - 1)) if m > 1 else np.nan
+    out[6] = math.sqrt(_pairwise(downs, 0, m) / m) if m else np.nan
+    peak = -np.inf
+    worst = -np.inf
+    held = 0
+    for k in range(lo, hi):
+        peak = max(peak, equity[k])
+        worst = max(worst, 1.0 - equity[k] / peak)
+        held += gross[k] > 0
+    out[7] = worst
+    out[8] = held
+    first_bar = equity_bar[lo] + (1 if lo > 0 else 0)  # fills dated inside the segment
+    last_bar = equity_bar[hi - 1]
+    values = np.empty(fill_bar.shape[0])
+    count = 0
+    for k in range(fill_bar.shape[0]):
+        if (lo == 0 or fill_bar[k] >= first_bar) and fill_bar[k] <= last_bar:
+            values[count] = fill_value[k]
+            count += 1
+    out[9] = _pairwise(values, 0, count)
+    return m
+
+
+@njit(cache=True, error_model="numpy")
+def run_many(opens, highs, lows, closes, signal_sets, vol_sets, decides, start, signal_of,
+             vol_of, points, cash, comm, slip, close_fill, fractional, gap, cut_bar,
+             keep_returns):
+    """Many strategy points on one forecast set in one call: for each, `run` and then the
+    ingredients of its in-sample scores and (with `cut_bar` >= 0, the hold-out's first
+    bar) its hold-out scores, as `backtest_task` slices them. `points` holds one row per
+    point: entry, exit, allow_short, min_hold, stop_loss, take_profit, sizing, fraction,
+    target_vol, confidence_scale, max_position, band. Returns (stats [points, 2, STATS],
+    in-sample per-bar returns [points, rows] (padded; empty unless keep_returns), how many
+    each has)."""
+    bars = closes.shape[0]
+    n_points = points.shape[0]
+    rows = bars - start + 1 if start > 0 else bars + 1
+    stats = np.full((n_points, 2, STATS), np.nan)
+    returns = np.full((n_points if keep_returns else 0, rows), np.nan)
+    n_returns = np.zeros(n_points, np.int64)
+    equity = np.empty(rows)
+    gross_rows = np.empty(rows)
+    equity_bar = np.empty(rows, np.int64)
+    no_returns = np.empty(0)
+    for p in range(n_points):
+        q = points[p]
+        out = run(opens, highs, lows, closes, signal_sets[signal_of[p]], vol_sets[vol_of[p]],
+                  decides, start, q[0], q[1], q[2] > 0.0, int(q[3]), q[4], q[5], int(q[6]),
+                  q[7], q[8], q[9], q[10], q[11], cash, comm, slip, close_fill, fractional)
+        values, gross = out[0], out[2]
+        f_bar, f_size, f_price = out[3], out[5], out[6]
+        t_open, t_close, t_pnl, t_comm = out[9], out[10], out[13], out[14]
+        tr_open, tr_size, tr_price, tr_pnl, tr_comm, tr_bar = (out[17], out[18], out[19],
+                                                               out[20], out[21], out[23])
+        # the equity rows backtest() reports: from the bar before start, or a starting row
+        if start > 0:
+            for k in range(rows):
+                equity[k] = values[start - 1 + k]
+                gross_rows[k] = gross[start - 1 + k]
+                equity_bar[k] = start - 1 + k
+        else:
+            equity[0] = cash
+            gross_rows[0] = 0.0
+            equity_bar[0] = 0  # the starting row: no return is dated on it
+            for k in range(bars):
+                equity[k + 1] = values[k]
+                gross_rows[k + 1] = gross[k]
+                equity_bar[k + 1] = k
+        fill_value = np.empty(f_size.shape[0])
+        for k in range(f_size.shape[0]):
+            fill_value[k] = abs(f_size[k]) * f_price[k]
+        if cut_bar >= 0:  # in sample: the rows dated before the hold-out starts
+            cut = 0
+            while cut < rows and (equity_bar[cut] < cut_bar or (cut == 0 and start == 0)):
+                cut += 1
+        else:
+            cut = rows
+        _segment(equity, gross_rows, equity_bar, gap, 0, cut, f_bar, fill_value, stats[p, 0],
+                 returns[p] if keep_returns else no_returns)
+        n_returns[p] = cut - 1
+        last = bars - 1
+        for side in range(2 if cut_bar >= 0 else 1):
+            count = 0
+            wins = 0
+            still = 0
+            for k in range(t_open.shape[0]):
+                inside = t_close[k] < cut_bar if cut_bar >= 0 else True
+                if (side == 0 and inside) or (side == 1 and t_open[k] >= cut_bar):
+                    count += 1
+                    wins += t_pnl[k] - t_comm[k] > 0
+            for i in range(tr_open.shape[0]):
+                if tr_open[i] and (side == 1 or cut_bar < 0):
+                    if side == 1 and tr_bar[i] < cut_bar:
+                        continue
+                    unrealised = tr_size[i] * (closes[last, i] - tr_price[i])
+                    count += 1
+                    still += 1
+                    wins += tr_pnl[i] + unrealised - tr_comm[i] > 0
+            stats[p, side, 10] = count
+            stats[p, side, 11] = wins
+            stats[p, side, 12] = still
+        if cut_bar >= 0:
+            _segment(equity, gross_rows, equity_bar, gap, cut - 1, rows, f_bar, fill_value,
+                     stats[p, 1], no_returns)
+    return stats, returns, n_returns

@@ -13,15 +13,17 @@ back to backtrader. Tests hold its fills and equity to backtrader's within 1e-9.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 
+from ..evaluation.metrics import YEAR, finish_metrics, infer_periods_per_year
 from .decision import RULE_PARAMS, Position, Rules, decide, left_sum
 
 PARAM_DEFAULTS = {p.name: p.default for p in RULE_PARAMS}
@@ -305,7 +307,9 @@ def simulate(bars: Mapping[str, pd.DataFrame], forecasts: Mapping[str, pd.Series
         values[bar] = value
         cash_line[bar] = cash
         gross[bar] = left_sum(abs(positions[i].size) * close_rows[bar][i] for i in range(n))
-    equity = _equity_frame(values, cash_line, gross, index, start, starting_cash)
+    equity = _equity_frame(values, cash_line, gross,
+                           pd.DatetimeIndex(_equity_index(index, start), name="date"), start,
+                           starting_cash)
     frame = pd.DataFrame(fills, columns=["date", "ticker", "side", "size", "price", "value",
                                          "commission"])
     last = len(index) - 1
@@ -374,6 +378,7 @@ class FastEvaluator:
         self.finite = np.isfinite(self.raw)
         self._signals: dict[tuple, np.ndarray] = {}
         self._vols: dict[tuple, np.ndarray] = {}
+        self._equity_rows: dict[int, pd.DatetimeIndex] = {}
 
     def signals(self, start: int, center: float, window: int) -> np.ndarray:
         key = (start, center, window)
@@ -419,7 +424,112 @@ class FastEvaluator:
                   float(rules.target_vol), float(rules.confidence_scale),
                   float(rules.max_position), float(rules.band), float(cash),
                   commission_bps / 1e4, slippage_bps / 1e4, fill == "close", bool(fractional))
-        return _frames(out, tickers, index, columns["Close"], start, float(cash))
+        return _frames(out, tickers, index, self.equity_index(start), columns["Close"], start,
+                       float(cash))
+
+
+    def equity_index(self, start: int) -> pd.DatetimeIndex:
+        """The dates of the equity rows for trading from bar `start` (once per start)."""
+        if start not in self._equity_rows:
+            self._equity_rows[start] = pd.DatetimeIndex(_equity_index(self.index, start),
+                                                        name="date")
+        return self._equity_rows[start]
+
+    def _point(self, params: Mapping[str, object], start: int) -> tuple:
+        """A point's rules as the kernel takes them, and its signal and vol arrays."""
+        reason = unsupported(params)
+        if reason:
+            raise ValueError(f"the fast evaluator cannot serve this point: {reason}")
+        p = SimpleNamespace(**{**PARAM_DEFAULTS, "center": 0.0, "periods_per_year": 252,
+                               **{k: v for k, v in params.items() if k in PARAM_DEFAULTS
+                                  or k in ("center", "periods_per_year")}})
+        rules = Rules.from_params(p, len(self.tickers))
+        signals = self.signals(start, float(p.center), int(p.zscore_window))
+        vols = (self.vols(int(p.vol_window), float(p.periods_per_year))
+                if rules.sizing == "vol_target" else None)
+        row = (float(rules.entry), float(rules.exit), float(bool(rules.allow_short)),
+               float(int(rules.min_hold)), float(rules.stop_loss), float(rules.take_profit),
+               float({"fixed": 0, "vol_target": 1, "confidence": 2}[rules.sizing]),
+               float(rules.fraction), float(rules.target_vol), float(rules.confidence_scale),
+               float(rules.max_position), float(rules.band))
+        return row, signals, vols
+
+    def run_many(self, points: Sequence[Mapping[str, object]], *, cash: float = 100_000.0,
+                 commission_bps: float = 5.0, slippage_bps: float = 2.0,
+                 fill: str = "next_open", fractional: bool = False,
+                 trade_start: pd.Timestamp | None = None, split: pd.Timestamp | None = None,
+                 periods_per_year: float | None = None, gaps: pd.DatetimeIndex | None = None,
+                 returns: bool = False) -> list[dict]:
+        """Score many strategy points (LSTMStrategy's params, one dict each) in one
+        compiled call, without building frames: per point, in order, `metrics` (what
+        `strategy_metrics` gives for `run()`'s equity, fills and trades, exactly),
+        `final_value`, and with `split` (the hold-out's first bar) the in-sample metrics
+        (bars before it, trades closed before it) and `holdout` (from the last bar before
+        it; trades opened from it), as the sweep ranks them; `returns=True` adds the
+        in-sample per-bar returns as `bar_returns` gives them (a Series by date)."""
+        from ._fastkernel import STATS, run_many
+
+        start = 0 if trade_start is None else int(np.searchsorted(self.index,
+                                                                  pd.Timestamp(trade_start)))
+        rows, signal_sets, vol_sets, signal_of, vol_of = [], {}, {}, [], []
+        for params in points:
+            row, signals, vols = self._point(params, start)
+            rows.append(row)
+            signal_of.append(signal_sets.setdefault(id(signals), (len(signal_sets), signals))[0])
+            key = id(vols) if vols is not None else None
+            vol_of.append(vol_sets.setdefault(key, (len(vol_sets), vols))[0])
+        blank = np.full(self.raw.shape, np.nan)
+        stacked_signals = np.stack([a for _, a in signal_sets.values()]) if rows else \
+            np.empty((0, *self.raw.shape))
+        stacked_vols = np.stack([blank if a is None else a for _, a in vol_sets.values()]) \
+            if rows else np.empty((0, *self.raw.shape))
+        gap = (self.index.isin(gaps) if gaps is not None and len(gaps)
+               else np.zeros(len(self.index), bool))
+        cut_bar = -1 if split is None else int(np.searchsorted(self.index, pd.Timestamp(split)))
+        c = self.columns
+        stats, kept, counts = run_many(
+            c["Open"], c["High"], c["Low"], c["Close"], stacked_signals, stacked_vols,
+            self.finite, start, np.asarray(signal_of, np.int64), np.asarray(vol_of, np.int64),
+            np.asarray(rows, float).reshape(len(rows), 12), float(cash), commission_bps / 1e4,
+            slippage_bps / 1e4, fill == "close", bool(fractional), gap, cut_bar, bool(returns))
+        assert stats.shape[2] == STATS
+        index = self.equity_index(start)
+        cut = len(index) if split is None else int(index.searchsorted(pd.Timestamp(split)))
+        spans = [index[:cut], index[cut - 1:]] if split is not None else [index]
+        scale = [self._years_and_scale(span, periods_per_year) for span in spans]
+        out = []
+        for p in range(len(rows)):
+            scored = [self._finish(stats[p, k], *scale[k]) for k in range(len(spans))]
+            point = {"metrics": scored[0], "holdout": scored[1] if split is not None else None,
+                     "final_value": float(stats[p, 1 if split is not None else 0, 1])}
+            if returns:
+                changes = pd.Series(kept[p, :counts[p]], index=spans[0][1:], name="value")
+                point["returns"] = changes[changes.notna()]
+            out.append(point)
+        return out
+
+    @staticmethod
+    def _years_and_scale(span: pd.DatetimeIndex, periods_per_year: float | None
+                         ) -> tuple[float, float]:
+        years = (span[-1] - span[0]) / YEAR if len(span) > 1 else 0.0
+        return years, math.sqrt(periods_per_year or infer_periods_per_year(span))
+
+    @staticmethod
+    def _finish(row: np.ndarray, years: float, ann: float) -> dict:
+        return finish_metrics(first=row[0], last=row[1], n_bars=int(row[2]),
+                              values_sum=row[3], years=years, mean=row[4], std=row[5],
+                              downside=row[6], mdd=float(row[7]), ann=ann,
+                              trades=(int(row[10]), int(row[11]), int(row[12])),
+                              held_bars=int(row[8]), traded=float(row[9]))
+
+
+def _equity_index(index: pd.DatetimeIndex, start: int) -> pd.DatetimeIndex:
+    """The dates of backtest()'s equity rows: from the bar before start, or a starting
+    row one bar spacing before the first bar."""
+    if start > 0:
+        return index[start - 1:]
+    spacing = pd.Series(index).diff().median() if len(index) > 1 else pd.Timedelta(days=1)
+    return index.insert(0, index[0] - spacing)
 
 
 def warm_up() -> None:
@@ -442,30 +552,28 @@ def _simulate_compiled(bars: Mapping[str, pd.DataFrame], forecasts: Mapping[str,
 
 
 def _equity_frame(values: np.ndarray, cash_line: np.ndarray, gross: np.ndarray,
-                  index: pd.DatetimeIndex, start: int, cash: float) -> pd.DataFrame:
-    """Equity like backtest()'s: from the bar before trade_start, or a starting row."""
+                  rows: pd.DatetimeIndex, start: int, cash: float) -> pd.DataFrame:
+    """Equity like backtest()'s on its row dates `rows` (`_equity_index`): from the bar
+    before trade_start, or a starting row."""
     table = np.column_stack([values, cash_line, gross])
-    if start > 0:
-        table, index = table[start - 1:], index[start - 1:]
-    else:
-        spacing = pd.Series(index).diff().median() if len(index) > 1 else pd.Timedelta(days=1)
-        table = np.vstack([[cash, cash, 0.0], table])
-        index = index.insert(0, index[0] - spacing)
+    table = table[start - 1:] if start > 0 else np.vstack([[cash, cash, 0.0], table])
     # one float block, built once (a sweep builds this for every point)
-    return pd.DataFrame(table, index=pd.DatetimeIndex(index, name="date"),
-                        columns=["value", "cash", "gross_exposure"], copy=False)
+    return pd.DataFrame(table, index=rows, columns=["value", "cash", "gross_exposure"],
+                        copy=False)
 
 
-def _frames(out: tuple, tickers: list[str], index: pd.DatetimeIndex, closes: np.ndarray,
-            start: int, cash: float) -> FastResult:
-    """The kernel's flat arrays as backtest()'s equity, fills and trades frames."""
+def _frames(out: tuple, tickers: list[str], index: pd.DatetimeIndex, rows: pd.DatetimeIndex,
+            closes: np.ndarray, start: int, cash: float) -> FastResult:
+    """The kernel's flat arrays as backtest()'s equity (on its row dates `rows`), fills
+    and trades frames."""
     (values, cash_line, gross, f_bar, f_i, f_size, f_price, f_comm, t_i, t_open, t_close,
      t_long, t_price, t_pnl, t_comm, r_bar, r_i, tr_open, tr_size, tr_price, tr_pnl, tr_comm,
      tr_long, tr_bar) = out
-    equity = _equity_frame(values, cash_line, gross, index, start, cash)
-    names = np.asarray(tickers, dtype=object)
-    fills = pd.DataFrame({"date": index[f_bar], "ticker": names[f_i],
-                          "side": np.where(f_size > 0, "buy", "sell"), "size": f_size,
+    equity = _equity_frame(values, cash_line, gross, rows, start, cash)
+    names = _words(tuple(tickers))
+    fills = pd.DataFrame({"date": index[f_bar], "ticker": names.take(f_i),
+                          "side": _words(("sell", "buy")).take((f_size > 0).astype(np.int64)),
+                          "size": f_size,
                           "price": f_price, "value": np.abs(f_size) * f_price,
                           "commission": f_comm})
     last = len(index) - 1
@@ -476,15 +584,24 @@ def _frames(out: tuple, tickers: list[str], index: pd.DatetimeIndex, closes: np.
     closed_at = np.concatenate([t_close, np.full(len(still), last)])
     pnl = np.concatenate([t_pnl, tr_pnl[still] + unrealised])
     trades = pd.DataFrame({
-        "ticker": names[ticker_ids] if len(ticker_ids) else np.empty(0, object),
+        "ticker": names.take(ticker_ids),
         "entry_date": index[opened_at], "exit_date": index[closed_at],
-        "direction": np.where(np.concatenate([t_long, tr_long[still]]), "long", "short"),
+        "direction": _words(("short", "long")).take(
+            np.concatenate([t_long, tr_long[still]]).astype(np.int64)),
         "entry_price": np.concatenate([t_price, tr_price[still]]),
         "bars": closed_at - opened_at, "pnl": pnl,
         "pnl_net": pnl - np.concatenate([t_comm, tr_comm[still]]),
-        "status": ["closed"] * len(t_i) + ["open"] * len(still)})
+        "status": _words(("closed", "open")).take(
+            np.repeat(np.array([0, 1], np.int64), [len(t_i), len(still)]))})
     rejections = [(index[b], tickers[i]) for b, i in zip(r_bar, r_i, strict=True)]
     return FastResult(equity, fills, rejections, trades)
+
+
+@functools.lru_cache(maxsize=64)
+def _words(words: tuple[str, ...]) -> pd.api.extensions.ExtensionArray:
+    """Words as the string array pandas makes of them, built once: frames take from it by
+    index (converting every cell again was a tenth of a point's time)."""
+    return pd.Series(list(words)).array
 
 
 def _close_trade(out: list, ticker: str, trade: _Trade, when: pd.Timestamp, bar: int) -> None:

@@ -170,16 +170,45 @@ def strategy_metrics(
     returns = per_bar.to_numpy()
     if gaps is not None and len(gaps):
         returns = returns[~per_bar.index.isin(gaps)]
-    total = values[-1] / values[0] - 1.0
     years = (index[-1] - index[0]) / YEAR if len(values) > 1 else 0.0
-    cagr = (1.0 + total) ** (1.0 / years) - 1.0 if years > 0 and total > -1 else math.nan
     mean = returns.sum() / len(returns) if len(returns) else math.nan
     std = (math.sqrt(((mean - returns) ** 2).sum() / (len(returns) - 1))
            if len(returns) > 1 else math.nan)
     downside = (math.sqrt((np.minimum(returns, 0.0) ** 2).sum() / len(returns))
                 if len(returns) else math.nan)
-    ann = math.sqrt(periods_per_year or infer_periods_per_year(index))
     mdd = float((1.0 - values / np.maximum.accumulate(values)).max()) if len(values) else 0.0
+    counts = None
+    if trades is not None and len(trades):
+        counts = (len(trades), int((trades["pnl_net"].to_numpy(dtype=float) > 0).sum()),
+                  int((trades["status"].to_numpy() == "open").sum()) if "status" in trades
+                  else 0)
+    held = None
+    if exposure is not None and len(exposure):
+        if not exposure.index.equals(equity.index):
+            exposure = exposure.reindex(equity.index).fillna(0)
+        held = int((exposure.to_numpy() > 0).sum())
+    traded = None
+    if fills is not None:
+        traded = float(fills["value"].to_numpy(dtype=float).sum()) if len(fills) else 0.0
+    return finish_metrics(
+        first=values[0], last=values[-1], n_bars=len(values), values_sum=values.sum(),
+        years=years, mean=mean, std=std, downside=downside, mdd=mdd,
+        ann=math.sqrt(periods_per_year or infer_periods_per_year(index)), trades=counts,
+        held_bars=held, traded=traded)
+
+
+def finish_metrics(*, first: float, last: float, n_bars: int, values_sum: float, years: float,
+                   mean: float, std: float, downside: float, mdd: float, ann: float,
+                   trades: tuple[int, int, int] | None, held_bars: int | None,
+                   traded: float | None) -> dict:
+    """`strategy_metrics`' dict from its ingredients: the one place its formulas live, so
+    the fast evaluator's frame-free scores (`FastEvaluator.run_many`) equal it exactly.
+
+    `trades`: (count, count with positive net pnl, count still open); `held_bars`: bars
+    with a position; `traded`: the fills' total value (None: not known).
+    """
+    total = last / first - 1.0
+    cagr = (1.0 + total) ** (1.0 / years) - 1.0 if years > 0 and total > -1 else math.nan
     metrics = {
         "total_return": _clean(total),
         "cagr": _clean(cagr),
@@ -193,21 +222,17 @@ def strategy_metrics(
         "win_rate": None,
         "exposure": None,
         "turnover": None,
-        "final_value": _clean(values[-1]),
-        "n_bars": len(values),
+        "final_value": _clean(last),
+        "n_bars": n_bars,
     }
-    if trades is not None and len(trades):
-        metrics["n_trades"] = len(trades)
-        metrics["win_rate"] = _clean((trades["pnl_net"].to_numpy(dtype=float) > 0).mean())
-        if "status" in trades:
-            metrics["n_open_trades"] = int((trades["status"].to_numpy() == "open").sum())
-    if exposure is not None and len(exposure):
-        if not exposure.index.equals(equity.index):
-            exposure = exposure.reindex(equity.index).fillna(0)
-        metrics["exposure"] = _clean((exposure.to_numpy() > 0).mean())
-    if fills is not None:
-        traded = float(fills["value"].to_numpy(dtype=float).sum()) if len(fills) else 0.0
-        metrics["turnover"] = (_clean(traded / (values.sum() / len(values)) / years)
+    if trades is not None and trades[0]:
+        metrics["n_trades"] = trades[0]
+        metrics["win_rate"] = _clean(trades[1] / trades[0])
+        metrics["n_open_trades"] = trades[2]
+    if held_bars is not None and n_bars:
+        metrics["exposure"] = _clean(held_bars / n_bars)
+    if traded is not None:
+        metrics["turnover"] = (_clean(traded / (values_sum / n_bars) / years)
                                if years > 0 else None)
     return metrics
 

@@ -137,39 +137,51 @@ def backtest_task(config_tree: dict, keys: dict[str, str], holdout: float,
     if config.strategy.mode == "stream":
         served += " on batch forecasts (stream mode's forecasts, computed in one pass)"
     split = holdout_start(calendar, trade_start, holdout)
-    equity = run.equity
     ppy, gaps = _calendar(calendar)
-
-    def score(part: pd.DataFrame, fills: pd.DataFrame, trades: pd.DataFrame) -> dict:
-        return strategy_metrics(part["value"], trades=trades, fills=fills,
-                                exposure=part["gross_exposure"], periods_per_year=ppy,
-                                gaps=gaps)
-
-    if split is None:
-        inside, outside = equity, None
-        fills_in, trades_in = run.fills, run.trades
-        fills_out = trades_out = None
+    if served == "fast" and not keep_equity:  # scores without frames, in the kernel
+        scored = evaluator.run_many(
+            [params], cash=broker.cash, commission_bps=broker.commission_bps,
+            slippage_bps=broker.slippage_bps, fill=broker.fill, fractional=broker.fractional,
+            trade_start=trade_start, split=split, periods_per_year=ppy, gaps=gaps,
+            returns=True)[0]
+        returns = scored["returns"]
+        metrics, held_out = scored["metrics"], scored["holdout"]
     else:
-        # equity and fills are in time order: positional slices, no copies
-        cut = int(equity.index.searchsorted(split))
-        inside, outside = equity.iloc[:cut], equity.iloc[cut - 1:]
-        cut = int(run.fills["date"].searchsorted(split))
-        fills_in, fills_out = run.fills.iloc[:cut], run.fills.iloc[cut:]
-        # trades closed before the hold-out: a trade still open then depends on later prices
-        status = run.trades["status"].to_numpy()
-        trades_in = run.trades[(status == "closed")
-                               & (run.trades["exit_date"].to_numpy() < split)]
-        trades_out = run.trades[run.trades["entry_date"].to_numpy() >= split]
+        metrics, held_out = score_run(run.equity, run.fills, run.trades, split, ppy, gaps)
+        cut = run.equity.index.searchsorted(split) if split is not None else len(run.equity)
+        returns = bar_returns(run.equity["value"].iloc[:cut])
     result = {
-        "metrics": score(inside, fills_in, trades_in),
-        "holdout": None if outside is None else score(outside, fills_out, trades_out),
-        "returns": bar_returns(inside["value"]),
+        "metrics": metrics, "holdout": held_out, "returns": returns,
         "trade_start": trade_start, "holdout_start": split, "engine": served,
         "seconds": time.perf_counter() - started,
     }
     if keep_equity:
-        result["equity"] = equity["value"]
+        result["equity"] = run.equity["value"]
     return result
+
+
+def score_run(equity: pd.DataFrame, fills: pd.DataFrame, trades: pd.DataFrame,
+              split: pd.Timestamp | None, periods_per_year: float,
+              gaps: pd.DatetimeIndex) -> tuple[dict, dict | None]:
+    """A run's metrics in sample (bars before `split`, trades closed before it) and on the
+    hold-out (from the last bar before it, trades opened from it); no hold-out: None."""
+    def score(part: pd.DataFrame, fills: pd.DataFrame, trades: pd.DataFrame) -> dict:
+        return strategy_metrics(part["value"], trades=trades, fills=fills,
+                                exposure=part["gross_exposure"],
+                                periods_per_year=periods_per_year, gaps=gaps)
+
+    if split is None:
+        return score(equity, fills, trades), None
+    # equity and fills are in time order: positional slices, no copies
+    cut = int(equity.index.searchsorted(split))
+    inside, outside = equity.iloc[:cut], equity.iloc[cut - 1:]
+    at = int(fills["date"].searchsorted(split))
+    # trades closed before the hold-out: a trade still open then depends on later prices
+    status = trades["status"].to_numpy()
+    trades_in = trades[(status == "closed") & (trades["exit_date"].to_numpy() < split)]
+    trades_out = trades[trades["entry_date"].to_numpy() >= split]
+    return (score(inside, fills.iloc[:at], trades_in),
+            score(outside, fills.iloc[at:], trades_out))
 
 
 def returns_matrix(returns: dict[int, pd.Series]) -> pd.DataFrame:
