@@ -539,7 +539,9 @@ def warm_up() -> None:
     index = pd.date_range("2000-01-03", periods=8, freq="B")
     close = pd.Series(np.linspace(10.0, 11.0, len(index)), index=index)
     bars = {"X": pd.DataFrame({k: close for k in ("Open", "High", "Low", "Close")})}
-    FastEvaluator(bars, {"X": close.pct_change()}).run()
+    evaluator = FastEvaluator(bars, {"X": close.pct_change()})
+    evaluator.run()
+    evaluator.run_many([{}], split=index[4], returns=True)  # what a sweep's points call
 
 
 def _simulate_compiled(bars: Mapping[str, pd.DataFrame], forecasts: Mapping[str, pd.Series],
