@@ -359,3 +359,30 @@ def test_the_report_reads_dsr_and_pbo_together(dsr: float, pbo: float, reading: 
     assert sentence.startswith(reading)
     assert f"DSR {dsr:.2f}" in sentence and f"PBO {pbo:.2f}" in sentence and "50 trials" in sentence
     assert luck_sentence(None, pbo, 50).startswith("Not enough trials")
+
+
+def test_a_fresh_machine_compiles_the_loops_beside_training_and_leaves_no_process(
+        plain: object, tmp_path: Path) -> None:
+    """An empty Numba cache: the loops compile in a child process while the model
+    trains; the sweep's results are those of a machine with the cache warm, the cache is
+    on disk afterwards, and no compiling process outlives the sweep."""
+    numba = tmp_path / "numba"
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(numba),
+           "LSTM_STRATEGY_CACHE": str(tmp_path / "cache")}
+    subprocess.run([sys.executable, "-m", "lstm_strategy", "sweep", "--config",
+                    str(sweep_file(tmp_path)), "--out", str(tmp_path / "out"), "--quiet"],
+                   check=True, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, timeout=600)
+    fresh = pd.read_csv(tmp_path / "out" / "results.csv").sort_values("trial")
+    table = plain.table.sort_values("trial")
+    for column in ("sharpe", "total_return", "n_trades", "holdout_sharpe"):
+        np.testing.assert_array_equal(fresh[column].to_numpy(float),
+                                      table[column].to_numpy(float))
+    assert list(numba.rglob("_fastkernel.run_many-*.nbi"))
+    alive = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if str(numba).encode() in (proc / "environ").read_bytes():
+                alive.append(proc.name)
+        except OSError:
+            continue
+    assert alive == []

@@ -18,6 +18,7 @@ import math
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -542,6 +543,19 @@ def warm_up() -> None:
     evaluator = FastEvaluator(bars, {"X": close.pct_change()})
     evaluator.run()
     evaluator.run_many([{}], split=index[4], returns=True)  # what a sweep's points call
+
+
+def kernel_cached() -> bool:
+    """Whether Numba's disk cache (probably) holds the compiled loops: their index files
+    are newer than the source. A wrong guess costs only time: `warm_up` compiles then."""
+    from . import _fastkernel as kernel
+
+    try:
+        source = Path(kernel.__file__).stat().st_mtime
+        return all(Path(fn._cache._cache_file._index_path).stat().st_mtime >= source
+                   for fn in (kernel.run, kernel.run_many))
+    except (AttributeError, OSError):
+        return False
 
 
 def _simulate_compiled(bars: Mapping[str, pd.DataFrame], forecasts: Mapping[str, pd.Series],

@@ -15,6 +15,7 @@ import copy
 import dataclasses
 import json
 import math
+import multiprocessing
 import os
 import shutil
 import sqlite3
@@ -34,8 +35,8 @@ from ..evaluation.stats import (
     probability_of_backtest_overfitting,
     sharpe_per_bar,
 )
-from ..processes import pid_alive
-from .backends import WorkerLost, make_backend
+from ..processes import pid_alive, worker_init
+from .backends import WorkerLost, make_backend, start_method
 from .ledger import Ledger
 from .space import SweepConfig, load_sweep
 from .tasks import backtest_task, returns_matrix, train_task
@@ -332,6 +333,23 @@ def check_ledger(path: Path) -> None:
         raise LedgerError(f"{path}: the sweep ledger is damaged ({verdict}). {fix}")
 
 
+def _compile_in_background() -> multiprocessing.process.BaseProcess:
+    """Compile the fast evaluator's loops into Numba's disk cache in a child process
+    (started as the workers are), while the sweep trains its first model; it ends with
+    the driver, however that ends. Join it, then `warm_up()` loads the cache."""
+    process = multiprocessing.get_context(start_method()).Process(
+        target=_compile, args=(os.getpid(),), daemon=True, name="lstm-strategy-compile")
+    process.start()
+    return process
+
+
+def _compile(parent: int) -> None:
+    from ..backtest.fastsim import warm_up
+
+    worker_init(parent)
+    warm_up()
+
+
 def _run_trials(config: SweepConfig, study: object, storage: object, budget: int,
                 folder: Path, address: str | None, refresh: bool, progress: object
                 ) -> tuple[int, object | None]:
@@ -350,9 +368,13 @@ def _run_trials(config: SweepConfig, study: object, storage: object, budget: int
     if done >= budget:
         meter.close()
         return 0, None
+    compiling = None
     if config.engine != "backtrader" and config.backend == "local":
-        from ..backtest.fastsim import warm_up
-        warm_up()  # compiled once here, inherited by forked workers
+        from ..backtest.fastsim import kernel_cached, warm_up
+        if kernel_cached():
+            warm_up()  # loaded once here, inherited by forked workers
+        else:  # a fresh machine: compile while the first model trains
+            compiling = _compile_in_background()
     runner = make_backend(config.backend, config.workers, address)
     trained_keys: dict[str, dict] = {}  # model key -> forecast cache keys by ticker
     waiting: dict[str, list] = {}  # model key -> trials waiting for its forecasts
@@ -407,6 +429,11 @@ def _run_trials(config: SweepConfig, study: object, storage: object, budget: int
         return (tree, *sides[side])
 
     def submit_backtest(trial: object, tree: dict, keys: dict) -> None:
+        nonlocal compiling
+        if compiling is not None:  # the first point: the compiled loops are on disk now
+            compiling.join()
+            warm_up()  # loaded here (or compiled, had the process failed)
+            compiling = None
         outcome_keys[trial.number] = keys
         handle = runner.submit(backtest_task, tree, keys, config.holdout, False, config.engine)
         handles[handle] = ("backtest", trial, tree)
