@@ -362,27 +362,33 @@ def test_the_report_reads_dsr_and_pbo_together(dsr: float, pbo: float, reading: 
 
 
 def test_a_fresh_machine_compiles_the_loops_beside_training_and_leaves_no_process(
-        plain: object, tmp_path: Path) -> None:
-    """An empty Numba cache: the loops compile in a child process while the model
-    trains; the sweep's results are those of a machine with the cache warm, the cache is
-    on disk afterwards, and no compiling process outlives the sweep."""
-    numba = tmp_path / "numba"
-    env = {**os.environ, "NUMBA_CACHE_DIR": str(numba),
-           "LSTM_STRATEGY_CACHE": str(tmp_path / "cache")}
-    subprocess.run([sys.executable, "-m", "lstm_strategy", "sweep", "--config",
-                    str(sweep_file(tmp_path)), "--out", str(tmp_path / "out"), "--quiet"],
-                   check=True, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, timeout=600)
-    fresh = pd.read_csv(tmp_path / "out" / "results.csv").sort_values("trial")
+        plain: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With Numba's cache cold, the loops compile in a child process while the model
+    trains; the driver waits for it only before the first point, the results are those of
+    a warm machine, and the child is gone when the sweep ends. (A cold cache is simulated:
+    the child then loads the loops from the cache instead of compiling them, which keeps
+    this test from paying the 13 s compile; bench_first_sweep.py measures the real one.)"""
+    from lstm_strategy.backtest import fastsim
+    from lstm_strategy.sweep import runner
+
+    started = []
+    spawn = runner._compile_in_background
+
+    def recorded() -> object:
+        started.append(spawn())
+        return started[-1]
+
+    monkeypatch.setattr(fastsim, "kernel_cached", lambda: False)
+    monkeypatch.setattr(runner, "_compile_in_background", recorded)
+    before = os.environ.get("LSTM_STRATEGY_CACHE")
+    os.environ["LSTM_STRATEGY_CACHE"] = str(tmp_path / "cache")  # it trains again
+    try:
+        fresh = sweep(plain.config, tmp_path / "out", progress=False)
+    finally:
+        os.environ["LSTM_STRATEGY_CACHE"] = before or ""
+    assert fresh.trainings == 2 and len(started) == 1
+    assert not started[0].is_alive() and started[0].exitcode == 0
     table = plain.table.sort_values("trial")
     for column in ("sharpe", "total_return", "n_trades", "holdout_sharpe"):
-        np.testing.assert_array_equal(fresh[column].to_numpy(float),
+        np.testing.assert_array_equal(fresh.table.sort_values("trial")[column].to_numpy(float),
                                       table[column].to_numpy(float))
-    assert list(numba.rglob("_fastkernel.run_many-*.nbi"))
-    alive = []
-    for proc in Path("/proc").glob("[0-9]*"):
-        try:
-            if str(numba).encode() in (proc / "environ").read_bytes():
-                alive.append(proc.name)
-        except OSError:
-            continue
-    assert alive == []
