@@ -392,3 +392,19 @@ def test_a_fresh_machine_compiles_the_loops_beside_training_and_leaves_no_proces
     for column in ("sharpe", "total_return", "n_trades", "holdout_sharpe"):
         np.testing.assert_array_equal(fresh.table.sort_values("trial")[column].to_numpy(float),
                                       table[column].to_numpy(float))
+
+
+def test_the_sweep_report_is_interactive_or_static_as_the_config_says(plain: object,
+                                                                       tmp_path: Path) -> None:
+    """Interactive by default (the heatmap and every trial drawn by Bokeh, inlined); with
+    `report.static: true` in the sweep's `set`, PNGs and no Bokeh."""
+    page = (plain.folder / "sweep_report.html").read_text()
+    assert "Bokeh.embed" in page and '<img alt="chart"' not in page
+    assert "Every trial" in page and "mean over the other keys" in page
+    static = dataclasses.replace(plain.config, set={**plain.config.set, "report.static": True})
+    folder = tmp_path / "static"
+    folder.mkdir()
+    write_sweep_report(dataclasses.replace(plain, config=static, folder=folder))
+    page = (folder / "sweep_report.html").read_text()
+    assert page.count('<img alt="chart" src="data:image/png;base64,') == 2
+    assert "Bokeh.embed" not in page
