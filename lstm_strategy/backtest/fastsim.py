@@ -404,27 +404,15 @@ class FastEvaluator:
         """One strategy point (LSTMStrategy's params) with this broker."""
         from ._fastkernel import run
 
-        reason = unsupported(params)
-        if reason:
-            raise ValueError(f"the fast evaluator cannot serve this point: {reason}")
         tickers, index, columns = self.tickers, self.index, self.columns
-        p = SimpleNamespace(**{**PARAM_DEFAULTS, "center": 0.0, "periods_per_year": 252,
-                               **{k: v for k, v in params.items() if k in PARAM_DEFAULTS
-                                  or k in ("center", "periods_per_year")}})
-        rules = Rules.from_params(p, len(tickers))
         start = 0 if trade_start is None else int(np.searchsorted(index,
                                                                   pd.Timestamp(trade_start)))
-        signals = self.signals(start, float(p.center), int(p.zscore_window))
-        vols = (self.vols(int(p.vol_window), float(p.periods_per_year))
-                if rules.sizing == "vol_target" else np.full(self.raw.shape, np.nan))
-        sizing = {"fixed": 0, "vol_target": 1, "confidence": 2}[rules.sizing]
+        rule, signals, vols = self._point(params, start)
         out = run(columns["Open"], columns["High"], columns["Low"], columns["Close"], signals,
-                  vols, self.finite, start, float(rules.entry), float(rules.exit),
-                  bool(rules.allow_short), int(rules.min_hold), float(rules.stop_loss),
-                  float(rules.take_profit), sizing, float(rules.fraction),
-                  float(rules.target_vol), float(rules.confidence_scale),
-                  float(rules.max_position), float(rules.band), float(cash),
-                  commission_bps / 1e4, slippage_bps / 1e4, fill == "close", bool(fractional))
+                  np.full(self.raw.shape, np.nan) if vols is None else vols, self.finite,
+                  start, rule[0], rule[1], rule[2] > 0.0, int(rule[3]), rule[4], rule[5],
+                  int(rule[6]), *rule[7:], float(cash), commission_bps / 1e4,
+                  slippage_bps / 1e4, fill == "close", bool(fractional))
         return _frames(out, tickers, index, self.equity_index(start), columns["Close"], start,
                        float(cash))
 

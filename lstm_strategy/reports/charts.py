@@ -21,7 +21,6 @@ from bokeh.models import (
     ColumnDataSource,
     FactorRange,
     HoverTool,
-    Legend,
     NumeralTickFormatter,
     Range1d,
     Span,
@@ -103,14 +102,12 @@ class Page:
 
 
 def legend_outside(fig: figure) -> None:
-    """The legend right of the plot, never over the data; a click hides a line."""
-    if fig.legend:
-        legend = fig.legend[0]
-        legend.click_policy = "hide"
-        legend.label_text_font_size = "9pt"
-        fig.add_layout(legend, "right")
-    else:
-        fig.add_layout(Legend(), "right")
+    """The legend (of glyphs drawn with a legend_label) right of the plot, never over the
+    data; a click hides a line."""
+    legend = fig.legend[0]
+    legend.click_policy = "hide"
+    legend.label_text_font_size = "9pt"
+    fig.add_layout(legend, "right")
 
 
 def lines(fig: figure, index: pd.Index, columns: dict[str, pd.Series | np.ndarray], *,

@@ -1,4 +1,5 @@
-"""Run folders: metrics.json, CSVs, the resolved config, PNG charts and one report.html.
+"""Run folders: metrics.json, CSVs, the resolved config and one report.html (interactive
+charts, or PNGs beside it with `report.static`).
 
 Everything is written into a temporary folder beside the target and moved into place at
 the end, so a failed run never leaves a half-written folder and an existing folder is
@@ -29,7 +30,7 @@ from ..evaluation.tables import costs_paid, period_returns, trade_list
 from ..experiment import ExperimentResult
 from ..processes import pid_alive
 from .charts import Page, heat_table
-from .run_charts import MAX_OVERLAID, model_runs, run_charts
+from .run_charts import MAX_OVERLAID, equity_curves, model_runs, run_charts
 
 
 def _table(rows: dict[str, dict], keys: list[str]) -> str:
@@ -100,8 +101,7 @@ def _costs_html(result: ExperimentResult) -> str:
 MAX_TRADE_ROWS = 1_000  # trades listed in the page (all of them in trades.csv)
 
 
-def _trades_html(result: ExperimentResult) -> str:
-    trades = trades_table(result)
+def _trades_html(trades: pd.DataFrame) -> str:
     if trades.empty:
         return "<p>No trade.</p>"
     shown = trades.head(MAX_TRADE_ROWS)
@@ -140,8 +140,8 @@ def _forecast_tables(per_ticker: dict[str, dict]) -> str:
 
 
 def render_html(result: ExperimentResult, charts: list[Path] | None = None, *,
-                title: str = "Backtest report", top: str = "", page: Page | None = None
-                ) -> str:
+                title: str = "Backtest report", top: str = "", page: Page | None = None,
+                trades: pd.DataFrame | None = None) -> str:
     """One self-contained page: tables and charts, interactive (Bokeh, inlined) or, given
     `charts`, the PNGs embedded as data URIs. `top` goes above the first section; its
     interactive charts belong to `page`."""
@@ -185,7 +185,7 @@ every time chart follows; click a legend entry to hide its line.</p>
 <h2>Strategy vs baselines</h2>{_table(strategies, strategy_keys)}
 <h2>LSTM strategy: returns by month and year</h2>{_returns_html(result.backtests["lstm"].equity["value"])}
 <h2>LSTM strategy: what costs took</h2>{_costs_html(result)}
-<h2>LSTM strategy: trades</h2>{_trades_html(result)}
+<h2>LSTM strategy: trades</h2>{_trades_html(trades_table(result) if trades is None else trades)}
 <h2>Forecast quality (out of sample) vs naive forecasts</h2>{forecast_html}
 {chart_html}
 <h2>Notes</h2><ul>{notes}</ul>
@@ -229,11 +229,10 @@ def _json_default(value: object) -> object:
 def _write_contents(result: ExperimentResult, folder: Path) -> None:
     (folder / "metrics.json").write_text(
         json.dumps(result.metrics, indent=2, default=_json_default, allow_nan=False))
-    curves = pd.concat({n: b.equity["value"] for n, b in result.backtests.items()}, axis=1)
-    curves.index.name = "date"
-    curves.to_csv(folder / "equity.csv")
+    equity_curves(result).rename_axis("date").to_csv(folder / "equity.csv")
     lstm = result.backtests["lstm"]
-    trades_table(result).to_csv(folder / "trades.csv", index=False)
+    trades = trades_table(result)
+    trades.to_csv(folder / "trades.csv", index=False)
     lstm.fills.to_csv(folder / "orders.csv", index=False)
     result.predictions.to_csv(folder / "predictions.csv", index=False)
     (folder / "config.yaml").write_text(dump_config(result.config))
@@ -249,7 +248,7 @@ def _write_contents(result: ExperimentResult, folder: Path) -> None:
         from .static import write_charts  # matplotlib only where PNGs are asked for
 
         charts = write_charts(result, folder)
-    (folder / "report.html").write_text(render_html(result, charts))
+    (folder / "report.html").write_text(render_html(result, charts, trades=trades))
 
 
 def check_run_folder(out: Path, *, overwrite: bool = False) -> None:

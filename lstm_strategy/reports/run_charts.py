@@ -51,12 +51,18 @@ def model_runs(result: ExperimentResult) -> dict[str, WalkForwardResult]:
         first.model_config, first.train_config)}
 
 
-def _curves(result: ExperimentResult) -> pd.DataFrame:
+def equity_curves(result: ExperimentResult) -> pd.DataFrame:
+    """Every strategy's equity, a column each (the static charts draw the same)."""
     return pd.DataFrame({name: b.equity["value"] for name, b in result.backtests.items()})
 
 
-def _window(result: ExperimentResult) -> tuple[int, str]:
-    periods = infer_periods_per_year(next(iter(result.bars.values())).index)
+def periods_per_year(result: ExperimentResult) -> float:
+    return infer_periods_per_year(next(iter(result.bars.values())).index)
+
+
+def rolling_span(result: ExperimentResult) -> tuple[int, str]:
+    """The rolling charts' window in bars, and what it spans in words."""
+    periods = periods_per_year(result)
     bars = len(next(iter(result.backtests.values())).equity)
     window = rolling_window(periods, bars)
     return window, f"{window} bars, {describe_span(window, periods)}"
@@ -68,7 +74,7 @@ def _widths(names: list[str]) -> dict[str, float]:
 
 def equity_chart(result: ExperimentResult, page: Page) -> object:
     """Growth of 1 for every strategy, log and linear (tabs), and the excess over buy & hold."""
-    growth = _curves(result)
+    growth = equity_curves(result)
     growth = growth / growth.iloc[0]
     names = list(growth)
     panels = {}
@@ -91,7 +97,7 @@ def equity_chart(result: ExperimentResult, page: Page) -> object:
 
 def drawdown_chart(result: ExperimentResult, page: Page) -> tuple[object, str]:
     """Under water from the running peak; the LSTM strategy's worst five shaded and listed."""
-    curves = _curves(result)
+    curves = equity_curves(result)
     under = {n: -drawdown_series(curves[n]) for n in curves}
     fig = page.time_figure("Drawdown from the running peak (shaded: the LSTM strategy's "
                            "five worst)", y_format=PERCENT)
@@ -273,7 +279,7 @@ def forecast_charts(result: ExperimentResult, page: Page) -> object:
     preds = result.predictions.dropna()
     center = 0.5 if result.config.model.head == "direction" else 0.0
     horizon = result.config.train.horizon
-    window, label = _window(result)
+    window, label = rolling_span(result)
     tickers = list(result.bars)
     pooled = len(tickers) > MAX_OVERLAID
     scatter = charts.figure(title="Forecast vs realised", height=340, width=480,
@@ -332,9 +338,9 @@ def forecast_charts(result: ExperimentResult, page: Page) -> object:
 
 
 def sharpe_chart(result: ExperimentResult, page: Page) -> object:
-    periods = infer_periods_per_year(next(iter(result.bars.values())).index)
-    window, label = _window(result)
-    curves = _curves(result)
+    periods = periods_per_year(result)
+    window, label = rolling_span(result)
+    curves = equity_curves(result)
     sharpe = {n: rolling_sharpe(curves[n], periods, window) for n in curves}
     fig = page.time_figure(f"Rolling Sharpe ratio, trailing {label} (scaled to the LSTM "
                            "strategy and buy & hold)", height=260)
@@ -356,7 +362,7 @@ def rank_ic(result: ExperimentResult, page: Page) -> tuple[object, str] | None:
     daily = panel_ic(forecasts, realised)
     if daily.empty:
         return None
-    window, label = _window(result)
+    window, label = rolling_span(result)
     fig = page.time_figure(f"Daily rank IC across the {len(result.bars)} tickers (line: "
                            f"trailing mean, {label})", height=260)
     source = ColumnDataSource({"x": charts.epoch_ms(daily.index),

@@ -20,15 +20,12 @@ import pandas as pd
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from ..evaluation.metrics import (
-    describe_span,
     drawdown_series,
-    infer_periods_per_year,
     naive_forecasts,
     rolling_sharpe,
-    rolling_window,
 )
 from ..experiment import ExperimentResult
-from .run_charts import MAX_OVERLAID
+from .run_charts import MAX_OVERLAID, equity_curves, periods_per_year, rolling_span
 
 CHARTS = ("equity", "drawdown", "trades", "forecast", "rolling_sharpe")
 _COLORS = {"lstm": "C0", "buy_and_hold": "C7", "sma_cross": "C2", "naive_forecast": "C1"}
@@ -53,13 +50,9 @@ def _legend_outside(ax: plt.Axes, **kwargs: object) -> None:
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, **kwargs)
 
 
-def _equity_curves(result: ExperimentResult) -> pd.DataFrame:
-    return pd.DataFrame({name: b.equity["value"] for name, b in result.backtests.items()})
-
-
 def _plot_curves(ax: plt.Axes, result: ExperimentResult, transform) -> None:
     """One line per strategy, the LSTM strategy drawn heavier."""
-    curves = _equity_curves(result)
+    curves = equity_curves(result)
     for name in curves:
         ax.plot(curves.index, transform(curves[name]), label=name, color=_COLORS.get(name),
                 lw=1.6 if name == "lstm" else 1.0)
@@ -67,7 +60,7 @@ def _plot_curves(ax: plt.Axes, result: ExperimentResult, transform) -> None:
 
 def _chart_equity(result: ExperimentResult, ax: plt.Axes) -> None:
     _plot_curves(ax, result, lambda equity: equity / equity.iloc[0])
-    growth = _equity_curves(result)
+    growth = equity_curves(result)
     growth = growth / growth.iloc[0]
     _plain_scale(ax, float(growth.min().min()), float(growth.max().max()))
     ax.set_ylabel("growth of 1" + (" (log scale)" if ax.get_yscale() == "log" else ""))
@@ -112,7 +105,7 @@ def _chart_forecast(result: ExperimentResult, axes: tuple[plt.Axes, plt.Axes]) -
     scatter, rolling = axes
     center = 0.5 if result.config.model.head == "direction" else 0.0
     horizon = result.config.train.horizon
-    window, label = _rolling_window(result)
+    window, label = rolling_span(result)
     tickers = list(result.bars)
     pooled = len(tickers) > MAX_OVERLAID  # many tickers: one cloud, the mean accuracy
     hits, naive_hits = [], []
@@ -155,21 +148,9 @@ def _chart_forecast(result: ExperimentResult, axes: tuple[plt.Axes, plt.Axes]) -
     _legend_outside(rolling, fontsize=8)
 
 
-def _periods_per_year(result: ExperimentResult) -> float:
-    return infer_periods_per_year(next(iter(result.bars.values())).index)
-
-
-def _rolling_window(result: ExperimentResult) -> tuple[int, str]:
-    """The rolling charts' window in bars, and what it spans in words."""
-    periods = _periods_per_year(result)
-    bars = len(next(iter(result.backtests.values())).equity)
-    window = rolling_window(periods, bars)
-    return window, f"{window} bars, {describe_span(window, periods)}"
-
-
 def _chart_rolling_sharpe(result: ExperimentResult, ax: plt.Axes) -> None:
-    periods = _periods_per_year(result)
-    window, label = _rolling_window(result)
+    periods = periods_per_year(result)
+    window, label = rolling_span(result)
     _plot_curves(ax, result, lambda equity: rolling_sharpe(equity, periods, window))
     # the scale follows the LSTM strategy and buy & hold: a baseline at -40 leaves the plot
     # rather than flattening the rest
