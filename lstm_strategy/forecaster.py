@@ -253,24 +253,26 @@ class Forecaster:
 class ForecastStream:
     """One model step per bar (live feeds, streaming backtests).
 
-    A model that offers a NumPy stepper (the sequence LSTM) steps on the host whatever its
-    device: a batch-1 step is all latency, and on an H200 machine a CUDA step cost about
-    three times the host's (BENCHMARKS.md). Warming over the context rows still runs on
-    the device. Other models keep their state on the device; each step moves one row in
-    and one number out.
+    A model that offers a host stepper (the sequence LSTM: one compiled call a bar) steps
+    on the host whatever its device: a batch-1 step is all latency, and on an H200 machine
+    a CUDA step cost about seven times the host's (BENCHMARKS.md). Warming over the
+    context rows still runs on the device. Other models keep their state on the device;
+    each step moves one row in and one number out.
     """
 
     def __init__(self, forecaster: Forecaster) -> None:
         self.forecaster = forecaster
-        model = forecaster.model
-        self._numpy = model.numpy_stepper()
-        if self._numpy is not None:
-            self._mean = forecaster.scaler.mean.astype(np.float64)
-            self._std = forecaster.scaler.std.astype(np.float64)
+        f = forecaster
+        self._host = f.model.host_stepper(f.scaler.mean, f.scaler.std, f.target_std,
+                                          f.model_config.head == "direction")
+        self._step = self._host.step if self._host is not None else None
         self.reset()
 
     def reset(self) -> None:
-        self._state = None if self._numpy is not None else self.forecaster.model.stream_start()
+        if self._host is not None:
+            self._host.reset()
+        else:
+            self._state = self.forecaster.model.stream_start()
 
     @torch.no_grad()
     def warm(self, rows: np.ndarray) -> None:
@@ -279,29 +281,22 @@ class ForecastStream:
             return
         f = self.forecaster
         with full_precision(f.device):
-            if self._numpy is None:
+            if self._host is None:
                 self._state = f.model.stream_warm(f.scale(rows), self._state)
                 return
-            state = f.model.stream_warm(f.scale(rows),
-                                        self._numpy.to_torch(self._state, f.device))
-        self._state = self._numpy.from_torch(state)
+            self._host.load_torch(f.model.stream_warm(f.scale(rows),
+                                                      self._host.to_torch(f.device)))
 
-    @torch.no_grad()
     def step(self, row: np.ndarray | Sequence[float]) -> float | np.ndarray:
         """The forecast for the bar whose raw feature row this is; NaN (state kept) if
         incomplete. A multi-asset model takes rows [assets, features] and gives [assets]."""
+        if self._step is not None:
+            return self._step(np.asarray(row, dtype=np.float64))
         row = np.asarray(row, dtype=np.float64)
         if not np.isfinite(row).all():
             return float("nan") if row.ndim == 1 else np.full(len(row), np.nan)
         f = self.forecaster
-        if self._numpy is not None:
-            if self._state is None:
-                self._state = self._numpy.start()
-            raw = self._numpy((row - self._mean) / self._std, self._state)
-            if f.model_config.head == "direction":
-                return 1.0 / (1.0 + np.exp(-raw))
-            return raw * f.target_std
-        with full_precision(f.device):
+        with torch.no_grad(), full_precision(f.device):
             raw, self._state = f.model.stream_step(f.scale(row[None, :])[0], self._state)
         if isinstance(raw, float):
             return raw
@@ -350,12 +345,13 @@ class WalkForwardStream:
             context = forecaster.model.context_rows(self._context)
             self._stream.warm(rows[len(rows) - min(len(rows), context):])
             self._next += 1
-        complete = bool(np.isfinite(row).all())
         if self._stream is not None:
             forecast = self._stream.step(row)
         else:
             forecast = float("nan") if row.ndim == 1 else np.full(len(row), np.nan)
-        if complete:
+        # an incomplete row always forecasts NaN, so a number means a complete row (no
+        # NumPy reduction, a third of this method's cost); NaN needs the element check
+        if (type(forecast) is float and forecast == forecast) or np.isfinite(row).all():
             self._buffer.append(row)
         return forecast
 

@@ -110,6 +110,31 @@ def test_batch_and_streaming_forecasts_agree(inputs: tuple, kind: str) -> None:
     np.testing.assert_allclose(streamed, batch, rtol=0, atol=1e-6, equal_nan=True)
 
 
+@pytest.mark.parametrize(("layers", "head"), [(1, "regression"), (3, "direction")])
+def test_compiled_step_equals_the_model_and_keeps_state_on_gaps(inputs: tuple, layers: int,
+                                                                 head: str) -> None:
+    """The fused host step (scaling, cell, head in one compiled call) gives what the torch
+    model gives, for any depth and head; an incomplete row is NaN and leaves the state."""
+    features, _ = inputs
+    rows = features.dropna().to_numpy()[:300]
+    torch.manual_seed(3)
+    config = ModelConfig(hidden_size=12, num_layers=layers, head=head)
+    forecaster = Forecaster(build_model(rows.shape[1], config), config, list(features.columns),
+                            Scaler.fit(rows), 0.02, 1, "cpu")
+    batch = forecaster.forecast_rows(rows)
+    stream = forecaster.stream()
+    stream.warm(rows[:100])
+    gap = rows[100].copy()
+    gap[2] = np.nan
+    assert np.isnan(stream.step(gap))
+    steps = np.array([stream.step(row) for row in rows[100:]])
+    np.testing.assert_allclose(steps, batch[100:], rtol=0, atol=1e-6)
+    stream.reset()
+    stream._step = stream._host.numpy_step  # the NumPy cell, where Numba is not installed
+    numpy_steps = np.array([stream.step(row) for row in rows])
+    np.testing.assert_allclose(numpy_steps, batch, rtol=0, atol=1e-6)
+
+
 def test_cpu_runs_are_bit_identical(inputs: tuple, result: WalkForwardResult) -> None:
     features, target = inputs
     again = walk_forward(features, target, TINY_MODEL, TINY_TRAIN, device="cpu", progress=False)

@@ -26,6 +26,7 @@ from ..errors import CheckpointError
 from ..features import make_target
 from ..forecaster import Forecaster, WalkForwardStream, resolve_device
 from ..models import ModelConfig, build_model
+from ..models.base import steps_on_host
 from ..online_features import OnlineFeatures
 from ..processes import worker_init
 from ..training import Panel, TrainConfig, fit_fold_at
@@ -181,7 +182,7 @@ class LiveForecaster:
         self.on_event = on_event or (lambda kind, details: None)
         model = build_model(len(self.names), model_config, len(self.features))
         context = model.context_rows(train_config.context_bars)
-        if background or model.numpy_stepper() is not None:  # one step a bar
+        if background or steps_on_host(model):  # one step a bar
             self.stream = WalkForwardStream([], train_config.context_bars, buffer_rows=context)
         else:  # parity without a host stepper: the batch's own numbers (SegmentStream)
             self.stream = SegmentStream(train_config.context_bars)

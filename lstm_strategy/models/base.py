@@ -324,8 +324,12 @@ class ForecastModel(nn.Module):
         """The raw output for one row x [features] (NaN until ready) and the new state."""
         raise NotImplementedError
 
-    def numpy_stepper(self) -> Any | None:
-        """A NumPy copy of `stream_step` run on the host, where torch's per-call cost dominates."""
+    def host_stepper(self, mean: np.ndarray, std: np.ndarray, target_std: float,
+                     direction: bool) -> Any | None:
+        """A host copy of `stream_step`, fused with the scaling (`mean`, `std`) and the
+        output (sigmoid, or times `target_std`), for where torch's per-call cost dominates.
+        It holds its state: `step(raw_row) -> forecast` (NaN, state kept, on an incomplete
+        row), `reset()`, `to_torch(device)` and `load_torch(state)` (warming runs in torch)."""
         return None
 
 
@@ -341,6 +345,11 @@ class LSTMModel(ForecastModel):
         self.lstm = nn.LSTM(n_features, p.hidden_size, p.num_layers, batch_first=True,
                             dropout=p.dropout if p.num_layers > 1 else 0.0)
         self.head = nn.Linear(p.hidden_size, 1)
+
+
+def steps_on_host(model: ForecastModel) -> bool:
+    """Whether the model offers a host stepper (streams step it, not torch, once a bar)."""
+    return type(model).host_stepper is not ForecastModel.host_stepper
 
 
 def detach_state(state: State) -> State:

@@ -8,6 +8,8 @@ back-propagation), the first `burn_in` steps of a cold stream carrying no loss.
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Iterator
 
 import numpy as np
@@ -132,61 +134,89 @@ class SequenceLSTM(LSTMModel):
         out, state = self(x[None, None, :], state)
         return out[0, -1], state
 
-    def numpy_stepper(self) -> NumpyLSTMStep:
-        return NumpyLSTMStep(self)
+    def host_stepper(self, mean: np.ndarray, std: np.ndarray, target_std: float,
+                     direction: bool) -> HostLSTMStep:
+        return HostLSTMStep(self, mean, std, target_std, direction)
 
 
-class NumpyLSTMStep:
-    """One step of a trained SequenceLSTM in NumPy, for streaming on the host (any device).
+class HostLSTMStep:
+    """One step of a trained SequenceLSTM on the host, raw row in, forecast out.
 
     Written by hand because a batch-1, one-step call through PyTorch costs about 40 us of
-    dispatch per layer on a small CPU (nn.LSTM about 300 us), against a few us for the
-    same arithmetic in NumPy. Same weights, same gate order (i, f, g, o) as nn.LSTM.
-    The state is a list of per-layer (h, c) float64 arrays.
+    dispatch per layer on a small CPU (nn.LSTM about 300 us) and NumPy's dozen small calls
+    26-49 us, against 2-2.5 us of arithmetic: the step is one compiled call
+    (`_hoststep.lstm_step`: scaling, finite check, cell and head fused), or the NumPy
+    cell where Numba is not installed. Same weights, same gate order (i, f, g, o) as
+    nn.LSTM, in float64. It owns its state, one array [2 (h, c), layers, hidden].
     """
 
-    def __init__(self, model: SequenceLSTM) -> None:
+    def __init__(self, model: SequenceLSTM, mean: np.ndarray, std: np.ndarray,
+                 target_std: float, direction: bool) -> None:
+        from . import _hoststep  # Numba loads with the first stream, not with the package
+
         lstm = model.lstm
-        self.layers = []
+        weights, biases = [], []
         for layer in range(lstm.num_layers):
             weight = torch.cat([getattr(lstm, f"weight_ih_l{layer}"),
                                 getattr(lstm, f"weight_hh_l{layer}")], dim=1)
             bias = getattr(lstm, f"bias_ih_l{layer}") + getattr(lstm, f"bias_hh_l{layer}")
-            self.layers.append((weight.detach().cpu().double().numpy(),
-                                bias.detach().cpu().double().numpy()))
-        self.head_w = model.head.weight.detach().cpu().double().numpy()[0]
+            weights.append(weight.detach().cpu().double().numpy())
+            biases.append(bias.detach().cpu().double().numpy())
+        hidden = lstm.hidden_size
+        self.weights = weights  # [4 hidden, inputs + hidden] per layer, for the NumPy cell
+        self.bias = np.stack(biases)
+        self.head_w = model.head.weight.detach().cpu().double().numpy()[0].copy()
         self.head_b = float(model.head.bias.detach().cpu().double().numpy()[0])
-        self.hidden = lstm.hidden_size
+        self.mean = np.ascontiguousarray(mean, dtype=np.float64)
+        self.std = np.ascontiguousarray(std, dtype=np.float64)
+        self.target_std, self.direction = float(target_std), bool(direction)
+        self.state = np.zeros((2, lstm.num_layers, hidden))
+        if _hoststep.COMPILED:
+            w0 = np.ascontiguousarray(weights[0].T)
+            wr = (np.ascontiguousarray(np.stack([w.T for w in weights[1:]]))
+                  if len(weights) > 1 else _hoststep.empty_wr(hidden))
+            scratch = np.zeros(max(len(self.mean), hidden) + hidden), np.zeros(4 * hidden)
+            # step(row) -> forecast: the whole per-bar call, no Python frame of ours
+            self.step = functools.partial(
+                _hoststep.lstm_step, self.mean, self.std, w0, wr, self.bias, self.head_w,
+                self.head_b, self.target_std, self.direction, *scratch, self.state)
+        else:  # pragma: no cover - exercised by bench/bench_stream.py's NumPy reference
+            self.step = self.numpy_step
 
-    def start(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        zeros = np.zeros(self.hidden)
-        return [(zeros, zeros) for _ in self.layers]
+    def reset(self) -> None:
+        self.state[:] = 0.0
 
-    @staticmethod
-    def to_torch(state: list | None, device: torch.device | str = "cpu") -> State:
-        """This stepper's state as nn.LSTM's (h, c) tensors on `device` (None stays None)."""
-        if state is None:
+    def to_torch(self, device: torch.device | str = "cpu") -> State:
+        """The state as nn.LSTM's (h, c) tensors on `device` (None, torch's own zero start,
+        while it is all zeros)."""
+        if not self.state.any():
             return None
-        return tuple(torch.as_tensor(np.stack([s[k] for s in state])[:, None, :],
-                                     dtype=torch.float32, device=device) for k in (0, 1))
+        return tuple(torch.as_tensor(self.state[k][:, None, :], dtype=torch.float32,
+                                     device=device) for k in (0, 1))
 
-    @staticmethod
-    def from_torch(state: State) -> list | None:
-        """nn.LSTM's (h, c) tensors as this stepper's state."""
-        if state is None:
-            return None
-        h, c = (s[:, 0, :].double().cpu().numpy() for s in state)
-        return [(h[layer], c[layer]) for layer in range(len(h))]
+    def load_torch(self, state: State) -> None:
+        """Take nn.LSTM's (h, c) tensors as the state."""
+        for k, tensor in enumerate(state):
+            self.state[k] = tensor[:, 0, :].double().cpu().numpy()
 
-    def __call__(self, x: np.ndarray, state: list[tuple[np.ndarray, np.ndarray]]) -> float:
-        """Advance `state` (per layer (h, c), updated in place) by input `x`; returns the raw output."""
-        hidden = self.hidden
-        for layer, (weight, bias) in enumerate(self.layers):
-            h, c = state[layer]
-            gates = weight @ np.concatenate((x, h)) + bias
+    def numpy_step(self, row: np.ndarray) -> float:
+        """`step` in NumPy, where Numba is not installed (and the benchmark's reference): the
+        forecast for raw feature `row` [features] (float64), advancing the state; NaN
+        (state kept) when the row is incomplete."""
+        if not np.isfinite(row).all():
+            return float("nan")
+        x = (row - self.mean) / self.std
+        hidden, state = self.hidden, self.state
+        for layer, weight in enumerate(self.weights):
+            gates = weight @ np.concatenate((x, state[0, layer])) + self.bias[layer]
             sig = 1.0 / (1.0 + np.exp(-gates))  # i, f, o use it; the g block is recomputed
-            c = sig[hidden:2 * hidden] * c + sig[:hidden] * np.tanh(gates[2 * hidden:3 * hidden])
-            h = sig[3 * hidden:] * np.tanh(c)
-            state[layer] = (h, c)
-            x = h
-        return float(self.head_w @ x + self.head_b)
+            c = sig[hidden:2 * hidden] * state[1, layer] + sig[:hidden] * np.tanh(
+                gates[2 * hidden:3 * hidden])
+            state[1, layer] = c
+            state[0, layer] = x = sig[3 * hidden:] * np.tanh(c)
+        out = float(self.head_w @ x + self.head_b)
+        return 1.0 / (1.0 + math.exp(-out)) if self.direction else out * self.target_std
+
+    @property
+    def hidden(self) -> int:
+        return self.state.shape[2]
