@@ -204,6 +204,7 @@ def train_epochs(model: ForecastModel, x: torch.Tensor, labels: torch.Tensor,
     """
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr,
                                  weight_decay=config.weight_decay)
+    scored = validation_span(model, val, config)
     for _ in range(config.epochs):
         model.train()
         state = None
@@ -224,7 +225,18 @@ def train_epochs(model: ForecastModel, x: torch.Tensor, labels: torch.Tensor,
             nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
         model.eval()
-        yield model.validation_loss(x, labels, val, loss_fn)
+        yield model.validation_loss(x[scored], labels[scored], val[scored], loss_fn)
+
+
+def validation_span(model: ForecastModel, val: torch.Tensor, config: TrainConfig) -> slice:
+    """The rows an epoch's validation runs over: the validation tail and the context
+    before it (the model's `context_rows`), from a cold start, as a fold's forecasts are
+    made; not the whole training span, which made validation a third of training."""
+    rows = val.reshape(len(val), -1).any(dim=1).nonzero()
+    if len(rows) == 0:
+        return slice(None)
+    first = int(rows[0, 0].item())
+    return slice(max(0, first - model.context_rows(config.context_bars)), None)
 
 
 @dataclass
