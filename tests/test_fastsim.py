@@ -230,3 +230,28 @@ def test_run_many_scores_equal_the_frames_of_run_point_by_point(universes: dict)
                                                    bar_returns(run.equity["value"].iloc[:cut]),
                                                    check_exact=True, check_freq=False,
                                                    check_index_type=False)
+
+
+def test_a_baseline_served_fast_is_backtraders_run(universes: dict) -> None:
+    """forecast_backtest (the default run's naive-forecast baseline) gives what backtrader
+    gives for the same forecasts: frames, every metric, the NaN-forecast count."""
+    from lstm_strategy.backtest.cerebro import forecast_backtest
+    from lstm_strategy.backtest.fastsim import warm_up
+    from lstm_strategy.evaluation.metrics import naive_forecasts
+
+    warm_up()  # compiled and in Numba's disk cache: what lets it serve
+    bars = universes["three"]
+    forecasts = {t: naive_forecasts(f["Close"], 1)["naive_last"] for t, f in bars.items()}
+    broker = BrokerConfig(commission_bps=5.0, slippage_bps=2.0)
+    start = bars["AAPL"].index[0]  # the first bar has no naive forecast
+    params = {"allow_short": True, "fraction": 0.9, "periods_per_year": 252}
+    ref = backtest(bars, LSTMStrategy, broker=broker, trade_start=start, name="naive",
+                   forecasts=forecasts, **params)
+    fast = forecast_backtest(bars, forecasts, broker=broker, trade_start=start, name="naive",
+                             **params)
+    assert (ref.engine, fast.engine) == ("backtrader", "fast")
+    assert_same(ref, fast, "naive")
+    assert list(fast.metrics) == list(ref.metrics)
+    for key, value in ref.metrics.items():
+        assert fast.metrics[key] == pytest.approx(value, rel=1e-12, abs=1e-15), key
+    assert fast.nan_forecasts == ref.nan_forecasts == 3
