@@ -16,32 +16,75 @@ matplotlib loads only when a report is written (`write_run`).
 
 __version__ = "0.1.1"
 
-from .backtest import (
-    BuyAndHold,
-    CrossSectionalStrategy,
-    EquityRecorder,
-    LSTMStrategy,
-    SmaCross,
-    backtest,
-    make_cerebro,
-    make_feed,
-)
-from .config import ExperimentConfig, load_config
-from .data import load_exogenous, load_many, load_ohlcv
-from .errors import CheckpointError, ConfigError, DataError, DeviceError, LedgerError
-from .evaluation.metrics import forecast_metrics, forecast_report, strategy_metrics
-from .experiment import run_experiment
-from .features import FeatureConfig, build_features, make_target, warmup_bars
-from .forecaster import Forecaster, resolve_device
-from .models import ForecastModel, ModelConfig, SequenceModel, register
-from .training import TrainConfig, WalkForwardResult, fit_forecaster, walk_forward
+import importlib
+import sys
+import types
+
+# name -> module: each loads on first use (PEP 562), so `import lstm_strategy` (and every
+# CLI command) costs only what it touches: a finished sweep's rerun needs no torch
+_EXPORTS = {
+    **dict.fromkeys(("BuyAndHold", "CrossSectionalStrategy", "EquityRecorder", "LSTMStrategy",
+                     "SmaCross", "make_cerebro", "make_feed"), ".backtest"),
+    **dict.fromkeys(("ExperimentConfig", "load_config"), ".config"),
+    **dict.fromkeys(("load_exogenous", "load_many", "load_ohlcv"), ".data"),
+    **dict.fromkeys(("CheckpointError", "ConfigError", "DataError", "DeviceError",
+                     "LedgerError"), ".errors"),
+    **dict.fromkeys(("forecast_metrics", "forecast_report", "strategy_metrics"),
+                    ".evaluation.metrics"),
+    "run_experiment": ".experiment",
+    **dict.fromkeys(("FeatureConfig", "build_features", "make_target", "warmup_bars"),
+                    ".features"),
+    **dict.fromkeys(("Forecaster", "resolve_device"), ".forecaster"),
+    **dict.fromkeys(("ForecastModel", "ModelConfig", "SequenceModel", "register"), ".models"),
+    **dict.fromkeys(("TrainConfig", "WalkForwardResult", "fit_forecaster", "walk_forward"),
+                    ".training"),
+}
 
 
-def audit(*args: object, **kwargs: object) -> object:
+def __getattr__(name: str) -> object:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'lstm_strategy' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS) | {"audit", "backtest"})
+
+
+class _Package(types.ModuleType):
+    """`lstm_strategy.backtest` and `lstm_strategy.audit` are functions, though a submodule
+    of each name exists: importing a submodule sets its parent's attribute to it, which
+    made `lstm_strategy.audit` the module after its first call. These properties keep
+    the functions (the submodules stay in sys.modules)."""
+
+    @property
+    def backtest(self) -> object:
+        return importlib.import_module(".backtest.cerebro", __name__).backtest
+
+    @backtest.setter
+    def backtest(self, module: object) -> None:
+        pass  # the import system announcing the submodule: sys.modules has it
+
+    @property
+    def audit(self) -> object:
+        return _audit_entry
+
+    @audit.setter
+    def audit(self, module: object) -> None:
+        pass
+
+
+def _audit_entry(*args: object, **kwargs: object) -> object:
     """Audit an experiment for lookahead (see `lstm_strategy.audit.audit`)."""
-    from .audit import audit as _audit
+    from .audit import audit
 
-    return _audit(*args, **kwargs)
+    return audit(*args, **kwargs)
+
+
+_audit_entry.__name__ = _audit_entry.__qualname__ = "audit"
 
 
 def write_run(*args: object, **kwargs: object) -> object:
@@ -50,6 +93,8 @@ def write_run(*args: object, **kwargs: object) -> object:
 
     return _write_run(*args, **kwargs)
 
+
+sys.modules[__name__].__class__ = _Package
 
 __all__ = [
     "BuyAndHold",

@@ -26,7 +26,7 @@ from .errors import ConfigError, DataError, DataWarning
 from .features import FeatureConfig, publication_lag
 from .models import MODELS, ModelConfig
 from .models.base import LEGACY_KNOBS, builtin_knob_types
-from .resources import configs_dir, shipped
+from .resources import configs_dir, ready_file, shipped
 from .training import TrainConfig
 
 CONFIG_DIR = configs_dir()
@@ -415,20 +415,6 @@ def parse_override(text: str) -> tuple[str, object]:
         return key.strip(), yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as exc:
         raise ConfigError(f"--set {text!r}: the value is not valid YAML ({exc}).") from exc
-
-
-def ready_file(path: str | Path) -> Path | None:
-    """The file at `path`, or the ready file of that name shipped in strategies/ (a name
-    with or without .yaml), or None."""
-    path = Path(path)
-    if path.is_file():
-        return path
-    for candidate in (path, Path("strategies") / path.name,
-                      Path("strategies") / f"{path.name}.yaml"):
-        ready = shipped(candidate)
-        if ready is not None:
-            return ready
-    return None
 
 
 def _config_file(path: str | Path) -> Path:

@@ -30,3 +30,17 @@ def configs_dir() -> Path:
     """Where the ready configs are (for messages and `--help`)."""
     default = shipped("strategies/default.yaml")
     return default.parent if default is not None else SOURCE_ROOT / "strategies"
+
+
+def ready_file(path: str | Path) -> Path | None:
+    """The file at `path`, or the ready file of that name shipped in strategies/ (a name
+    with or without .yaml), or None."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    for candidate in (path, Path("strategies") / path.name,
+                      Path("strategies") / f"{path.name}.yaml"):
+        ready = shipped(candidate)
+        if ready is not None:
+            return ready
+    return None

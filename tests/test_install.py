@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
+
+import pandas as pd
 
 from .conftest import ROOT, tiny_overrides
 
@@ -49,7 +52,14 @@ def test_the_wheel_runs_the_default_experiment_from_an_empty_folder(tmp_path: Pa
         args += ["--set", item]
     run = subprocess.run(args, cwd=empty, env=env, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-2000:]
-    assert (empty / "run" / "report.html").exists()
+    # the process ends without the interpreter's teardown (cli.entry): all it wrote and
+    # printed is whole
+    folder = empty / "run"
+    assert folder.joinpath("report.html").read_text().rstrip().endswith("</html>")
+    assert json.loads(folder.joinpath("metrics.json").read_text())["strategy"]
+    for csv in folder.glob("*.csv"):
+        pd.read_csv(csv)
+    assert run.stdout.rstrip().splitlines()[-1] == f"report: {Path('run') / 'report.html'}"
     assert "data/AAPL.csv" in (empty / "run" / "config.yaml").read_text()
     ready = subprocess.run([*args[:3], "check", "--config", "lstm_long_short"], cwd=empty,
                            env=env, capture_output=True, text=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 import math
 import os
 import signal
@@ -124,6 +125,52 @@ def test_a_sigkilled_sweep_resumes_with_every_trial_exactly_once(plain: object,
     assert sorted(resumed.table["trial"]) == list(range(12))  # each trial once
     assert (resumed.table["status"] == "COMPLETE").all()
     pd.testing.assert_frame_equal(resumed.table[COMPARED], plain.table[COMPARED])
+
+
+def _session_processes(session: int) -> list[int]:
+    """Processes left in a session (what a driver started and did not end)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == session:  # the session id, after state, ppid and pgrp
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_the_cli_leaves_every_file_whole_and_a_finished_rerun_answers_from_the_folder(
+        plain: object, tmp_path: Path) -> None:
+    """The command ends without the interpreter's teardown: its files are complete, no
+    worker outlives it, and its rerun (nothing left) prints the same summary from
+    summary.json; an edited sweep file is not taken for the finished one."""
+    config = sweep_file(tmp_path, workers="2")
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "lstm_strategy", "sweep", "--config", str(config), "--out",
+            str(out), "--quiet"]
+    env = {**os.environ, "LSTM_STRATEGY_CACHE": str(plain.folder.parent / "cache")}
+    proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr[-2000:]
+    assert stdout.rstrip().endswith(f"report: {out / 'sweep_report.html'}")
+    assert "12 trials (0 failed), 0 model training(s)" in stdout
+    time.sleep(0.2)
+    assert _session_processes(proc.pid) == []  # its session: the driver and its workers
+    assert len(pd.read_csv(out / "results.csv")) == 12
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n_trials"] == summary["budget"] == 12 and summary["source"]
+    assert (out / "sweep_report.html").read_text().rstrip().endswith("</html>")
+    with sqlite3.connect(out / "study.db") as db:
+        assert db.execute("select count(*) from trials where state = 'COMPLETE'"
+                          ).fetchone()[0] == 12
+    again = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True)
+    assert again.returncode == 0 and again.stdout == stdout
+    config.write_text(config.read_text().replace("[0, 5]", "[0, 5, 10]"))
+    edited = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True)
+    assert edited.returncode == 2 and "holds another sweep" in edited.stderr
 
 
 def test_a_trial_that_raises_is_recorded_and_the_others_finish(tmp_path: Path) -> None:

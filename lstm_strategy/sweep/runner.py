@@ -37,26 +37,12 @@ from ..evaluation.stats import (
 )
 from ..processes import pid_alive, worker_init
 from .backends import WorkerLost, make_backend, start_method
+from .finished import SweepResult
 from .ledger import Ledger
 from .space import SweepConfig, load_sweep
 from .tasks import backtest_task, returns_matrix, train_task
 
 STUDY = "sweep"
-
-
-@dataclass
-class SweepResult:
-    """A sweep's outcome: every trial, the chosen one, and how much of it may be luck."""
-
-    folder: Path
-    config: SweepConfig
-    table: pd.DataFrame  # one row per finished trial (results.csv)
-    best: dict | None  # trial, params, in-sample metrics, hold-out metrics
-    dsr: dict | None  # Deflated Sharpe Ratio of the best trial
-    pbo: dict | None  # Probability of Backtest Overfitting over all trials
-    trainings: int  # model configs trained (not found in the cache) by this call
-    returns: pd.DataFrame | None = None  # in-sample per-bar returns, a column per trial
-    forecast_keys: dict = dataclasses.field(default_factory=dict)  # trial -> cache keys
 
 
 class _Lock:
@@ -126,7 +112,11 @@ def _open_study(config: SweepConfig, folder: Path) -> tuple[object, object, int]
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = optuna.storages.RDBStorage(f"sqlite:///{folder / 'study.db'}")
+    # a new ledger gets this Optuna's schema: its compatibility check (alembic, a third of
+    # opening) is for ledgers an older Optuna may have written
+    new = not (folder / "study.db").exists()
+    storage = optuna.storages.RDBStorage(f"sqlite:///{folder / 'study.db'}",
+                                         skip_compatibility_check=new)
     _fast_commits(storage)
     sampler = (optuna.samplers.TPESampler(seed=config.seed) if config.search == "tpe"
                else optuna.samplers.RandomSampler(seed=config.seed))
@@ -627,7 +617,9 @@ def _summarise(config: SweepConfig, study: object, folder: Path, trainings: int,
                "rechecked_with_backtrader": rechecked,
                "n_failed": int((table["status"] == "FAIL").sum()) if len(table) else 0,
                "objective": config.objective, "direction": config.direction,
-               "holdout": config.holdout}
+               "holdout": config.holdout,
+               # what a rerun with nothing to do answers from (sweep.finished)
+               "source": config.source, "budget": config.budget(), "track": config.track}
     (folder / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     result = SweepResult(folder, config, table, best, dsr, pbo, trainings, matrix,
                          forecast_keys)

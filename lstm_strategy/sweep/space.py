@@ -30,9 +30,10 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from ..config import ExperimentConfig, load_config, ready_file, resolve_path, yaml_problem
+from ..config import ExperimentConfig, load_config, resolve_path, yaml_problem
 from ..errors import ConfigError
-from ..resources import configs_dir
+from ..resources import configs_dir, ready_file
+from .finished import source_digest
 
 MODEL_SIDE = ("data.", "features.", "model.", "train.", "device")
 SEARCHES = ("grid", "random", "tpe")
@@ -97,6 +98,7 @@ class SweepConfig:
     recheck: int = 5  # the top k points the fast evaluator served, re-run through backtrader
     track: str | None = None  # mlflow: log the sweep (a run per trial) to MLflow
     base_dir: str = "."
+    source: str = ""  # digest of the sweep file it was read from (finished.source_digest)
 
     def __post_init__(self) -> None:
         if not self.vary:
@@ -209,6 +211,7 @@ class SweepConfig:
         for runtime in ("workers", "backend", "engine", "recheck", "track"):
             plain.pop(runtime)
         plain.pop("base_dir")
+        plain.pop("source")
         return hashlib.sha256(json.dumps(plain, sort_keys=True, default=str).encode()
                               ).hexdigest()[:16]
 
@@ -293,7 +296,7 @@ def load_sweep(path: str | Path, **overrides: object) -> SweepConfig:
         raise ConfigError(f"{path}: not valid YAML ({yaml_problem(text, exc)}).") from exc
     if not isinstance(tree, dict):
         raise ConfigError(f"{path}: the top level must be a mapping (key: value).")
-    allowed = {f for f in SweepConfig.__dataclass_fields__ if f != "base_dir"}
+    allowed = {f for f in SweepConfig.__dataclass_fields__ if f not in ("base_dir", "source")}
     unknown = [k for k in tree if k not in allowed]
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) {unknown}; allowed: {sorted(allowed)}.")
@@ -326,6 +329,6 @@ def load_sweep(path: str | Path, **overrides: object) -> SweepConfig:
     tree["set"] = dict(tree.get("set") or {})
     tree.update({k: v for k, v in overrides.items() if v is not None})
     try:
-        return SweepConfig(**tree, base_dir=str(path.parent))
+        return SweepConfig(**tree, base_dir=str(path.parent), source=source_digest(path))
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
