@@ -1,10 +1,17 @@
 """Many strategy points on one forecast set: `FastEvaluator.run_many` (one compiled call,
-no frames) against a loop of `run()` (frames per point). Not here yet: the same grid
-through vectorbt's engines (#26 asks for it; vectorbt is not installed on this machine).
+no frames) against a loop of `run()` (frames per point), and against vectorbt's
+`Portfolio.from_signals` (one broadcast call over 1,000 columns, its Rust and its Numba
+engine) where vectorbt is importable (`pip install -e '.[bench]'`; this script installs
+nothing and says when it is missing).
 
 AAPL 2000-2013 (3,270 bars), the naive forecast (last log return), the default broker; a
 1,000-point grid (entry 10 x exit 5 x min hold 5 x long-only or long-short x 2 sizes).
 One core (Numba's serial loop; NUMBA_NUM_THREADS=1). Medians of interleaved repeats.
+The vectorbt grid is 50 entry x 5 exit x long-only/long-short x 2 sizes with no minimum
+hold (from_signals has none): entries signal > entry, exits signal <= exit (shorts the
+mirror), next open fills, 5 bps fees, 2 bps slippage, whole units, the size a percent of
+cash (which cannot reverse a position in one order there: an opposite signal closes, the
+next bar opens). Its results are compared with ours point by point (final value).
 
     python bench/bench_run_many.py [--repeats N]
 """
@@ -36,6 +43,82 @@ def grid() -> list[dict]:
                                                    (0.0, 0.25, 0.5, 0.75, 1.0),
                                                    (0, 1, 2, 5, 10), (False, True),
                                                    (0.5, 1.0))]
+
+
+def vectorbt_grid() -> list[dict]:
+    return [{"entry_threshold": e, "exit_threshold": e * x, "allow_short": s, "fraction": f}
+            for e, x, s, f in itertools.product(np.linspace(0.0, 0.0098, 50),
+                                                (0.0, 0.25, 0.5, 0.75, 1.0), (False, True),
+                                                (0.5, 1.0))]
+
+
+def vectorbt_signals(forecast: np.ndarray, points: list[dict]) -> dict:
+    """LSTMStrategy's threshold rules as from_signals' four signal arrays, one column a
+    point: decided at a bar's close, so they fill at the next bar's open."""
+    entry = np.array([p["entry_threshold"] for p in points])
+    exit_ = np.array([p["exit_threshold"] for p in points])
+    short = np.array([p["allow_short"] for p in points])
+    f = np.nan_to_num(forecast, nan=0.0)[:, None]
+    known = np.isfinite(forecast)[:, None]
+    return {"entries": known & (f > entry), "exits": known & (f <= exit_),
+            "short_entries": known & short & (f < -entry),
+            "short_exits": known & short & (f >= -exit_),
+            "size": np.array([p["fraction"] for p in points])}
+
+
+def run_vectorbt(vbt: object, bars: object, signals: dict, engine: str) -> object:
+    """One from_signals call over every column; prices: each bar's own open (the order
+    placed at the previous close fills there), so the signals move one bar later."""
+    shifted = {k: np.vstack([np.zeros((1, v.shape[1]), bool), v[:-1]])
+               for k, v in signals.items() if k != "size"}
+    return vbt.Portfolio.from_signals(
+        bars["Close"], **shifted, size=signals["size"], size_type="percent",
+        price=bars["Open"], fees=5e-4, slippage=2e-4, size_granularity=1.0,
+        init_cash=100_000.0, freq="1D", upon_opposite_entry="close", engine=engine)
+
+
+def compare_vectorbt(evaluator: FastEvaluator, bars: object, forecast: np.ndarray,
+                     scoring: dict, repeats: int) -> None:
+    try:
+        import vectorbt as vbt
+    except ImportError:
+        print("vectorbt: not importable here, not measured (pip install -e '.[bench]')")
+        return
+    points = vectorbt_grid()
+    signals = vectorbt_signals(forecast, points)
+    engines = ["numba"]
+    try:
+        run_vectorbt(vbt, bars, signals, "rust")
+        engines.insert(0, "rust")
+    except Exception as exc:  # say why, and measure what runs
+        print(f"vectorbt's Rust engine did not run ({type(exc).__name__}: {exc})")
+    run_vectorbt(vbt, bars, signals, "numba")  # its compile out of the timing
+    evaluator.run_many(points, **scoring)
+    times: dict[str, list[float]] = {k: [] for k in ("ours", *engines)}
+    for _ in range(repeats):
+        started = time.perf_counter()
+        ours = evaluator.run_many(points, **scoring)
+        times["ours"].append(time.perf_counter() - started)
+        for engine in engines:
+            started = time.perf_counter()
+            portfolio = run_vectorbt(vbt, bars, signals, engine)
+            times[engine].append(time.perf_counter() - started)
+    theirs = portfolio.final_value().to_numpy()
+    mine = np.array([r["final_value"] for r in ours])
+    gap = np.abs(theirs / mine - 1)
+    orders = portfolio.orders.count().to_numpy()
+    fills = np.array([r["metrics"]["n_trades"] for r in ours])
+    print(f"vectorbt {vbt.__version__}, the same 1,000 points in one call each "
+          f"(min hold 0; medians of {repeats}):")
+    mid = statistics.median(times["ours"])
+    print(f"  ours, run_many:             {mid:7.3f} s")
+    for engine in engines:
+        theirs_s = statistics.median(times[engine])
+        print(f"  vectorbt, {engine:5s} engine:      {theirs_s:7.3f} s = {theirs_s / mid:.1f}x "
+              f"ours (target >= 2x)")
+    print(f"  final values: median |ratio - 1| {np.median(gap):.2e}, within 1% at "
+          f"{np.mean(gap < 0.01):.0%} of the points; points that trade in both: "
+          f"{np.mean((orders > 0) == (fills > 0)):.0%} agree")
 
 
 def main() -> None:
@@ -78,6 +161,7 @@ def main() -> None:
     print(f"one point, run_many([p]) no frames: {one * 1e3:7.3f} ms ({frame / one:.1f}x)")
     print(f"1,000 points, run_many(points):    {grid_s:7.3f} s = {grid_s:.3f} ms a point, "
           f"{frame * len(points) / grid_s:.1f}x a loop of run()")
+    compare_vectorbt(evaluator, bars["AAPL"], forecast.to_numpy(), scoring, args.repeats)
 
 
 if __name__ == "__main__":

@@ -101,3 +101,12 @@ def lstm_step(mean, std, w0, wr, bias, head_w, head_b, target_std, direction, z,
 def empty_wr(hidden: int) -> np.ndarray:
     """The recurrent-layer weights of a one-layer model: none, in the kernel's shape."""
     return np.zeros((0, 2 * hidden, 4 * hidden))
+
+
+def warm_up() -> None:
+    """Compile the step (or load it from Numba's disk cache): setup does it ahead of time."""
+    hidden, n_in = 2, 3
+    lstm_step(np.zeros(n_in), np.ones(n_in), np.zeros((n_in + hidden, 4 * hidden)),
+              empty_wr(hidden), np.zeros((1, 4 * hidden)), np.zeros(hidden), 0.0, 1.0, False,
+              np.zeros(n_in + hidden), np.zeros(4 * hidden), np.zeros((2, 1, hidden)),
+              np.zeros(n_in))
