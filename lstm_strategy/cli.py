@@ -204,7 +204,7 @@ def _check(args: argparse.Namespace) -> int:
     from .features import warmup_bars
     from .forecaster import resolve_device
     from .models import class_path
-    from .training import fold_schedule
+    from .training import expanding_note, fold_schedule
 
     config = _config(args)
     resolve_device(config.device)  # a missing GPU is bad input here as it is for run
@@ -215,6 +215,9 @@ def _check(args: argparse.Namespace) -> int:
         print(f"{ticker}: {len(frame)} bars {stamp(frame.index[0])}..{stamp(frame.index[-1])}, "
               f"{feats.shape[1]} features, {len(folds)} walk-forward folds, first forecast "
               f"{stamp(frame.index[folds[0]])}")
+        costly = expanding_note(frame.index, warmup_bars(feats), config.train)
+        if costly:
+            notes.append(f"{ticker}: {costly}")
     model = config.model
     described = ", ".join(f"{f.name}={getattr(model.knobs, f.name)!r}"
                           for f in dataclasses.fields(model.knobs))

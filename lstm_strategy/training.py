@@ -167,6 +167,37 @@ def fold_schedule(n_bars: int, first_complete: int, config: TrainConfig) -> list
     return list(range(first, n_bars, config.step))
 
 
+def schedule_rows(retrains: list[int], first_complete: int, window: int | None) -> int:
+    """Bars the folds train on, summed (what a walk-forward's training time follows): each
+    fold's span from the first complete row, or its last `window` bars."""
+    spans = [r - first_complete for r in retrains]
+    return sum(spans if window is None else (min(s, window) for s in spans))
+
+
+EXPANDING_NOTE_FACTOR = 3  # `check` says so when expanding costs this many times rolling
+
+
+def expanding_note(index: pd.DatetimeIndex, first_complete: int, config: TrainConfig
+                   ) -> str | None:
+    """What `check` says when an expanding window will cost EXPANDING_NOTE_FACTOR times or
+    more what a rolling one of twice the first fold would (long intraday files: its cost
+    per fold grows with history, so the whole grows as bars^2); None otherwise."""
+    if config.train_window is not None:
+        return None
+    retrains = fold_schedule(len(index), first_complete, config)
+    window = 2 * config.min_train_bars
+    expanding, rolling = (schedule_rows(retrains, first_complete, w) for w in (None, window))
+    if not rolling or expanding < EXPANDING_NOTE_FACTOR * rolling:
+        return None
+    same = [r for r in retrains if r - first_complete <= window]
+    return (f"train.train_window: null (an expanding window) trains its {len(retrains)} folds "
+            f"on {expanding:,} bars in all, {expanding / rolling:.1f}x what "
+            f"--set train.train_window={window} would (a rolling window of twice the first "
+            f"fold's span; training time follows the bars). A rolling window trains each fold "
+            f"on its last {window} bars: the {len(same)} fold(s) retrained by "
+            f"{stamp(index[same[-1]])} stay the same, later ones no longer see older bars.")
+
+
 def label_masks(panel: Panel, rows: slice, retrain_pos: int, config: TrainConfig
                 ) -> tuple[np.ndarray, np.ndarray]:
     """Train and validation label masks over `rows`, each purged by the horizon."""

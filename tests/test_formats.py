@@ -303,3 +303,27 @@ def test_costs_far_above_the_bar_range_are_said(hourly: pd.DataFrame, tmp_path: 
     assert not any("round trip" in n for n in notes)
     _, _, notes = load_experiment_data(load_config(None, tiny_overrides()))
     assert not any("round trip" in n for n in notes)  # daily equities at the defaults
+
+
+def test_check_says_when_an_expanding_window_costs_a_multiple_of_a_rolling_one(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A long hourly file retrained often: `check` names the cost and what a rolling
+    window changes; the shipped daily default says nothing of the kind."""
+    from .conftest import hourly_bars
+
+    bars = hourly_bars(pd.date_range("2021-01-04", periods=250, freq="D"))  # 6,000 bars
+    path = tmp_path / "EURUSD.csv"
+    bars.rename_axis("Date").to_csv(path)
+    overrides = tiny_overrides(**{"data.macro": "null", "data.start": "null",
+                                  "data.end": "null"})  # retrain every 100 bars from 300
+    args = ["check", "--data", str(path), *(part for o in overrides for part in ("--set", o))]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    note = next(line for line in out.splitlines() if "train.train_window: null" in line)
+    assert "--set train.train_window=600" in note and "x what" in note
+    ratio = float(note.split("bars in all, ")[1].split("x what")[0])
+    assert ratio > 3
+    assert main([*args, "--set", "train.train_window=600"]) == 0
+    assert "train.train_window: null" not in capsys.readouterr().out
+    assert main(["check"]) == 0
+    assert "train.train_window: null" not in capsys.readouterr().out
