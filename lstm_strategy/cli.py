@@ -211,11 +211,12 @@ def _check(args: argparse.Namespace) -> int:
     bars, features, notes = load_experiment_data(config)
     for ticker, frame in bars.items():
         feats = features[ticker]
-        folds = fold_schedule(len(frame), warmup_bars(feats), config.train)
+        first = warmup_bars(feats)
+        folds = fold_schedule(len(frame), first, config.train)
         print(f"{ticker}: {len(frame)} bars {stamp(frame.index[0])}..{stamp(frame.index[-1])}, "
               f"{feats.shape[1]} features, {len(folds)} walk-forward folds, first forecast "
               f"{stamp(frame.index[folds[0]])}")
-        costly = expanding_note(frame.index, warmup_bars(feats), config.train)
+        costly = expanding_note(frame.index, folds, first, config.train)
         if costly:
             notes.append(f"{ticker}: {costly}")
     model = config.model

@@ -177,14 +177,14 @@ def schedule_rows(retrains: list[int], first_complete: int, window: int | None) 
 EXPANDING_NOTE_FACTOR = 3  # `check` says so when expanding costs this many times rolling
 
 
-def expanding_note(index: pd.DatetimeIndex, first_complete: int, config: TrainConfig
-                   ) -> str | None:
+def expanding_note(index: pd.DatetimeIndex, retrains: list[int], first_complete: int,
+                   config: TrainConfig) -> str | None:
     """What `check` says when an expanding window will cost EXPANDING_NOTE_FACTOR times or
     more what a rolling one of twice the first fold would (long intraday files: its cost
-    per fold grows with history, so the whole grows as bars^2); None otherwise."""
+    per fold grows with history, so the whole grows as bars^2); None otherwise.
+    `retrains` is the schedule (`fold_schedule`) from the first complete row."""
     if config.train_window is not None:
         return None
-    retrains = fold_schedule(len(index), first_complete, config)
     window = 2 * config.min_train_bars
     expanding, rolling = (schedule_rows(retrains, first_complete, w) for w in (None, window))
     if not rolling or expanding < EXPANDING_NOTE_FACTOR * rolling:

@@ -140,11 +140,8 @@ def backtest(
     trades = pd.DataFrame(strat.trades, columns=[
         "ticker", "entry_date", "exit_date", "direction", "entry_price", "bars", "pnl",
         "pnl_net", "status"])
-    metrics = strategy_metrics(equity["value"], trades=trades, fills=fills,
-                               exposure=equity["gross_exposure"],
-                               periods_per_year=periods_per_year,
-                               gaps=calendar[gap_after(calendar)])
-    metrics["rejected_orders"] = strat.rejected_orders
+    metrics = run_metrics(equity, fills, trades, calendar, periods_per_year,
+                          strat.rejected_orders)
     records = strat.record_frame() if hasattr(strat, "record_frame") else None
     nan_count = getattr(strat, "nan_forecasts", 0)
     if hasattr(strat, "nan_forecasts"):
@@ -152,6 +149,19 @@ def backtest(
     return BacktestResult(name or strategy.__name__, equity, fills, trades, metrics,
                           records, nan_count, strat.rejected_orders,
                           _analyzer_summary(strat) if cross_check else {}, strat)
+
+
+def run_metrics(equity: pd.DataFrame, fills: pd.DataFrame, trades: pd.DataFrame,
+                calendar: pd.DatetimeIndex, periods_per_year: float,
+                rejected_orders: int) -> dict:
+    """A run's metrics as `backtest` reports them (whichever engine traded it): over the
+    calendar's holes, then the orders the broker refused."""
+    metrics = strategy_metrics(equity["value"], trades=trades, fills=fills,
+                               exposure=equity["gross_exposure"],
+                               periods_per_year=periods_per_year,
+                               gaps=calendar[gap_after(calendar)])
+    metrics["rejected_orders"] = rejected_orders
+    return metrics
 
 
 def forecast_backtest(
@@ -187,13 +197,10 @@ def forecast_backtest(
     run = evaluator.run(cash=broker.cash, commission_bps=broker.commission_bps,
                         slippage_bps=broker.slippage_bps, fill=broker.fill,
                         fractional=broker.fractional, trade_start=trade_start, **params)
-    metrics = strategy_metrics(run.equity["value"], trades=run.trades, fills=run.fills,
-                               exposure=run.equity["gross_exposure"],
-                               periods_per_year=infer_periods_per_year(calendar),
-                               gaps=calendar[gap_after(calendar)])
+    metrics = run_metrics(run.equity, run.fills, run.trades, calendar,
+                          infer_periods_per_year(calendar), run.rejected_orders)
     start = 0 if trade_start is None else int(calendar.searchsorted(pd.Timestamp(trade_start)))
     nan_count = int((~evaluator.finite[start:]).sum())  # bars LSTMStrategy skips, as it counts
-    metrics["rejected_orders"] = run.rejected_orders
     metrics["nan_forecasts"] = nan_count
     return BacktestResult(name or "LSTMStrategy", run.equity, run.fills, run.trades, metrics,
                           None, nan_count, run.rejected_orders, engine="fast")

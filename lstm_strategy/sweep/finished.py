@@ -52,6 +52,16 @@ def source_digest(path: Path) -> str:
     return hashlib.sha256(f"{__version__}\0".encode() + path.read_bytes()).hexdigest()[:16]
 
 
+def lock_holder(path: Path) -> int | None:
+    """The pid of another live process holding the sweep lock at `path` (None: free, or
+    left by a dead driver)."""
+    try:
+        pid = int(path.read_text().strip() or 0)
+    except (OSError, ValueError):
+        return None
+    return pid if pid and pid != os.getpid() and pid_alive(pid) else None
+
+
 def finished_summary(sweep_file: str | Path, out: str | Path) -> dict | None:
     """summary.json of the sweep in `out` when that folder holds the finished sweep of
     `sweep_file` (a path or a ready sweep's name) and its report; None when anything may
@@ -61,11 +71,8 @@ def finished_summary(sweep_file: str | Path, out: str | Path) -> dict | None:
                                         "study.db")]
     if path is None or not all(f.is_file() for f in files):
         return None
-    lock = folder / "sweep.lock"
-    with contextlib.suppress(OSError, ValueError):
-        pid = int(lock.read_text().strip() or 0)
-        if pid and pid != os.getpid() and pid_alive(pid):
-            return None  # another driver: the full path says so
+    if lock_holder(folder / "sweep.lock"):
+        return None  # another driver: the full path says so
     try:
         summary = json.loads(files[0].read_text())
         if files[2].stat().st_mtime_ns < files[0].stat().st_mtime_ns:

@@ -35,9 +35,9 @@ from ..evaluation.stats import (
     probability_of_backtest_overfitting,
     sharpe_per_bar,
 )
-from ..processes import pid_alive, worker_init
+from ..processes import worker_init
 from .backends import WorkerLost, make_backend, start_method
-from .finished import SweepResult
+from .finished import SweepResult, lock_holder
 from .ledger import Ledger
 from .space import SweepConfig, load_sweep
 from .tasks import backtest_task, returns_matrix, train_task
@@ -52,14 +52,10 @@ class _Lock:
         self.path = path
 
     def __enter__(self) -> _Lock:
-        if self.path.exists():
-            try:
-                pid = int(self.path.read_text().strip() or 0)
-            except ValueError:
-                pid = 0
-            if pid and pid != os.getpid() and pid_alive(pid):
-                raise ConfigError(f"{self.path.parent}: another sweep (pid {pid}) is running "
-                                  f"in this folder; wait for it or choose another --out.")
+        pid = lock_holder(self.path)
+        if pid:
+            raise ConfigError(f"{self.path.parent}: another sweep (pid {pid}) is running "
+                              f"in this folder; wait for it or choose another --out.")
         self.path.write_text(str(os.getpid()))
         return self
 
