@@ -155,7 +155,9 @@ class BrokerConfig:
     """backtrader broker: starting cash, costs and when orders fill."""
 
     cash: float = 100_000.0
-    commission_bps: float = 5.0  # per side, on traded value
+    commission_bps: float = 5.0  # per side, on traded value (buys only, with the next)
+    sell_commission_bps: float | None = None  # sells' rate (Qlib's close_cost); None: the same
+    min_commission: float = 0.0  # least commission of a fill, in cash (Qlib's min_cost)
     slippage_bps: float = 2.0  # price moved against each fill
     fill: str = "next_open"  # next_open | close (cheat-on-close: fill at the signal bar's close)
     fractional: bool = False  # trade fractional units (crypto, FX); False: whole units
@@ -164,9 +166,17 @@ class BrokerConfig:
         _one_of("broker.fill", self.fill, ("next_open", "close"))
         if self.cash <= 0:
             raise ConfigError(f"broker.cash={self.cash} must be > 0.")
-        for key in ("commission_bps", "slippage_bps"):
-            if getattr(self, key) < 0:
+        for key in ("commission_bps", "slippage_bps", "sell_commission_bps",
+                    "min_commission"):
+            if (getattr(self, key) or 0) < 0:
                 raise ConfigError(f"broker.{key}={getattr(self, key)} must be >= 0.")
+
+    @property
+    def one_rate(self) -> bool:
+        """Whether every fill pays commission_bps and nothing else (what the fast
+        evaluator models); Qlib-style costs (a sell rate, a minimum) need backtrader."""
+        return (self.sell_commission_bps in (None, self.commission_bps)
+                and not self.min_commission)
 
 
 @dataclass(frozen=True)
@@ -215,11 +225,14 @@ class PortfolioConfig:
     weighting: str = "equal"  # equal | forecast (by distance from the cross-sectional mean)
     gross: float = 1.0  # gross exposure as a fraction of equity
     max_turnover: float = 0.0  # most of equity traded at a rebalance (0: no cap)
+    book: str = "rank"  # rank (rebalance to the ranking) | topk_dropout (Qlib's)
+    n_drop: int = 1  # topk_dropout: most holdings a leg replaces at a rebalance
 
     def __post_init__(self) -> None:
         try:
             check_book(top_k=self.top_k, weighting=self.weighting, gross=self.gross,
-                       max_turnover=self.max_turnover, rebalance=self.rebalance)
+                       max_turnover=self.max_turnover, rebalance=self.rebalance,
+                       book=self.book, n_drop=self.n_drop)
         except ConfigError as exc:
             raise ConfigError(f"portfolio: {exc}") from None
 

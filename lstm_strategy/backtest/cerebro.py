@@ -36,6 +36,33 @@ class FractionalCommInfo(bt.CommInfoBase):
         return self.p.leverage * (cash / price)
 
 
+class QlibCommInfo(FractionalCommInfo):
+    """Qlib's costs: buys pay `commission`, sells `sell_commission` (Qlib's open_cost and
+    close_cost, on traded value), and every fill at least `min_commission` in cash.
+
+    backtrader charges a fill that reverses a position as two (the close and the open),
+    so a reversal pays the minimum on each. Whole units unless `fractional`.
+    """
+
+    params = (("sell_commission", 0.0), ("min_commission", 0.0), ("fractional", False),
+              ("percabs", True))
+
+    def _getcommission(self, size: float, price: float, pseudoexec: bool) -> float:
+        if not size:
+            return 0.0
+        rate = self.p.commission if size > 0 else self.p.sell_commission
+        return max(abs(size) * price * rate, self.p.min_commission)
+
+    def getsize(self, price: float, cash: float) -> float:
+        if self.p.fractional:
+            return super().getsize(price, cash)
+        return bt.CommInfoBase.getsize(self, price, cash)
+
+    def cost_terms(self) -> tuple[float, float, float]:
+        """(buy rate, sell rate, minimum) for sizing orders within the cash."""
+        return self.p.commission, self.p.sell_commission, self.p.min_commission
+
+
 def make_cerebro(broker: BrokerConfig | None = None) -> bt.Cerebro:
     """A Cerebro whose broker has the configured cash, commission, slippage and fill rule.
 
@@ -50,7 +77,13 @@ def make_cerebro(broker: BrokerConfig | None = None) -> bt.Cerebro:
     # (RecordingStrategy.next_open); the broker executes them at that same open
     cerebro = bt.Cerebro(stdstats=False, maxcpus=1, cheat_on_open=broker.fill != "close")
     cerebro.broker.setcash(broker.cash)
-    if broker.fractional:
+    if not broker.one_rate:
+        sell = broker.commission_bps if broker.sell_commission_bps is None else \
+            broker.sell_commission_bps
+        cerebro.broker.addcommissioninfo(QlibCommInfo(
+            commission=broker.commission_bps / 1e4, sell_commission=sell / 1e4,
+            min_commission=broker.min_commission, fractional=broker.fractional))
+    elif broker.fractional:
         cerebro.broker.addcommissioninfo(FractionalCommInfo(
             commission=broker.commission_bps / 1e4, percabs=True))
     else:
@@ -186,7 +219,7 @@ def forecast_backtest(
     from .strategies import LSTMStrategy
 
     compiled = hasattr(_fastkernel.run, "py_func")
-    if fastsim.unsupported(params) or (compiled and not fastsim.kernel_cached()):
+    if fastsim.unsupported(params, broker) or (compiled and not fastsim.kernel_cached()):
         return backtest(bars, LSTMStrategy, broker=broker, trade_start=trade_start, name=name,
                         forecasts=forecasts, **params)
     from ..config import BrokerConfig

@@ -214,11 +214,15 @@ def decide(state: Position, bar: int, signal: float, close: float, vol: float, r
 
 # -- cross-sectional rules ---------------------------------------------------------------
 WEIGHTINGS = ("equal", "forecast")
+BOOKS = ("rank", "topk_dropout")
 
 
 def check_book(*, top_k: int, weighting: str = "equal", gross: float = 1.0,
-               max_turnover: float = 0.0, rebalance: int = 1) -> None:
+               max_turnover: float = 0.0, rebalance: int = 1, book: str = "rank",
+               n_drop: int = 1) -> None:
     """The one set of checks for a cross-sectional book's settings (ConfigError)."""
+    if book not in BOOKS:
+        raise ConfigError(f"book={book!r}; choose one of {list(BOOKS)}.")
     if weighting not in WEIGHTINGS:
         raise ConfigError(f"weighting={weighting!r}; choose one of {list(WEIGHTINGS)}.")
     if top_k < 1 or gross < 0 or max_turnover < 0:
@@ -226,6 +230,12 @@ def check_book(*, top_k: int, weighting: str = "equal", gross: float = 1.0,
                           f"max_turnover={max_turnover} >= 0.")
     if rebalance < 1:
         raise ConfigError(f"rebalance={rebalance} must be >= 1 bar.")
+    if n_drop < 0:
+        raise ConfigError(f"n_drop={n_drop} must be >= 0 (0: never replace a holding).")
+    if book == "topk_dropout" and (weighting != "equal" or max_turnover > 0):
+        raise ConfigError(f"book=topk_dropout sizes its buys equally and caps turnover by "
+                          f"n_drop; weighting={weighting!r} and max_turnover={max_turnover} "
+                          f"belong to book=rank: set weighting: equal and max_turnover: 0.")
 
 
 def rank_targets(forecasts: np.ndarray, held: np.ndarray, *, top_k: int, allow_short: bool,
@@ -260,4 +270,53 @@ def rank_targets(forecasts: np.ndarray, held: np.ndarray, *, top_k: int, allow_s
     moved = np.abs(change).sum()
     if max_turnover > 0 and moved > max_turnover:
         target = held + change * (max_turnover / moved)
+    return target
+
+
+def _by_score(members: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """`members` best score first; NaN scores last; ties by asset order."""
+    keys = np.where(np.isfinite(scores[members]), -scores[members], np.inf)
+    return members[np.lexsort((members, keys))]
+
+
+def _dropout_leg(scores: np.ndarray, held: np.ndarray, free: np.ndarray, top_k: int,
+                 n_drop: int) -> tuple[np.ndarray, np.ndarray]:
+    """(sold, bought) of one leg by Qlib's TopkDropout rule, on scores where higher is better.
+
+    `held` are the leg's holdings, `free` the assets it may buy. The buy list is the best
+    `n_drop + top_k - len(held)` not held; of the holdings, those among the `n_drop` worst
+    of holdings and buy list together are sold (so a holding is never dropped for a
+    worse asset), and as many of the buy list bought as keep the leg at `top_k`.
+    """
+    last = _by_score(held, scores)
+    candidates = _by_score(free[np.isfinite(scores[free])], scores)
+    today = candidates[:max(n_drop + top_k - len(last), 0)]
+    combined = _by_score(np.concatenate([last, today]), scores)
+    worst = combined[len(combined) - n_drop:] if n_drop > 0 else combined[:0]
+    sold = last[np.isin(last, worst)]
+    return sold, today[:max(len(sold) + top_k - len(last), 0)]
+
+
+def topk_dropout_targets(forecasts: np.ndarray, held: np.ndarray, *, top_k: int,
+                         n_drop: int, allow_short: bool, gross: float = 1.0) -> np.ndarray:
+    """Target weights of Qlib's TopkDropout book: few trades a rebalance, by construction.
+
+    Hold the `top_k` best forecasts; at each rebalance sell at most `n_drop` holdings,
+    those ranked lowest (a holding without a finite forecast ranks lowest of all), and buy
+    as many of the best not held. Holdings kept are not traded: their target is what is
+    held. The buys split equally what the leg's budget (`gross`, half each side with
+    `allow_short`, whose short leg is the same rule on the lowest forecasts) has left
+    after the holdings kept; Qlib splits `risk_degree` x the cash, the same with gross 1.
+    """
+    check_book(top_k=top_k, gross=gross, book="topk_dropout", n_drop=n_drop)
+    target = np.array(held, dtype=float)
+    assets = np.arange(len(forecasts))
+    legs = [(forecasts, 1.0)] + ([(-np.asarray(forecasts), -1.0)] if allow_short else [])
+    for scores, sign in legs:  # the short leg sees the long leg's trades: never both sides
+        mine = sign * target > 0
+        sold, bought = _dropout_leg(scores, assets[mine], assets[target == 0], top_k, n_drop)
+        target[sold] = 0.0
+        kept = sign * target[sign * target > 0]
+        if len(bought):
+            target[bought] = sign * max(gross / len(legs) - kept.sum(), 0.0) / len(bought)
     return target

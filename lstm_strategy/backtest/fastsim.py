@@ -31,7 +31,11 @@ PARAM_DEFAULTS = {p.name: p.default for p in RULE_PARAMS}
 
 
 def unsupported(params: Mapping[str, object], broker: object | None = None) -> str | None:
-    """Why the fast evaluator cannot serve these LSTMStrategy params (None: it can)."""
+    """Why the fast evaluator cannot serve these LSTMStrategy params, or this broker
+    (a BrokerConfig), with its costs (None: it can)."""
+    if broker is not None and not broker.one_rate:
+        return ("broker.sell_commission_bps / min_commission (Qlib's costs) are modelled "
+                "by backtrader only")
     if params.get("sizing", "fixed") == "sizer":
         return "sizing='sizer' leaves sizes to a backtrader sizer"
     for key in ("stream", "feature_lines"):

@@ -33,6 +33,7 @@ from .decision import (
     left_sum,
     params_doc,
     rank_targets,
+    topk_dropout_targets,
 )
 
 
@@ -171,13 +172,18 @@ class RecordingStrategy(bt.Strategy):
         orders = {}
         for change, data, target_value, held, price in sorted(planned, key=lambda p: p[0]):
             info = broker.getcommissioninfo(data)
-            comm = info.getcommission(1.0, price) / price
+            buy_rate, sell_rate, least = _cost_terms(info, price)
+            comm = buy_rate if change > 0 else sell_rate
             if change > 0 and held >= 0:
                 affordable = max(cash, 0.0) / ((1.0 + comm) * (1.0 + slip))
+                if least and affordable * (1.0 + slip) * comm < least:
+                    affordable = max(cash - least, 0.0) / (1.0 + slip)
                 target_value = held + min(change, affordable)
                 cash -= (target_value - held) * (1.0 + comm) * (1.0 + slip)
             else:  # a sale (or a short growing) frees its value less slippage and commission
                 cash -= (target_value - held) * (1.0 - slip) * (1.0 - comm)
+            if least and target_value != held:  # the minimum, where it is more than the rate
+                cash -= max(least - abs(target_value - held) * (1.0 + slip) * comm, 0.0)
             size_now = self.getposition(data).size
             if not target_value and size_now:
                 orders[data] = self.close(data=data, size=size_now)
@@ -198,6 +204,15 @@ class RecordingStrategy(bt.Strategy):
         if start is None:
             return -math.inf
         return bt.date2num(pd.Timestamp(start).to_pydatetime())
+
+
+def _cost_terms(info: bt.CommInfoBase, price: float) -> tuple[float, float, float]:
+    """(buy rate, sell rate, minimum per fill) of a data's commission scheme."""
+    terms = getattr(info, "cost_terms", None)
+    if terms is not None:
+        return terms()
+    rate = info.getcommission(1.0, price) / price
+    return rate, rate, 0.0
 
 
 WIRING_PARAMS: tuple[Param, ...] = (
@@ -479,7 +494,10 @@ class LSTMStrategy(RecordingStrategy):
 
 class CrossSectionalStrategy(RecordingStrategy):
     """Rank the datas by forecast every `rebalance` bars; long the top k, short the bottom
-    k if allowed (`decision.rank_targets`), orders through the capped `order_targets`.
+    k if allowed, orders through the capped `order_targets`. `book="rank"` rebalances to
+    the ranking's weights (`decision.rank_targets`); `book="topk_dropout"` is Qlib's
+    TopkDropout book, which replaces at most `n_drop` holdings a leg per rebalance and
+    leaves the rest untraded (`decision.topk_dropout_targets`).
 
     Forecasts come from each feed's `forecast` line or the `forecasts` param ({data name:
     Series}). A rebalance happens on the first bar at or after `trade_start` and every
@@ -488,13 +506,14 @@ class CrossSectionalStrategy(RecordingStrategy):
 
     params = (("forecasts", None), ("top_k", 5), ("allow_short", False), ("rebalance", 5),
               ("weighting", "equal"), ("gross", 1.0), ("max_turnover", 0.0),
-              ("trade_start", None))
+              ("book", "rank"), ("n_drop", 1), ("trade_start", None))
 
     def __init__(self) -> None:
         p = self.p
         try:
             check_book(top_k=p.top_k, weighting=p.weighting, gross=p.gross,
-                       max_turnover=p.max_turnover, rebalance=p.rebalance)
+                       max_turnover=p.max_turnover, rebalance=p.rebalance, book=p.book,
+                       n_drop=p.n_drop)
         except ConfigError as exc:
             raise ConfigError(f"CrossSectionalStrategy: {exc}") from None
         self._start_num = self.trade_start_num()
@@ -532,9 +551,14 @@ class CrossSectionalStrategy(RecordingStrategy):
         held = np.array([self.getposition(d).size * d.close[0] / value if value > 0 else 0.0
                          for d in self.datas])
         p = self.p
-        target = rank_targets(self._forecasts(), held, top_k=p.top_k,
-                              allow_short=p.allow_short, weighting=p.weighting, gross=p.gross,
-                              max_turnover=p.max_turnover)
+        if p.book == "topk_dropout":
+            target = topk_dropout_targets(self._forecasts(), held, top_k=p.top_k,
+                                          n_drop=p.n_drop, allow_short=p.allow_short,
+                                          gross=p.gross)
+        else:
+            target = rank_targets(self._forecasts(), held, top_k=p.top_k,
+                                  allow_short=p.allow_short, weighting=p.weighting,
+                                  gross=p.gross, max_turnover=p.max_turnover)
         self.rebalances.append((bt.num2date(self.datetime[0]), target))
         moves = [(d, float(w)) for d, w, h in zip(self.datas, target, held, strict=True)
                  if w != h]

@@ -134,16 +134,30 @@ def _html(result: ComparisonResult, equity: pd.DataFrame) -> str:
 <p>{len(result.bars)} assets; every model forecasts walk-forward out of sample, and all are
 compared on the same bars, {result.start.date()} to {end.date()}. IC and rank IC are the
 daily cross-sectional correlations of forecasts with the next {cfg.train.horizon}-bar
-log returns (Qlib's definitions); ICIR = mean / std of the daily values. The strategy
-ranks the assets every {cfg.portfolio.rebalance} bars, long the top
-{cfg.portfolio.top_k}{' and short the bottom ' + str(cfg.portfolio.top_k)
-if cfg.portfolio.allow_short else ''}, with {cfg.broker.commission_bps:g} bps commission
-and {cfg.broker.slippage_bps:g} bps slippage; the information ratio is against
-{BENCHMARK}.</p>
+log returns (Qlib's definitions); ICIR = mean / std of the daily values.
+{html.escape(_book_text(cfg))} The information ratio is against {BENCHMARK}.</p>
 <table><tr>{head}</tr>{body}</table>
 <h2>Notes</h2><ul>{notes}</ul>
 {shown}"""
     return html_page(f"lstm-strategy comparison: {cfg.name}", body, page, style=STYLE)
+
+
+def _book_text(cfg: object) -> str:
+    """The cross-sectional book and its costs, in a sentence or two."""
+    p, b = cfg.portfolio, cfg.broker
+    sides = f"long the top {p.top_k}" + (f" and short the bottom {p.top_k}"
+                                         if p.allow_short else "")
+    if p.book == "topk_dropout":
+        book = (f"The strategy (Qlib's TopkDropout book) holds {sides}; every "
+                f"{p.rebalance} bars it replaces at most {p.n_drop} holding(s) a side, "
+                f"those ranked lowest, with the best not held.")
+    else:
+        book = f"The strategy ranks the assets every {p.rebalance} bars, {sides}."
+    sell = b.commission_bps if b.sell_commission_bps is None else b.sell_commission_bps
+    costs = (f"{b.commission_bps:g} bps commission" if sell == b.commission_bps else
+             f"{b.commission_bps:g} bps commission on buys and {sell:g} on sells")
+    least = f", at least {b.min_commission:g} a fill" if b.min_commission else ""
+    return f"{book} Costs: {costs}{least}, {b.slippage_bps:g} bps slippage."
 
 
 STYLE = """body{font-family:sans-serif;margin:2em;max-width:1250px}table{border-collapse:collapse}

@@ -115,7 +115,7 @@ def backtest_task(config_tree: dict, keys: dict[str, str], holdout: float,
                              periods_per_year=_calendar(calendar[calendar < trade_start])[0])
     # a stream-mode point is scored on the batch forecasts of the same walk-forward (the
     # stream steps the same models to the same forecasts, within 1e-6: tests/test_training)
-    reason = unsupported(params)
+    reason = unsupported(params, config.broker)
     if engine == "fast" and reason:
         raise ValueError(f"engine=fast cannot serve this point: {reason}")
     served = "fast" if engine != "backtrader" and not reason else "backtrader"
