@@ -238,6 +238,22 @@ class PortfolioConfig:
 
 
 @dataclass(frozen=True)
+class FoldsConfig:
+    """Where a walk-forward's folds train: in this process, one after another (workers 1),
+    or as tasks on the sweeps' backends (local processes, Ray), the same forecasts bit for
+    bit with `threads: 1`. Folds that warm-start (train.warm_start) stay sequential."""
+
+    workers: int = 1  # processes (or Ray CPUs) training folds at once
+    backend: str = "local"  # local | ray
+    address: str | None = None  # a Ray cluster's address; None: a local Ray for the run
+
+    def __post_init__(self) -> None:
+        _one_of("folds.backend", self.backend, ("local", "ray"))
+        if self.workers < 1:
+            raise ConfigError(f"folds.workers={self.workers} must be >= 1.")
+
+
+@dataclass(frozen=True)
 class CompareConfig:
     """What `lstm-backtest compare` sets side by side: model kinds, with and without macro."""
 
@@ -273,6 +289,7 @@ class ExperimentConfig:
     track: TrackConfig = field(default_factory=TrackConfig)
     portfolio: PortfolioConfig = field(default_factory=PortfolioConfig)
     compare: CompareConfig = field(default_factory=CompareConfig)
+    folds: FoldsConfig = field(default_factory=FoldsConfig)
 
     def __post_init__(self) -> None:
         _one_of("device", self.device.split(":")[0], ("auto", "cpu", "cuda", "mps"))

@@ -243,6 +243,28 @@ def forecast_all(config: ExperimentConfig, features: dict[str, pd.DataFrame],
     (a multi-asset model kind). Returns the results by ticker, their forecast-cache keys
     (for `cache.cached_predictions`) and how many walk-forwards were trained (not cached).
     """
+    backend = None
+    if config.folds.workers > 1:
+        from .sweep.backends import LazyBackend
+
+        backend = LazyBackend(config.folds.backend, config.folds.workers, config.folds.address)
+    try:
+        outcome = _forecast_all(config, features, targets, use_cache, refresh, progress, say,
+                                backend)
+    except BaseException:
+        if backend is not None:
+            backend.close(cancel=True)  # no worker outlives the error
+        raise
+    if backend is not None:
+        backend.close()
+    return outcome
+
+
+def _forecast_all(config: ExperimentConfig, features: dict[str, pd.DataFrame],
+                  targets: dict[str, pd.Series], use_cache: bool, refresh: bool,
+                  progress: bool | Callable[[str], None] | None, say: Callable[[str], None],
+                  backend: object | None
+                  ) -> tuple[dict[str, WalkForwardResult], dict[str, str], int]:
     model, train, device = config.model, config.train, config.device
     if model.multi_asset:
         if config.strategy.mode == "stream":
@@ -254,7 +276,7 @@ def forecast_all(config: ExperimentConfig, features: dict[str, pd.DataFrame],
         panel, trained = cached_walk_forward(features, targets, model, train, device=device,
                                              use_cache=use_cache, refresh=refresh, key=key,
                                              sectors=sectors, progress=progress,
-                                             label=f"{len(features)} assets")
+                                             label=f"{len(features)} assets", backend=backend)
         if not trained:
             say("forecasts from the cache (same data, features, model and training "
                 "settings); --no-cache retrains")
@@ -267,7 +289,7 @@ def forecast_all(config: ExperimentConfig, features: dict[str, pd.DataFrame],
         results[ticker], fresh = cached_walk_forward(
             features[ticker], targets[ticker], model, train, device=device,
             use_cache=use_cache, refresh=refresh, key=keys[ticker], progress=progress,
-            label=ticker)
+            label=ticker, backend=backend)
         trained += fresh
         if not fresh:
             say(f"{ticker}: forecasts from the cache (same data, features, model and "

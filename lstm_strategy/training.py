@@ -510,6 +510,52 @@ def fit_fold_at(panel: Panel, names: list[str], index: pd.DatetimeIndex, k: int,
             f"train.burn_in; no untrained model is traded.") from None
 
 
+def fold_forecasts(panel: Panel, forecaster: Forecaster, retrain_pos: int,
+                   config: TrainConfig, n_bars: int) -> tuple[slice, np.ndarray]:
+    """A fold's out-of-sample forecasts: the panel rows it covers and their values (its
+    state warmed over `context_bars` before the retrain date, as the stream does)."""
+    end_pos = min(retrain_pos + config.step, n_bars)
+    first_row = int(np.searchsorted(panel.pos, retrain_pos))
+    stop_row = int(np.searchsorted(panel.pos, end_pos))
+    if stop_row <= first_row:
+        return slice(first_row, first_row), np.empty((0, *panel.y.shape[1:]))
+    context_row = max(0, first_row - forecaster.model.context_rows(config.context_bars))
+    out = forecaster.forecast_rows(panel.x[context_row:stop_row])
+    return slice(first_row, stop_row), out[first_row - context_row:]
+
+
+def fold_task(panel: Panel, names: list[str], index: pd.DatetimeIndex, k: int,
+              retrain_pos: int, model_config: ModelConfig, config: TrainConfig
+              ) -> tuple[FoldFit, tuple[slice, np.ndarray]]:
+    """Fold k trained and forecast in a worker (on the CPU): what the loop does for it."""
+    device = torch.device("cpu")
+    fit = fit_fold_at(panel, names, index, k, retrain_pos, model_config, config, device)
+    return fit, fold_forecasts(panel, fit.forecaster, retrain_pos, config, len(index))
+
+
+def _in_parallel(backend: object | None, config: TrainConfig, device: torch.device,
+                 folds: int) -> bool:
+    return (backend is not None and not config.warm_start and device.type == "cpu"
+            and folds > 1)
+
+
+def _folds_on(backend: object, panel: Panel, names: list[str], index: pd.DatetimeIndex,
+              retrains: list[int], model_config: ModelConfig, config: TrainConfig,
+              report: FoldProgress) -> list[tuple[FoldFit, tuple[slice, np.ndarray]]]:
+    """Every fold as a task on `backend`; their outcomes in fold order."""
+    handles = {backend.submit(fold_task, panel, names, index, k, pos, model_config, config): k
+               for k, pos in enumerate(retrains)}
+    done: dict[int, tuple] = {}
+    pending = list(handles)
+    while pending:
+        for handle in backend.wait(pending):
+            pending.remove(handle)
+            k = handles[handle]
+            done[k] = backend.result(handle)
+            report.fold_done(len(done) - 1, index[retrains[k]], done[k][0])
+    return [done[k] for k in range(len(retrains))]
+
+
 def walk_forward(
     features: pd.DataFrame | Mapping[str, pd.DataFrame],
     target: pd.Series | Mapping[str, pd.Series],
@@ -520,6 +566,7 @@ def walk_forward(
     progress: bool | Callable[[str], None] | None = None,
     label: str = "",
     sectors: Mapping[str, str] | None = None,
+    backend: object | None = None,
 ) -> WalkForwardResult:
     """Train fold by fold and return out-of-sample forecasts on the features' index.
 
@@ -529,6 +576,9 @@ def walk_forward(
     For a multi-asset model (`model.kind` pooled or lstm_gnn) pass {asset: features} and
     {asset: target} on one calendar: one model forecasts them all, and `predictions` is a
     frame with a column per asset; `sectors` ({asset: sector}) feeds sector graphs.
+    `backend` (`sweep.backends.make_backend`) trains the folds as parallel tasks, each on
+    one torch thread: the forecasts equal the loop's on one thread, bit for bit. Folds
+    that warm-start, and models on a GPU, train in this process, one after another.
     """
     model_config = model_config or ModelConfig()
     config = train_config or TrainConfig()
@@ -551,30 +601,31 @@ def walk_forward(
         raise DataError(f"{len(index)} bars leave no out-of-sample bar after "
                          f"{int(panel.pos[0])} warm-up + {config.min_train_bars} training "
                          f"bars (train.min_train_bars); supply more history or lower it.")
-    folds: list[Fold] = []
-    init_state = None
     report = FoldProgress(len(retrains), label, progress)
-    for k, retrain_pos in enumerate(retrains):
+    if _in_parallel(backend, config, device, len(retrains)):
+        outcomes = _folds_on(backend, panel, names, index, retrains, model_config, config,
+                             report)
+    else:
+        outcomes, init_state = [], None
+        for k, retrain_pos in enumerate(retrains):
+            fit = fit_fold_at(panel, names, index, k, retrain_pos, model_config, config,
+                              device, init_state)
+            if config.warm_start:
+                init_state = copy.deepcopy(fit.forecaster.model.state_dict())
+            outcomes.append((fit, fold_forecasts(panel, fit.forecaster, retrain_pos, config,
+                                                 len(index))))
+            report.fold_done(k, index[retrain_pos], fit)
+    folds: list[Fold] = []
+    for k, (retrain_pos, (fit, (rows, out))) in enumerate(zip(retrains, outcomes, strict=True)):
+        predictions[panel.pos[rows]] = out
         end_pos = min(retrain_pos + config.step, len(index))
-        first_row = int(np.searchsorted(panel.pos, retrain_pos))
-        stop_row = int(np.searchsorted(panel.pos, end_pos))
-        fit = fit_fold_at(panel, names, index, k, retrain_pos, model_config, config, device,
-                          init_state)
-        forecaster = fit.forecaster
-        if config.warm_start:
-            init_state = copy.deepcopy(forecaster.model.state_dict())
-        context_row = max(0, first_row - forecaster.model.context_rows(config.context_bars))
-        if stop_row > first_row:
-            out = forecaster.forecast_rows(panel.x[context_row:stop_row])
-            predictions[panel.pos[first_row:stop_row]] = out[first_row - context_row:]
         last_label = max(fit.last_label_pos, 0)
         folds.append(Fold(
             index=k, retrain_date=index[retrain_pos], end_date=index[end_pos - 1],
             train_start=index[fit.train_start_pos], last_label_date=index[last_label],
             label_end_date=index[last_label + config.horizon], n_train=fit.n_train,
             n_val=fit.n_val, epochs_run=fit.epochs_run, best_val_loss=fit.best_val_loss,
-            forecaster=forecaster))
-        report.fold_done(k, index[retrain_pos], fit)
+            forecaster=fit.forecaster))
     report.close()
     if predictions.ndim == 1:
         forecast = pd.Series(predictions, index=index, name="forecast")

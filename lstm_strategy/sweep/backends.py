@@ -204,3 +204,28 @@ class RayBackend:
 def make_backend(name: str, workers: int, address: str | None = None
                  ) -> LocalBackend | RayBackend:
     return RayBackend(workers, address) if name == "ray" else LocalBackend(workers)
+
+
+class LazyBackend:
+    """A backend made on the first task submitted, so a run whose folds all come from the
+    cache starts no process and no Ray. `close(cancel=True)` on the way out of an error."""
+
+    def __init__(self, name: str, workers: int, address: str | None = None) -> None:
+        self._args = (name, workers, address)
+        self._backend: LocalBackend | RayBackend | None = None
+
+    def submit(self, fn: Callable, *args: object) -> object:
+        if self._backend is None:
+            self._backend = make_backend(*self._args)
+        return self._backend.submit(fn, *args)
+
+    def wait(self, handles: Sequence[object]) -> list[object]:
+        return self._backend.wait(handles)
+
+    def result(self, handle: object) -> object:
+        return self._backend.result(handle)
+
+    def close(self, cancel: bool = False) -> None:
+        if self._backend is not None:
+            self._backend.close(cancel)
+            self._backend = None

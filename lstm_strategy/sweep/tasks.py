@@ -8,6 +8,7 @@ and return plain data, run with one torch thread, and work the same in any proce
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 import warnings
@@ -17,7 +18,7 @@ import pandas as pd
 from ..backtest import LSTMStrategy, backtest
 from ..backtest.fastsim import FastEvaluator, unsupported
 from ..cache import cached_predictions
-from ..config import ExperimentConfig, config_from_dict, resolve_path
+from ..config import ExperimentConfig, FoldsConfig, config_from_dict, resolve_path
 from ..data import gap_after, load_many
 from ..evaluation.metrics import bar_returns, infer_periods_per_year, strategy_metrics
 from ..experiment import forecast_all, load_experiment_data, seed_everything, strategy_params
@@ -32,7 +33,8 @@ def train_task(config_tree: dict, refresh: bool = False) -> dict:
     even when the cache holds them.
     """
     started = time.perf_counter()
-    config = config_from_dict(config_tree)
+    # a sweep spreads its models over the workers; each model's folds train in its worker
+    config = dataclasses.replace(config_from_dict(config_tree), folds=FoldsConfig())
     with torch_threads(1), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         seed_everything(config.train.seed)
