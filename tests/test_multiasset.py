@@ -332,3 +332,72 @@ def torch_one_thread() -> object:
     from lstm_strategy.forecaster import torch_threads
 
     return torch_threads(1)
+
+
+def factor_graph(assets: int, seed: int = 0) -> np.ndarray:
+    """A top-5 correlation graph of one-factor returns: hubs, as real universes have."""
+    rng = np.random.default_rng(seed)
+    returns = rng.uniform(0.2, 1.5, assets) * rng.standard_normal((300, 1)) + \
+        rng.standard_normal((300, assets))
+    return correlation_graph(returns, 5, 0.0, 252)
+
+
+def test_sparse_and_dense_graph_layers_agree_and_checkpoints_hold_links() -> None:
+    from lstm_strategy.models.lstm_gnn import SPARSE_FROM
+
+    assets = SPARSE_FROM + 16
+    config = ModelConfig(kind="lstm_gnn", hidden_size=8, num_layers=1, graph_layers=2)
+    torch.manual_seed(0)
+    model = build_model(5, config, assets)
+    assert model.propagation == "sparse"  # chosen by the model from the universe's size
+    graph = factor_graph(assets)
+    model.set_graph(graph)
+    x = torch.randn(2, assets, 9, 5)
+    sparse_out, _ = model(x)
+    sparse_out.square().sum().backward()
+    sparse_grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    model.propagation = "dense"  # the same weights through torch-geometric's DenseGCNConv
+    model._graph_changed()
+    dense_out, _ = model(x)
+    dense_out.square().sum().backward()
+    torch.testing.assert_close(sparse_out, dense_out, atol=1e-6, rtol=0)
+    for a, b in zip(sparse_grads, (p.grad for p in model.parameters()), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    # the checkpoint holds the graph as its links, and loads back to the same forecasts
+    state = model.state_dict()
+    assert state["edges"].shape == (2, int(graph.sum()))
+    assert not any(t.shape == (assets, assets) for t in state.values())
+    again = build_model(5, config, assets)
+    again.load_state_dict(state)
+    np.testing.assert_array_equal(again.adjacency.numpy(), graph)
+    torch.testing.assert_close(again(x)[0], sparse_out, atol=0, rtol=0)
+    # and a checkpoint of the dense-matrix format (before links) still loads
+    legacy = {k: v for k, v in state.items() if k != "edges"}
+    legacy["adjacency"] = torch.as_tensor(graph, dtype=torch.float32)
+    old = build_model(5, config, assets)
+    old.load_state_dict(legacy)
+    torch.testing.assert_close(old(x)[0], sparse_out, atol=0, rtol=0)
+    # attention stays dense at any size
+    gat = build_model(5, ModelConfig(kind="lstm_gnn", hidden_size=8, graph_layer="gat"),
+                      assets)
+    assert gat.propagation == "dense"
+
+
+def test_the_sparse_graph_path_has_no_lookahead() -> None:
+    from lstm_strategy.models.lstm_gnn import SPARSE_FROM
+
+    index = pd.bdate_range("2001-01-01", periods=420)
+    tickers = [f"S{i:02d}" for i in range(SPARSE_FROM)]
+    bars = {t: random_walk_bars(index, seed) for seed, t in enumerate(tickers)}
+    features = {t: build_features(f, FeatureConfig()) for t, f in bars.items()}
+    targets = {t: make_target(f["Close"], 1) for t, f in bars.items()}
+    train = TrainConfig(min_train_bars=250, step=60, epochs=1, context_bars=30, bptt=32,
+                        burn_in=5, batch_streams=2, patience=1)
+    full = walk_forward(features, targets, GNN, train, device="cpu", progress=False)
+    assert full.folds[0].forecaster.model.propagation == "sparse"
+    end = full.folds[1].retrain_date + pd.Timedelta(days=10)
+    short = walk_forward(cut(features, end), cut(targets, end), GNN, train, device="cpu",
+                         progress=False)
+    pd.testing.assert_frame_equal(short.predictions, full.predictions.loc[:end])
+    assert short.predictions.notna().to_numpy().sum() > 1000

@@ -50,9 +50,51 @@ class GraphParams(PooledParams):
                               f"graph_threshold in [-1, 1]).")
 
 
+# From this many assets GCN layers propagate over the links (a sparse product of the
+# normalised graph with each bar's states) instead of multiplying the dense [assets,
+# assets] matrix into every bar: assets^2 x hidden a bar against links x hidden.
+# Measured crossover (bench/bench_multiasset.py, BENCHMARKS.md): dense wins below it.
+SPARSE_FROM = 64
+
+
+def propagation(n_assets: int, layer: str) -> str:
+    """How a graph layer mixes the assets: "dense" (torch-geometric's dense layers: GAT
+    attention always, GCN on few assets) or "sparse" (GCN over the links). A third,
+    "gather" (a padded [assets, slots] neighbour index), is kept for the benchmark: its
+    cost follows the busiest asset's links, and correlation graphs have hubs."""
+    return "sparse" if layer == "gcn" and n_assets >= SPARSE_FROM else "dense"
+
+
+def gcn_neighbours(edges: torch.Tensor, n_assets: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each asset's neighbours and GCN weights, self-link included: [assets, slots] index
+    and weight (D^-1/2 (A + I) D^-1/2, DenseGCNConv's normalisation), padded with weight 0.
+    Built once per fold graph."""
+    src, dst = edges[0], edges[1]
+    keep = src != dst
+    src, dst = src[keep], dst[keep]
+    degree = torch.bincount(src, minlength=n_assets) + 1  # the self-link
+    slots = int(degree.max())
+    index = torch.arange(n_assets).repeat(slots, 1).T.contiguous()
+    weight = torch.zeros(n_assets, slots, dtype=torch.float64)
+    scale = degree.to(torch.float64).pow(-0.5)
+    weight[:, 0] = scale * scale
+    order = torch.argsort(src * n_assets + dst)  # sorted by asset, then neighbour
+    src, dst = src[order], dst[order]
+    starts = torch.cumsum(degree - 1, 0) - (degree - 1)
+    slot = torch.arange(len(src)) - starts[src] + 1
+    index[src, slot] = dst
+    weight[src, slot] = scale[src] * scale[dst]
+    return index, weight
+
+
 @register
 class LSTMGNN(PooledLSTM):
-    """PooledLSTM + `graph_layers` dense graph convolutions over each bar's states."""
+    """PooledLSTM + `graph_layers` graph convolutions over each bar's states.
+
+    The fold's graph is kept as links (`edges`, [2, links]: what the checkpoint holds),
+    normalised once when it is set. GCN layers on many assets propagate over the links
+    (see `propagation`); with the same weights the two paths agree to float rounding.
+    """
 
     kind = "lstm_gnn"
     uses_graph = True
@@ -70,16 +112,74 @@ class LSTMGNN(PooledLSTM):
         layer = (lambda: DenseGCNConv(hidden, hidden)) if p.graph_layer == "gcn" else (
             lambda: DenseGATConv(hidden, hidden, heads=1))
         self.convs = nn.ModuleList(layer() for _ in range(p.graph_layers))
-        self.register_buffer("adjacency", torch.zeros(n_assets, n_assets))
+        self.propagation = propagation(n_assets, p.graph_layer)
+        self.register_buffer("edges", torch.zeros(2, 0, dtype=torch.long))
+        self._graph_changed()
 
     def set_graph(self, adjacency: np.ndarray) -> None:
         """The fold's graph: a symmetric [assets, assets] 0/1 matrix without self-links."""
-        self.adjacency.copy_(torch.as_tensor(adjacency, dtype=self.adjacency.dtype))
+        links = np.argwhere(np.asarray(adjacency) != 0).T
+        self.edges = torch.as_tensor(links, dtype=torch.long, device=self.edges.device)
+        self._graph_changed()
+
+    @property
+    def adjacency(self) -> torch.Tensor:
+        """The graph as a dense 0/1 [assets, assets] matrix."""
+        dense = torch.zeros(self.n_assets, self.n_assets, device=self.edges.device)
+        dense[self.edges[0], self.edges[1]] = 1.0
+        return dense
+
+    def _graph_changed(self) -> None:
+        device, dtype = self.edges.device, self.head.weight.dtype
+        if self.propagation == "dense":
+            self.register_buffer("_dense", self.adjacency.to(dtype), persistent=False)
+            return
+        index, weight = gcn_neighbours(self.edges.cpu(), self.n_assets)
+        if self.propagation == "sparse":  # the normalised matrix as a sparse COO tensor
+            rows = torch.arange(self.n_assets).repeat_interleave(index.shape[1])
+            keep = weight.reshape(-1) != 0
+            matrix = torch.sparse_coo_tensor(
+                torch.stack([rows[keep], index.reshape(-1)[keep]]), weight.reshape(-1)[keep],
+                (self.n_assets, self.n_assets), check_invariants=True).coalesce()
+            self.register_buffer("_sparse", matrix.to(device, dtype), persistent=False)
+            return
+        self.register_buffer("_index", index.T.contiguous().to(device), persistent=False)
+        self.register_buffer("_weight", weight.T.contiguous().to(device, dtype),
+                             persistent=False)
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: object) -> None:
+        legacy = state_dict.pop(prefix + "adjacency", None)  # checkpoints before links
+        if legacy is not None:
+            state_dict[prefix + "edges"] = torch.nonzero(legacy).T.contiguous()
+        edges = state_dict.get(prefix + "edges")
+        if edges is not None:  # a fold's graph has its own number of links
+            self.edges = torch.empty_like(edges, device=self.edges.device)
+        super()._load_from_state_dict(state_dict, prefix, *args)
+        self._graph_changed()
 
     def mix(self, hidden: torch.Tensor) -> torch.Tensor:
-        # hidden [batch, assets, steps, width] -> one graph of `assets` nodes per bar
+        # hidden [batch, assets, steps, width]: states of the same bar mixed across assets
+        if self.propagation != "dense":
+            spread = self._gather if self.propagation == "gather" else self._product
+            for conv in self.convs:
+                hidden = hidden + torch.relu(spread(conv.lin(hidden)) + conv.bias)
+            return hidden
         batch, assets, steps, width = hidden.shape
         nodes = hidden.transpose(1, 2).reshape(batch * steps, assets, width)
         for conv in self.convs:
-            nodes = nodes + torch.relu(conv(nodes, self.adjacency))
+            nodes = nodes + torch.relu(conv(nodes, self._dense))
         return nodes.reshape(batch, steps, assets, width).transpose(1, 2)
+
+    def _gather(self, z: torch.Tensor) -> torch.Tensor:
+        """sum over each asset's links of weight x neighbour's z, along the assets axis."""
+        out = z * self._weight[0].view(1, -1, 1, 1)  # slot 0: the asset itself
+        for index, weight in zip(self._index[1:], self._weight[1:], strict=True):
+            out = out + z.index_select(1, index) * weight.view(1, -1, 1, 1)
+        return out
+
+    def _product(self, z: torch.Tensor) -> torch.Tensor:
+        """The same sum as a sparse matrix product over the assets axis."""
+        batch, assets, steps, width = z.shape
+        flat = z.transpose(0, 1).reshape(assets, batch * steps * width)
+        out = torch.sparse.mm(self._sparse, flat)
+        return out.reshape(assets, batch, steps, width).transpose(0, 1)
