@@ -1,14 +1,21 @@
 """Multi-asset models: what the graph layers cost, training per fold, memory at scale.
 
 1. Per-bar batch-forecast cost of the LSTM-GNN against the pooled LSTM (the same LSTM
-   without graph layers), for 32 assets and for 500 (synthetic features), hidden 32,
-   1 layer, 20 features: medians of alternating repeats (target: graph layers < +50%).
+   without graph layers) at 32, 500 and 2,000 assets (synthetic features), hidden 32,
+   1 layer, 20 features, over a top-5 correlation graph of one-factor returns (hubs, as
+   real universes have): the model's own choice of propagation, and each of dense
+   (torch-geometric's DenseGCNConv), sparse (a sparse product over the links) and
+   gather (a padded [assets, slots] neighbour index), medians of alternating repeats
+   (targets: graph layers < +50% at 500, < +100% at 2,000).
 2. Training time of one walk-forward fold for the 32 sp32 assets (2000-2009, the
    sp32_compare settings, a fixed 5 epochs): per-asset LSTMs (32 models), pooled, LSTM-GNN.
-3. Peak memory (RSS) for 500 assets x 5,000 bars: batch forecasts and one training epoch
+3. Folds in parallel: the sp32 walk-forward (pooled and LSTM-GNN) sequential against 2
+   local worker processes and against a local Ray with 2 CPUs; forecasts compared bit
+   for bit (target >= 1.6x with 2 workers).
+4. Peak memory (RSS) for 500 assets x 5,000 bars: batch forecasts and one training epoch
    of the LSTM-GNN, each in a fresh process.
 
-    python bench/bench_multiasset.py [--device cpu|cuda] [--repeats N]
+    python bench/bench_multiasset.py [--device cpu|cuda] [--repeats N] [--assets 32,500,2000]
 """
 
 from __future__ import annotations
@@ -36,15 +43,25 @@ from lstm_strategy.models import build_model  # noqa: E402
 FEATURES, HIDDEN, BARS = 20, 32, 1024
 
 
-def model(kind: str, assets: int, device: str) -> torch.nn.Module:
+def factor_graph(assets: int) -> np.ndarray:
+    from lstm_strategy.graph import correlation_graph
+
+    rng = np.random.default_rng(0)
+    returns = (rng.uniform(0.2, 1.5, assets) * rng.standard_normal((300, 1))
+               + rng.standard_normal((300, assets)))
+    return correlation_graph(returns, 5, 0.0, 252)
+
+
+def model(kind: str, assets: int, device: str, propagation: str | None = None
+          ) -> torch.nn.Module:
     torch.manual_seed(0)
     built = build_model(FEATURES, ModelConfig(kind=kind, hidden_size=HIDDEN, num_layers=1),
-                        assets).to(device).eval()
+                        assets)
     if built.uses_graph:
-        rng = np.random.default_rng(0)
-        links = (rng.random((assets, assets)) < min(1.0, 8 / assets)).astype(float)
-        built.set_graph(np.maximum(links, links.T) * (1 - np.eye(assets)))
-    return built
+        if propagation is not None:
+            built.propagation = propagation
+        built.set_graph(factor_graph(assets))
+    return built.to(device).eval()
 
 
 def synchronise(device: str) -> None:
@@ -54,7 +71,12 @@ def synchronise(device: str) -> None:
 
 def forecast_cost(assets: int, device: str, repeats: int) -> None:
     x = torch.randn(BARS, assets, FEATURES, device=device)
-    models = {kind: model(kind, assets, device) for kind in ("pooled", "lstm_gnn")}
+    chosen = model("lstm_gnn", assets, device)
+    models = {"pooled": model("pooled", assets, device),
+              f"lstm_gnn ({chosen.propagation}, the model's choice)": chosen}
+    for way in ("dense", "sparse", "gather"):
+        if way != chosen.propagation and not (way == "gather" and assets > 500):
+            models[f"lstm_gnn ({way})"] = model("lstm_gnn", assets, device, way)
     times: dict[str, list[float]] = {kind: [] for kind in models}
     with torch.no_grad(), full_precision(torch.device(device)):
         for m in models.values():
@@ -67,12 +89,18 @@ def forecast_cost(assets: int, device: str, repeats: int) -> None:
                 synchronise(device)
                 times[kind].append(time.perf_counter() - started)
     per_bar = {k: statistics.median(v) / BARS for k, v in times.items()}
-    print(f"{assets} assets, batch forecasts on {device}: pooled {per_bar['pooled'] * 1e6:.2f} "
-          f"us/bar, LSTM-GNN {per_bar['lstm_gnn'] * 1e6:.2f} us/bar: the graph layers add "
-          f"{per_bar['lstm_gnn'] / per_bar['pooled'] - 1:+.0%} (target < +50%)")
+    links = int(factor_graph(assets).sum())
+    print(f"{assets} assets ({links} links), batch forecasts on {device}: pooled "
+          f"{per_bar['pooled'] * 1e6:.1f} us/bar")
+    for kind, cost in per_bar.items():
+        if kind != "pooled":
+            spread = [t / p - 1 for t, p in zip(times[kind], times["pooled"], strict=True)]
+            print(f"  {kind}: {cost * 1e6:.1f} us/bar, the graph layers add "
+                  f"{cost / per_bar['pooled'] - 1:+.0%} (repeats {min(spread):+.0%} to "
+                  f"{max(spread):+.0%})")
     if device.startswith("cuda"):
         try:
-            gpu_breakdown(models, assets, device)
+            gpu_breakdown({"pooled": models["pooled"], "lstm_gnn": chosen}, assets, device)
         except RuntimeError as exc:  # a measurement aid only: say why and go on
             print(f"  GPU breakdown failed: {exc}")
 
@@ -137,6 +165,53 @@ def fold_training(device: str) -> None:
           f"LSTM-GNN {timings['lstm_gnn']:.1f} s")
 
 
+def sp32_panel() -> tuple[dict, dict]:
+    from lstm_strategy import load_many
+    from lstm_strategy.features import FeatureConfig, build_features, make_target
+
+    tickers = sorted(p.stem for p in (ROOT / "data" / "sp32").glob("*.csv"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        bars = load_many({t: ROOT / "data" / "sp32" / f"{t}.csv" for t in tickers})
+    bars = {t: f.loc["2000-01-01":"2017-03-29"] for t, f in bars.items()}
+    features = {t: build_features(f, FeatureConfig()) for t, f in bars.items()}
+    return features, {t: make_target(f["Close"], 1) for t, f in bars.items()}
+
+
+def parallel_folds() -> None:
+    """The sp32 walk-forward's folds: in this process, on 2 local workers, on Ray."""
+    from lstm_strategy import walk_forward
+    from lstm_strategy.sweep.backends import LazyBackend
+
+    features, targets = sp32_panel()
+    train = TrainConfig(min_train_bars=756, step=252, epochs=15, patience=3,
+                        context_bars=250, bptt=64, burn_in=20, batch_streams=8)
+    for kind in ("pooled", "lstm_gnn"):
+        config = ModelConfig(kind=kind, hidden_size=32, num_layers=1, graph_k=4)
+        runs, seconds = {}, {}
+        for name in ("sequential", "local x2", "ray x2"):
+            backend = None if name == "sequential" else LazyBackend(name.split()[0], 2)
+            if name == "ray x2":
+                try:
+                    import ray  # noqa: F401
+                except ImportError:
+                    print("  Ray is not installed: skipped (pip install 'lstm-strategy[ray]')")
+                    continue
+            started = time.perf_counter()
+            runs[name] = walk_forward(features, targets, config, train, device="cpu",
+                                      progress=False, backend=backend)
+            seconds[name] = time.perf_counter() - started
+            if backend is not None:
+                backend.close()
+        folds = len(runs["sequential"].folds)
+        line = ", ".join(
+            f"{name} {t:.1f} s ({seconds['sequential'] / t:.2f}x, forecasts "
+            f"{'bit-equal' if runs[name].predictions.equals(runs['sequential'].predictions) else 'DIFFER'})"
+            for name, t in seconds.items() if name != "sequential")
+        print(f"sp32 walk-forward, {kind}, {folds} folds: sequential "
+              f"{seconds['sequential']:.1f} s; {line}")
+
+
 def memory_child(task: str, device: str) -> None:
     """In a fresh process: one job on 500 assets x 5,000 bars; prints peak RSS in MB."""
     assets, bars = 500, 5000
@@ -177,7 +252,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--assets", default="32,500", help="universe sizes for the cost part")
+    parser.add_argument("--assets", default="32,500,2000",
+                        help="universe sizes for the cost part")
+    parser.add_argument("--parts", default="cost,fold,parallel,memory",
+                        help="which parts to run")
     parser.add_argument("--memory-child", choices=["forecast", "train"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(1)  # the project's setting (BENCHMARKS.md: threads)
@@ -185,10 +263,16 @@ def main() -> None:
         memory_child(args.memory_child, args.device)
         return
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), device {args.device}")
-    for assets in map(int, args.assets.split(",")):
-        forecast_cost(assets, args.device, args.repeats)
-    fold_training(args.device)
-    memory(args.device)
+    parts = args.parts.split(",")
+    if "cost" in parts:
+        for assets in map(int, args.assets.split(",")):
+            forecast_cost(assets, args.device, args.repeats)
+    if "fold" in parts:
+        fold_training(args.device)
+    if "parallel" in parts and args.device == "cpu":
+        parallel_folds()
+    if "memory" in parts:
+        memory(args.device)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ causal. torch-geometric is imported when such a model is built, not before.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -87,6 +88,18 @@ def gcn_neighbours(edges: torch.Tensor, n_assets: int) -> tuple[torch.Tensor, to
     return index, weight
 
 
+_SCRATCH = threading.local()
+
+
+def _scratch(like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two tensors shaped as `like`, reused by this thread's next call of the same shape."""
+    pair = getattr(_SCRATCH, "pair", None)
+    if pair is None or pair[0].shape != like.shape or pair[0].dtype != like.dtype or \
+            pair[0].device != like.device:
+        pair = _SCRATCH.pair = (torch.empty_like(like), torch.empty_like(like))
+    return pair
+
+
 @register
 class LSTMGNN(PooledLSTM):
     """PooledLSTM + `graph_layers` graph convolutions over each bar's states.
@@ -159,10 +172,15 @@ class LSTMGNN(PooledLSTM):
 
     def mix(self, hidden: torch.Tensor) -> torch.Tensor:
         # hidden [batch, assets, steps, width]: states of the same bar mixed across assets
-        if self.propagation != "dense":
-            spread = self._gather if self.propagation == "gather" else self._product
+        if self.propagation == "gather":
             for conv in self.convs:
-                hidden = hidden + torch.relu(spread(conv.lin(hidden)) + conv.bias)
+                hidden = hidden + torch.relu(self._gather(conv.lin(hidden)) + conv.bias)
+            return hidden
+        if self.propagation == "sparse" and not torch.is_grad_enabled():
+            return self._forecast_mix(hidden)
+        if self.propagation == "sparse":
+            for conv in self.convs:
+                hidden = hidden + torch.relu_(self._product(conv.lin(hidden), conv.bias))
             return hidden
         batch, assets, steps, width = hidden.shape
         nodes = hidden.transpose(1, 2).reshape(batch * steps, assets, width)
@@ -177,9 +195,22 @@ class LSTMGNN(PooledLSTM):
             out = out + z.index_select(1, index) * weight.view(1, -1, 1, 1)
         return out
 
-    def _product(self, z: torch.Tensor) -> torch.Tensor:
-        """The same sum as a sparse matrix product over the assets axis."""
+    def _forecast_mix(self, hidden: torch.Tensor) -> torch.Tensor:
+        """`mix` without autograd, in place and in two scratch tensors kept between calls
+        (one pair per thread, for every model): at 500 assets a fresh [assets, steps,
+        width] tensor's page faults cost more than the sparse product that fills it."""
+        batch, assets, steps, width = hidden.shape
+        states = hidden.transpose(0, 1).reshape(assets, -1)  # a view for batch 1
+        z, y = _scratch(states)
+        for conv in self.convs:
+            torch.matmul(states.view(-1, width), conv.lin.weight.T, out=z.view(-1, width))
+            torch.addmm(conv.bias.repeat(batch * steps)[None], self._sparse, z, out=y)
+            states += y.relu_()
+        return states.reshape(assets, batch, steps, width).transpose(0, 1)
+
+    def _product(self, z: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """The same sum as a sparse matrix product over the assets axis, plus `bias`."""
         batch, assets, steps, width = z.shape
         flat = z.transpose(0, 1).reshape(assets, batch * steps * width)
-        out = torch.sparse.mm(self._sparse, flat)
+        out = torch.sparse.addmm(bias.repeat(batch * steps)[None], self._sparse, flat)
         return out.reshape(assets, batch, steps, width).transpose(0, 1)
