@@ -169,7 +169,7 @@ def sp32_panel() -> tuple[dict, dict]:
     from lstm_strategy import load_many
     from lstm_strategy.features import FeatureConfig, build_features, make_target
 
-    tickers = sorted(p.stem for p in (ROOT / "data" / "sp32").glob("*.csv"))
+    tickers = sorted(p.stem for p in (ROOT / "data" / "sp32").glob("*.csv") if p.stem != "sectors")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         bars = load_many({t: ROOT / "data" / "sp32" / f"{t}.csv" for t in tickers})
@@ -187,7 +187,8 @@ def parallel_folds() -> None:
     train = TrainConfig(min_train_bars=756, step=252, epochs=15, patience=3,
                         context_bars=250, bptt=64, burn_in=20, batch_streams=8)
     for kind in ("pooled", "lstm_gnn"):
-        config = ModelConfig(kind=kind, hidden_size=32, num_layers=1, graph_k=4)
+        config = ModelConfig(kind="lstm_gnn", hidden_size=32, num_layers=1,
+                             graph_k=4).with_kind(kind)
         runs, seconds = {}, {}
         for name in ("sequential", "local x2", "ray x2"):
             backend = None if name == "sequential" else LazyBackend(name.split()[0], 2)

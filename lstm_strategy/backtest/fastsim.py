@@ -165,114 +165,31 @@ def simulate(bars: Mapping[str, pd.DataFrame], forecasts: Mapping[str, pd.Series
     vol_scale = math.sqrt(p.periods_per_year)
     log_closes = np.log(closes)
 
-    positions = [_Position() for _ in range(n)]
+    broker = _Broker(tickers, dates, (open_rows, high_rows, low_rows, close_rows), cash,
+                     comm, slip, close_fill)
+    positions = broker.positions
     books = [Position() for _ in range(n)]
     history = [deque(maxlen=p.zscore_window) if p.zscore_window > 0 else None
                for _ in range(n)]
-    orders: list[tuple[int, float, int]] = []  # submitted at the last close: (ticker, size, bar)
-    working: list[list] = []  # accepted, not yet complete: [ticker, remaining, created,
-    #                           executed size, average price, commission]
-    fills, rejections, closed_trades = [], [], []
-    trades: list[_Trade | None] = [None] * n
     values = np.empty(len(index))
     cash_line = np.empty(len(index))
     gross = np.empty(len(index))
     value = cash
 
     def reject(i: int, bar: int, value_now: float) -> None:
-        rejections.append((dates[bar], tickers[i]))
+        broker.rejections.append((dates[bar], tickers[i]))
         size = positions[i].size
         target = size * close_rows[bar][i] / value_now if value_now > 0 else 0.0
         books[i] = books[i]._replace(direction=int(np.sign(size)), target=target)
 
-    check_rows = close_rows if close_fill else open_rows  # where check_submitted prices
     deferred = None  # next-open fills: (targets, value) decided at the last close
     for bar in range(len(index)):
         if deferred is not None:  # cheat-on-open: the last close's targets, sized at this open
-            orders = _order_targets(deferred[0], positions, open_rows[bar], deferred[1], cash,
-                                    comm, slip, fractional, bar)
+            broker.orders = _order_targets(deferred[0], positions, open_rows[bar], deferred[1],
+                                           broker.cash, comm, slip, fractional, bar)
             deferred = None
-        # -- the broker at the start of the bar: check new orders, then execute ---------
-        events = []  # (kind, ticker, fill price) in backtrader's notification order
-        if orders:
-            check = cash  # one running balance for all new orders, as check_submitted keeps
-            for i, size, created in orders:
-                price = check_rows[created][i]
-                clone = _Position(positions[i].size, positions[i].price)
-                opened, closed = clone.update(size, price)
-                if closed:
-                    check += -closed * price
-                    check -= abs(closed) * comm * price
-                if opened:
-                    check -= opened * price
-                    check -= abs(opened) * comm * price
-                if check >= 0.0:
-                    working.append([i, size, created, 0.0, 0.0, 0.0])
-                else:
-                    events.append(("margin", i, 0.0))
-            orders = []
-        still = []
-        for order in working:
-            i, size, created = order[0], order[1], order[2]
-            if close_fill:
-                base, when = close_rows[created][i], created
-                price = base * (1 + slip) if size > 0 else base * (1 - slip)
-            else:
-                base, when = open_rows[bar][i], bar
-                if not slip:
-                    price = base
-                elif size > 0:
-                    price = min(base * (1 + slip), high_rows[bar][i])
-                else:
-                    price = max(base * (1 - slip), low_rows[bar][i])
-            position = positions[i]
-            original = position.price
-            opened, closed = _Position(position.size, position.price).update(size, price)
-            paid = 0.0
-            running = cash
-            if closed:
-                running += -closed * original + (-closed) * (price - original)
-                closed_comm = abs(closed) * comm * price
-                running -= closed_comm
-                paid += closed_comm
-                cash = running
-            had_open = opened
-            if opened:
-                running -= opened * price
-                opened_comm = abs(opened) * comm * price
-                running -= opened_comm
-                if running < 0.0:
-                    opened = 0.0
-                else:
-                    cash = running
-                    paid += opened_comm
-            executed = closed + opened
-            if closed:
-                trade = trades[i]
-                trade.update(closed, price, closed_comm)
-                if not trade.size:
-                    _close_trade(closed_trades, tickers[i], trade, dates[bar], bar)
-                    trades[i] = None
-            if opened:
-                if trades[i] is None:
-                    trades[i] = _Trade(dates[bar], bar)
-                trades[i].update(opened, price, opened_comm)
-            if executed:
-                position.update(executed, price)
-                total = order[3] + executed
-                order[4] = (order[3] * order[4] + executed * price) / total
-                order[3], order[5] = total, order[5] + paid
-                order[1] = size - executed  # a float residue stays, as in backtrader
-            if had_open and not opened:
-                events.append(("margin", i, 0.0))  # a partial close is not a fill
-            elif order[1]:
-                still.append(order)  # partial: the rest tries again next bar
-            else:
-                fills.append((dates[when], tickers[i], "buy" if order[3] > 0 else "sell",
-                              order[3], order[4], abs(order[3]) * order[4], order[5]))
-                events.append(("filled", i, order[4]))
-        working = still
-        value = _broker_value(cash, positions, close_rows[bar])
+        events = broker.step(bar)
+        value = _broker_value(broker.cash, positions, close_rows[bar])
         for event, i, price in events:  # the strategy hears of each order
             if event == "filled":
                 book = books[i]
@@ -305,32 +222,149 @@ def simulate(bars: Mapping[str, pd.DataFrame], forecasts: Mapping[str, pd.Series
                 if target is not None:
                     wanted.append((i, target))
             if wanted and close_fill:
-                orders = _order_targets(wanted, positions, close_rows[bar], value, cash, comm,
-                                        slip, fractional, bar)
+                broker.orders = _order_targets(wanted, positions, close_rows[bar], value,
+                                               broker.cash, comm, slip, fractional, bar)
             elif wanted:
                 deferred = (wanted, value)
         values[bar] = value
-        cash_line[bar] = cash
+        cash_line[bar] = broker.cash
         gross[bar] = left_sum(abs(positions[i].size) * close_rows[bar][i] for i in range(n))
     equity = _equity_frame(values, cash_line, gross,
                            pd.DatetimeIndex(_equity_index(index, start), name="date"), start,
                            starting_cash)
-    frame = pd.DataFrame(fills, columns=["date", "ticker", "side", "size", "price", "value",
-                                         "commission"])
-    last = len(index) - 1
-    for i, trade in enumerate(trades):  # open at the end: marked to the last close
-        if trade is not None:
-            unrealised = trade.size * (close_rows[last][i] - trade.price)
-            closed_trades.append({
-                "ticker": tickers[i], "entry_date": trade.date_open, "exit_date": dates[last],
-                "direction": "long" if trade.size > 0 else "short",
-                "entry_price": trade.price, "bars": last - trade.bar_open,
-                "pnl": trade.pnl + unrealised,
-                "pnl_net": trade.pnl + unrealised - trade.commission, "status": "open"})
-    trade_frame = pd.DataFrame(closed_trades, columns=[
-        "ticker", "entry_date", "exit_date", "direction", "entry_price", "bars", "pnl",
-        "pnl_net", "status"])
-    return FastResult(equity, frame, rejections, trade_frame)
+    return broker.result(equity)
+
+
+class _Broker:
+    """backtrader's BackBroker for market orders, bar by bar: at the start of a bar it
+    checks the orders submitted at the last close against one running cash balance
+    (check_submitted), then executes what it accepted (slipped, capped by the bar's
+    high/low, cash-checked again, partial closes kept), as the broker notifies them."""
+
+    def __init__(self, tickers: list[str], dates: list, rows: tuple, cash: float,
+                 comm: float, slip: float, close_fill: bool) -> None:
+        self.tickers, self.dates = tickers, dates
+        self.open_rows, self.high_rows, self.low_rows, self.close_rows = rows
+        self.cash, self.comm, self.slip, self.close_fill = cash, comm, slip, close_fill
+        self.check_rows = self.close_rows if close_fill else self.open_rows
+        self.positions = [_Position() for _ in tickers]
+        self.trades: list[_Trade | None] = [None] * len(tickers)
+        self.orders: list[tuple[int, float, int]] = []  # submitted: (ticker, size, bar)
+        self.working: list[list] = []  # accepted, not yet complete: [ticker, remaining,
+        #                                created, executed size, average price, commission]
+        self.fills: list[tuple] = []
+        self.rejections: list[tuple] = []
+        self.closed_trades: list[dict] = []
+
+    def step(self, bar: int) -> list[tuple[str, int, float]]:
+        """This bar's checks and executions; (kind, ticker, fill price) events in
+        backtrader's notification order (kind "filled" or "margin")."""
+        events: list[tuple[str, int, float]] = []
+        comm, slip, cash, positions = self.comm, self.slip, self.cash, self.positions
+        if self.orders:
+            check = cash  # one running balance for all new orders, as check_submitted keeps
+            for i, size, created in self.orders:
+                price = self.check_rows[created][i]
+                clone = _Position(positions[i].size, positions[i].price)
+                opened, closed = clone.update(size, price)
+                if closed:
+                    check += -closed * price
+                    check -= abs(closed) * comm * price
+                if opened:
+                    check -= opened * price
+                    check -= abs(opened) * comm * price
+                if check >= 0.0:
+                    self.working.append([i, size, created, 0.0, 0.0, 0.0])
+                else:
+                    events.append(("margin", i, 0.0))
+            self.orders = []
+        still = []
+        for order in self.working:
+            i, size, created = order[0], order[1], order[2]
+            if self.close_fill:
+                base, when = self.close_rows[created][i], created
+                price = base * (1 + slip) if size > 0 else base * (1 - slip)
+            else:
+                base, when = self.open_rows[bar][i], bar
+                if not slip:
+                    price = base
+                elif size > 0:
+                    price = min(base * (1 + slip), self.high_rows[bar][i])
+                else:
+                    price = max(base * (1 - slip), self.low_rows[bar][i])
+            position = positions[i]
+            original = position.price
+            opened, closed = _Position(position.size, position.price).update(size, price)
+            paid = 0.0
+            running = cash
+            if closed:
+                running += -closed * original + (-closed) * (price - original)
+                closed_comm = abs(closed) * comm * price
+                running -= closed_comm
+                paid += closed_comm
+                cash = running
+            had_open = opened
+            if opened:
+                running -= opened * price
+                opened_comm = abs(opened) * comm * price
+                running -= opened_comm
+                if running < 0.0:
+                    opened = 0.0
+                else:
+                    cash = running
+                    paid += opened_comm
+            executed = closed + opened
+            if closed:
+                trade = self.trades[i]
+                trade.update(closed, price, closed_comm)
+                if not trade.size:
+                    _close_trade(self.closed_trades, self.tickers[i], trade, self.dates[bar],
+                                 bar)
+                    self.trades[i] = None
+            if opened:
+                if self.trades[i] is None:
+                    self.trades[i] = _Trade(self.dates[bar], bar)
+                self.trades[i].update(opened, price, opened_comm)
+            if executed:
+                position.update(executed, price)
+                total = order[3] + executed
+                order[4] = (order[3] * order[4] + executed * price) / total
+                order[3], order[5] = total, order[5] + paid
+                order[1] = size - executed  # a float residue stays, as in backtrader
+            if had_open and not opened:
+                events.append(("margin", i, 0.0))  # a partial close is not a fill
+            elif order[1]:
+                still.append(order)  # partial: the rest tries again next bar
+            else:
+                self.fills.append((self.dates[when], self.tickers[i],
+                                   "buy" if order[3] > 0 else "sell", order[3], order[4],
+                                   abs(order[3]) * order[4], order[5]))
+                events.append(("filled", i, order[4]))
+        self.working = still
+        self.cash = cash
+        return events
+
+    def result(self, equity: pd.DataFrame) -> FastResult:
+        """The run's frames: `equity`, the fills, closed trades then those still open
+        (marked to the last close), the refused orders."""
+        frame = pd.DataFrame(self.fills, columns=["date", "ticker", "side", "size", "price",
+                                                  "value", "commission"])
+        last = len(self.dates) - 1
+        trades = list(self.closed_trades)
+        for i, trade in enumerate(self.trades):  # open at the end: marked to the last close
+            if trade is not None:
+                unrealised = trade.size * (self.close_rows[last][i] - trade.price)
+                trades.append({
+                    "ticker": self.tickers[i], "entry_date": trade.date_open,
+                    "exit_date": self.dates[last],
+                    "direction": "long" if trade.size > 0 else "short",
+                    "entry_price": trade.price, "bars": last - trade.bar_open,
+                    "pnl": trade.pnl + unrealised,
+                    "pnl_net": trade.pnl + unrealised - trade.commission, "status": "open"})
+        trade_frame = pd.DataFrame(trades, columns=[
+            "ticker", "entry_date", "exit_date", "direction", "entry_price", "bars", "pnl",
+            "pnl_net", "status"])
+        return FastResult(equity, frame, self.rejections, trade_frame)
 
 
 def _signals(forecast: np.ndarray, start: int, center: float, window: int) -> np.ndarray:
