@@ -170,3 +170,49 @@ def test_qlib_costs_charge_buys_and_sells_their_rates_and_a_minimum() -> None:
     sold = second[second["size"] < 0].iloc[0]
     assert (sold["ticker"], sold["commission"]) == ("B", pytest.approx(499 * 100 * 10e-4))
     assert unsupported({}, broker) and not unsupported({}, BrokerConfig())
+
+
+@pytest.mark.parametrize("fill", ["next_open", "close"])
+def test_the_book_evaluator_trades_exactly_as_backtrader(fill: str) -> None:
+    """Every fill and every bar's equity of CrossSectionalStrategy in backtrader, from the
+    fast book evaluator, on real prices with random forecasts (some missing)."""
+    import warnings
+
+    from lstm_strategy import load_many
+    from lstm_strategy.backtest.fastbook import BookEvaluator
+
+    from .conftest import DATA
+
+    tickers = ["XOM", "CVX", "JPM", "BAC", "KO", "PEP", "INTC", "CSCO"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        bars = load_many({t: DATA / "sp32" / f"{t}.csv" for t in tickers})
+    bars = {t: f.loc["2008-06-01":"2009-12-31"] for t, f in bars.items()}
+    rng = np.random.default_rng(3)
+    forecasts = {}
+    for ticker, frame in bars.items():
+        values = rng.standard_normal(len(frame))
+        values[rng.random(len(frame)) < 0.05] = np.nan
+        forecasts[ticker] = pd.Series(values, index=frame.index)
+    broker = BrokerConfig(fill=fill, commission_bps=5.0, slippage_bps=20.0)
+    start = bars["XOM"].index[20]
+    evaluator = BookEvaluator(bars, forecasts)
+    for params in ({"book": "rank", "allow_short": True, "max_turnover": 0.8},
+                   {"book": "rank", "allow_short": False, "weighting": "forecast"},
+                   {"book": "topk_dropout", "allow_short": True, "n_drop": 1},
+                   {"book": "topk_dropout", "allow_short": False, "n_drop": 2}):
+        params = {"top_k": 2, "rebalance": 3, **params}
+        slow = backtest(bars, CrossSectionalStrategy, broker=broker, cross_check=False,
+                        forecasts=forecasts, trade_start=start, **params)
+        fast = evaluator.run(cash=broker.cash, commission_bps=broker.commission_bps,
+                             slippage_bps=broker.slippage_bps, fill=fill, trade_start=start,
+                             **params)
+        assert len(slow.fills) > 50, params
+        pd.testing.assert_frame_equal(fast.fills.reset_index(drop=True),
+                                      slow.fills.reset_index(drop=True), check_exact=True,
+                                      check_dtype=False, check_datetimelike_compat=True)
+        pd.testing.assert_frame_equal(fast.equity, slow.equity, check_exact=True,
+                                      check_freq=False)
+        pd.testing.assert_frame_equal(fast.trades.reset_index(drop=True),
+                                      slow.trades.reset_index(drop=True), check_dtype=False,
+                                      check_datetimelike_compat=True)
