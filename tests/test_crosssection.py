@@ -204,15 +204,16 @@ def test_the_book_evaluator_trades_exactly_as_backtrader(fill: str) -> None:
         params = {"top_k": 2, "rebalance": 3, **params}
         slow = backtest(bars, CrossSectionalStrategy, broker=broker, cross_check=False,
                         forecasts=forecasts, trade_start=start, **params)
-        fast = evaluator.run(cash=broker.cash, commission_bps=broker.commission_bps,
-                             slippage_bps=broker.slippage_bps, fill=fill, trade_start=start,
-                             **params)
         assert len(slow.fills) > 50, params
-        pd.testing.assert_frame_equal(fast.fills.reset_index(drop=True),
-                                      slow.fills.reset_index(drop=True), check_exact=True,
-                                      check_dtype=False, check_datetimelike_compat=True)
-        pd.testing.assert_frame_equal(fast.equity, slow.equity, check_exact=True,
-                                      check_freq=False)
-        pd.testing.assert_frame_equal(fast.trades.reset_index(drop=True),
-                                      slow.trades.reset_index(drop=True), check_dtype=False,
-                                      check_datetimelike_compat=True)
+        for compiled in (True, False):  # the Numba loop and the reference loop
+            fast = evaluator.run(cash=broker.cash, commission_bps=broker.commission_bps,
+                                 slippage_bps=broker.slippage_bps, fill=fill,
+                                 trade_start=start, compiled=compiled, **params)
+            pd.testing.assert_frame_equal(fast.fills.reset_index(drop=True),
+                                          slow.fills.reset_index(drop=True), check_exact=True,
+                                          check_dtype=False, check_datetimelike_compat=True)
+            pd.testing.assert_frame_equal(fast.equity, slow.equity, check_exact=True,
+                                          check_freq=False)
+            pd.testing.assert_frame_equal(fast.trades.reset_index(drop=True),
+                                          slow.trades.reset_index(drop=True),
+                                          check_dtype=False, check_datetimelike_compat=True)

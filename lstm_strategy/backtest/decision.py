@@ -292,7 +292,7 @@ def _dropout_leg(scores: np.ndarray, held: np.ndarray, free: np.ndarray, top_k: 
     candidates = _by_score(free[np.isfinite(scores[free])], scores)
     today = candidates[:max(n_drop + top_k - len(last), 0)]
     combined = _by_score(np.concatenate([last, today]), scores)
-    worst = combined[len(combined) - n_drop:] if n_drop > 0 else combined[:0]
+    worst = combined[max(len(combined) - n_drop, 0):] if n_drop > 0 else combined[:0]
     sold = last[np.isin(last, worst)]
     return sold, today[:max(len(sold) + top_k - len(last), 0)]
 

@@ -19,8 +19,15 @@ import numpy as np
 import pandas as pd
 
 from .decision import check_book, rank_targets, topk_dropout_targets
-from .fastsim import FastResult, _Broker, _broker_value, _equity_frame, _equity_index, \
-    _order_targets
+from .fastsim import (
+    FastResult,
+    _Broker,
+    _broker_value,
+    _equity_frame,
+    _equity_index,
+    _frames,
+    _order_targets,
+)
 
 BOOK_DEFAULTS = {"top_k": 5, "allow_short": False, "rebalance": 5, "weighting": "equal",
                  "gross": 1.0, "max_turnover": 0.0, "book": "rank", "n_drop": 1}
@@ -39,16 +46,23 @@ class BookEvaluator:
                                  f"than {self.tickers[0]}'s; put them on one calendar first "
                                  f"(load_many(..., align='inner' or 'ffill')).")
         self.closes = np.column_stack([bars[t]["Close"].to_numpy(float) for t in self.tickers])
-        self.rows = tuple(np.column_stack([bars[t][k].to_numpy(float) for t in self.tickers]
-                                          ).tolist() for k in ("Open", "High", "Low", "Close"))
-        self.forecasts = np.column_stack([
+        self.arrays = tuple(np.ascontiguousarray(np.column_stack(
+            [bars[t][k].to_numpy(float) for t in self.tickers]))
+            for k in ("Open", "High", "Low", "Close"))
+        self.rows = tuple(a.tolist() for a in self.arrays)  # the reference loop's
+        self.forecasts = np.ascontiguousarray(np.column_stack([
             pd.Series(forecasts[t]).reindex(self.index).to_numpy(float)
-            for t in self.tickers])
+            for t in self.tickers]))
 
     def run(self, *, cash: float = 100_000.0, commission_bps: float = 5.0,
             slippage_bps: float = 2.0, fill: str = "next_open", fractional: bool = False,
-            trade_start: pd.Timestamp | None = None, **book: object) -> FastResult:
-        """CrossSectionalStrategy(**book) with this broker: equity, fills, trades."""
+            trade_start: pd.Timestamp | None = None, compiled: bool = True,
+            **book: object) -> FastResult:
+        """CrossSectionalStrategy(**book) with this broker: equity, fills, trades.
+
+        `compiled` runs the Numba loop (`_fastkernel.run_book`); False the reference loop
+        here, the same model in Python (tests hold both to backtrader).
+        """
         unknown = set(book) - set(BOOK_DEFAULTS)
         if unknown:
             raise ValueError(f"BookEvaluator: {sorted(unknown)} are not the book's params "
@@ -57,12 +71,24 @@ class BookEvaluator:
         check_book(top_k=p["top_k"], weighting=p["weighting"], gross=p["gross"],
                    max_turnover=p["max_turnover"], rebalance=p["rebalance"], book=p["book"],
                    n_drop=p["n_drop"])
-        index, dates = self.index, list(self.index)
+        index = self.index
+        start = 0 if trade_start is None else int(index.searchsorted(pd.Timestamp(trade_start)))
+        if compiled:
+            from . import _fastkernel
+
+            out = _fastkernel.run_book(
+                *self.arrays, self.forecasts, start, int(p["top_k"]), bool(p["allow_short"]),
+                int(p["rebalance"]), 0 if p["weighting"] == "equal" else 1, float(p["gross"]),
+                float(p["max_turnover"]), p["book"] == "topk_dropout", int(p["n_drop"]),
+                float(cash), commission_bps / 1e4, slippage_bps / 1e4, fill == "close",
+                bool(fractional))
+            rows = pd.DatetimeIndex(_equity_index(index, start), name="date")
+            return _frames(out, self.tickers, index, rows, self.closes, start, cash)
+        dates = list(index)
         comm, slip, close_fill = commission_bps / 1e4, slippage_bps / 1e4, fill == "close"
         close_rows = self.rows[3]
         broker = _Broker(self.tickers, dates, self.rows, cash, comm, slip, close_fill)
         positions = broker.positions
-        start = 0 if trade_start is None else int(index.searchsorted(pd.Timestamp(trade_start)))
         snapshots = [(-1, [0.0] * len(self.tickers), [0.0] * len(self.tickers), cash)]
         deferred, since = None, None
         for bar in range(len(index)):
