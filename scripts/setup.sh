@@ -29,6 +29,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || ! "$VENV/bin/python"
   # compile the fast evaluator's loops and the streaming step now, into Numba's disk
   # cache, so a first sweep here does not wait for them (13 s from nothing)
   "$VENV/bin/python" -c "from lstm_strategy.backtest.fastsim import warm_up; warm_up()
+from lstm_strategy.backtest.fastbook import warm_up as book; book()
 from lstm_strategy.models._hoststep import warm_up as step; step()" || true
   echo "$want" > "$stamp"
 fi

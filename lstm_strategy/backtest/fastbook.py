@@ -153,3 +153,15 @@ class BookEvaluator:
             unlevered = unlevered + np.where(long, unrealised, 0.0)
             gross = gross + np.abs(size) * close
         return cash_line + unlevered, cash_line, gross
+
+
+def warm_up() -> None:
+    """Compile the book's loop (or load it from Numba's disk cache), as `fastsim.warm_up`
+    does for LSTMStrategy's; `scripts/setup.sh` calls both when it installs."""
+    index = pd.date_range("2000-01-03", periods=12, freq="B")
+    bars = {t: pd.DataFrame({k: np.linspace(10.0, 11.0 + i, len(index))
+                             for k in ("Open", "High", "Low", "Close")}, index=index)
+            for i, t in enumerate("AB")}
+    evaluator = BookEvaluator(bars, {t: f["Close"].pct_change() for t, f in bars.items()})
+    for book in ("rank", "topk_dropout"):
+        evaluator.run(top_k=1, rebalance=2, book=book)

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from .base import (
+    CHUNK_BARS,
     ForecastModel,
     LSTMModel,
     State,
@@ -31,16 +32,23 @@ def masked_mean(loss: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (loss * mask).sum() / mask.sum().clamp_min(1.0)
 
 
+VALIDATION_ROWS = 2**18  # rows x assets a validation call takes at most
+
+
 @torch.no_grad()
 def span_validation_loss(model: ForecastModel, x: torch.Tensor, labels: torch.Tensor,
                          val: torch.Tensor, loss_fn: nn.Module) -> float:
     """A recurrent model's loss on the `val` labels of a span (the validation tail and its
     context) from a cold start, in one call: the loss is not a forecast, so it needs
-    no fixed call shape, and padding to CHUNK_BARS calls cost up to a sixth more. NaN
-    without validation labels."""
+    no fixed call shape, and padding to CHUNK_BARS calls cost up to a sixth more. A span
+    of more than VALIDATION_ROWS rows x assets goes in calls of that size, the state
+    carried (500 assets x 5,000 bars in one call held 1 GB of states). NaN without
+    validation labels."""
     if not val.any():
         return float("nan")
-    out = model.forecast_segment(x, len(x), len(x))
+    assets = x.shape[1] if x.dim() == 3 else 1
+    bars = max(VALIDATION_ROWS // assets, CHUNK_BARS)
+    out = model.forecast_segment(x, min(len(x), bars), min(len(x), bars))
     return float(masked_mean(loss_fn(out, labels), val.float()).item())
 
 
