@@ -12,7 +12,9 @@
 3. Folds in parallel: the sp32 walk-forward (pooled and LSTM-GNN) sequential against 2
    local worker processes and against a local Ray with 2 CPUs; forecasts compared bit
    for bit (target >= 1.6x with 2 workers).
-4. Peak memory (RSS) for 500 assets x 5,000 bars: batch forecasts and one training epoch
+4. The cross-sectional book on sp32 per point: backtrader against the compiled book
+   evaluator (fastbook.BookEvaluator), fills compared (target >= 100x).
+5. Peak memory (RSS) for 500 assets x 5,000 bars: batch forecasts and one training epoch
    of the LSTM-GNN, each in a fresh process.
 
     python bench/bench_multiasset.py [--device cpu|cuda] [--repeats N] [--assets 32,500,2000]
@@ -123,16 +125,23 @@ def gpu_breakdown(models: dict, assets: int, device: str) -> None:
           f"{kernel['lstm_gnn']:.2f} us ({kernel['lstm_gnn'] / kernel['pooled'] - 1:+.0%})")
 
 
-def fold_training(device: str) -> None:
+def sp32_bars(start: str, end: str) -> dict:
+    """The 32 sp32 stocks' bars from `start` to `end`."""
     from lstm_strategy import load_many
-    from lstm_strategy.features import FeatureConfig, build_features, make_target
-    from lstm_strategy.training import Panel, fit_fold
 
     tickers = sorted(p.stem for p in (ROOT / "data" / "sp32").glob("*.csv") if p.stem != "sectors")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         bars = load_many({t: ROOT / "data" / "sp32" / f"{t}.csv" for t in tickers})
-    bars = {t: f.loc["2000-01-01":"2009-12-31"] for t, f in bars.items()}
+    return {t: f.loc[start:end] for t, f in bars.items()}
+
+
+def fold_training(device: str) -> None:
+    from lstm_strategy.features import FeatureConfig, build_features, make_target
+    from lstm_strategy.training import Panel, fit_fold
+
+    bars = sp32_bars("2000-01-01", "2009-12-31")
+    tickers = list(bars)
     features = {t: build_features(f, FeatureConfig()) for t, f in bars.items()}
     targets = {t: make_target(f["Close"], 1) for t, f in bars.items()}
     train = TrainConfig(min_train_bars=756, step=252, epochs=5, patience=99, context_bars=250,
@@ -166,14 +175,9 @@ def fold_training(device: str) -> None:
 
 
 def sp32_panel() -> tuple[dict, dict]:
-    from lstm_strategy import load_many
     from lstm_strategy.features import FeatureConfig, build_features, make_target
 
-    tickers = sorted(p.stem for p in (ROOT / "data" / "sp32").glob("*.csv") if p.stem != "sectors")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        bars = load_many({t: ROOT / "data" / "sp32" / f"{t}.csv" for t in tickers})
-    bars = {t: f.loc["2000-01-01":"2017-03-29"] for t, f in bars.items()}
+    bars = sp32_bars("2000-01-01", "2017-03-29")
     features = {t: build_features(f, FeatureConfig()) for t, f in bars.items()}
     return features, {t: make_target(f["Close"], 1) for t, f in bars.items()}
 
@@ -211,6 +215,41 @@ def parallel_folds() -> None:
             for name, t in seconds.items() if name != "sequential")
         print(f"sp32 walk-forward, {kind}, {folds} folds: sequential "
               f"{seconds['sequential']:.1f} s; {line}")
+
+
+def book_points(repeats: int) -> None:
+    """CrossSectionalStrategy on sp32 (32 assets, 2003-2017) with random forecasts, both
+    books: backtrader against the compiled book evaluator, per point, fills compared."""
+    import pandas as pd
+
+    from lstm_strategy import CrossSectionalStrategy, backtest
+    from lstm_strategy.backtest.fastbook import BookEvaluator
+
+    bars = sp32_bars("2003-01-01", "2017-03-29")
+    rng = np.random.default_rng(0)
+    forecasts = {t: pd.Series(rng.standard_normal(len(f)), index=f.index)
+                 for t, f in bars.items()}
+    evaluator = BookEvaluator(bars, forecasts)
+    for book in ("rank", "topk_dropout"):
+        params = {"top_k": 5, "allow_short": True, "rebalance": 5, "book": book}
+        evaluator.run(**params)  # compile or load the loop
+        slow_t, fast_t = [], []
+        for _ in range(max(1, repeats // 2)):
+            started = time.perf_counter()
+            slow = backtest(bars, CrossSectionalStrategy, cross_check=False,
+                            forecasts=forecasts, **params)
+            slow_t.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            fast = evaluator.run(**params)
+            fast_t.append(time.perf_counter() - started)
+        same = (np.array_equal(fast.fills[["size", "price", "commission"]].to_numpy(),
+                               slow.fills[["size", "price", "commission"]].to_numpy())
+                and np.array_equal(fast.equity.to_numpy(), slow.equity.to_numpy()))
+        slow_s, fast_s = statistics.median(slow_t), statistics.median(fast_t)
+        print(f"sp32 book point ({book}, {len(fast.fills)} fills): backtrader "
+              f"{slow_s * 1e3:.0f} ms, book evaluator {fast_s * 1e3:.1f} ms: "
+              f"{slow_s / fast_s:.0f}x (target >= 100x); fills and equity "
+              f"{'identical' if same else 'DIFFERENT'}")
 
 
 def memory_child(task: str, device: str) -> None:
@@ -255,7 +294,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--assets", default="32,500,2000",
                         help="universe sizes for the cost part")
-    parser.add_argument("--parts", default="cost,fold,parallel,memory",
+    parser.add_argument("--parts", default="cost,fold,parallel,book,memory",
                         help="which parts to run")
     parser.add_argument("--memory-child", choices=["forecast", "train"], help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -272,6 +311,8 @@ def main() -> None:
         fold_training(args.device)
     if "parallel" in parts and args.device == "cpu":
         parallel_folds()
+    if "book" in parts and args.device == "cpu":
+        book_points(args.repeats)
     if "memory" in parts:
         memory(args.device)
 
