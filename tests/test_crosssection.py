@@ -64,6 +64,12 @@ def test_long_only_top_two_with_forecast_weights() -> None:
     result = run(top_k=2, allow_short=False, rebalance=6, weighting="forecast")
     # bar 0: A 3, B 2 above the mean 2: only A is above it, so A carries all the weight
     assert fills_by_bar(result) == [{"A": 1000.0}]
+    # the forecasts as one frame (a column per data) trade the same
+    frame = pd.DataFrame(FORECASTS, index=DATES)
+    again = backtest(flat_bars(), CrossSectionalStrategy, broker=FREE, cross_check=False,
+                     forecasts=frame, top_k=2, allow_short=False, rebalance=6,
+                     weighting="forecast")
+    assert fills_by_bar(again) == fills_by_bar(result)
 
 
 def test_rank_targets_by_hand() -> None:

@@ -500,7 +500,7 @@ class CrossSectionalStrategy(RecordingStrategy):
     leaves the rest untraded (`decision.topk_dropout_targets`).
 
     Forecasts come from each feed's `forecast` line or the `forecasts` param ({data name:
-    Series}). A rebalance happens on the first bar at or after `trade_start` and every
+    Series}, or a frame with a column per data). A rebalance happens on the first bar at or after `trade_start` and every
     `rebalance` bars after it; the orders fill by the broker's rule (next open by default).
     """
 
@@ -523,7 +523,7 @@ class CrossSectionalStrategy(RecordingStrategy):
                 self._lines.append(data.lines.forecast)
                 self._lookups.append(None)
                 continue
-            series = (p.forecasts or {}).get(data._name)
+            series = (p.forecasts if p.forecasts is not None else {}).get(data._name)
             if series is None:
                 raise ValueError(f"no forecast for data {data._name!r}: give the feed a "
                                  f"'forecast' line or pass forecasts={{name: Series}}.")
