@@ -500,8 +500,9 @@ class CrossSectionalStrategy(RecordingStrategy):
     leaves the rest untraded (`decision.topk_dropout_targets`).
 
     Forecasts come from each feed's `forecast` line or the `forecasts` param ({data name:
-    Series}, or a frame with a column per data). A rebalance happens on the first bar at or after `trade_start` and every
-    `rebalance` bars after it; the orders fill by the broker's rule (next open by default).
+    Series}, or a frame with a column per data). A rebalance happens on the first bar at
+    or after `trade_start` and every `rebalance` bars after it; the orders fill by the
+    broker's rule (next open by default).
     """
 
     params = (("forecasts", None), ("top_k", 5), ("allow_short", False), ("rebalance", 5),
