@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import warnings
 from pathlib import Path
 
@@ -293,32 +294,31 @@ def test_the_attention_variant_is_causal_too(panel: tuple) -> None:
     assert full.predictions.notna().sum().min() > 100
 
 
-@pytest.mark.parametrize("backend", ["local", "ray"])
-def test_folds_in_parallel_give_the_loops_forecasts_bit_for_bit(panel: tuple,
-                                                                  backend: str) -> None:
+def test_folds_in_parallel_give_the_loops_forecasts_bit_for_bit(panel: tuple) -> None:
     from lstm_strategy.sweep.backends import LazyBackend
 
     features, targets = panel
-    if backend == "ray":
-        pytest.importorskip("ray")
     with torch_one_thread():
         loop = walk_forward(features, targets, GNN, TRAIN, device="cpu", progress=False)
-    tasks = LazyBackend(backend, 2)
-    try:
-        parallel = walk_forward(features, targets, GNN, TRAIN, device="cpu", progress=False,
-                                backend=tasks)
-    finally:
-        tasks.close()
     assert len(loop.folds) >= 3
-    pd.testing.assert_frame_equal(parallel.predictions, loop.predictions, check_exact=True)
-    for a, b in zip(parallel.folds, loop.folds, strict=True):
-        assert (a.retrain_date, a.n_train, a.epochs_run, a.best_val_loss) == (
-            b.retrain_date, b.n_train, b.epochs_run, b.best_val_loss)
-    for date, graph in loop.graphs().items():
-        pd.testing.assert_frame_equal(parallel.graphs()[date], graph)
+    backends = ["local"] + (["ray"] if importlib.util.find_spec("ray") else [])
+    for backend in backends:  # worker processes, and a local Ray
+        tasks = LazyBackend(backend, 2)
+        try:
+            parallel = walk_forward(features, targets, GNN, TRAIN, device="cpu",
+                                    progress=False, backend=tasks)
+        finally:
+            tasks.close()
+        pd.testing.assert_frame_equal(parallel.predictions, loop.predictions,
+                                      check_exact=True)
+        for a, b in zip(parallel.folds, loop.folds, strict=True):
+            assert (a.retrain_date, a.n_train, a.epochs_run, a.best_val_loss) == (
+                b.retrain_date, b.n_train, b.epochs_run, b.best_val_loss)
+        for date, graph in loop.graphs().items():
+            pd.testing.assert_frame_equal(parallel.graphs()[date], graph)
     # folds that warm-start depend on each other: they train here, in order, as before
     warm = dataclasses.replace(TRAIN, warm_start=True)
-    tasks = LazyBackend(backend, 2)
+    tasks = LazyBackend("local", 2)
     with torch_one_thread():
         started = walk_forward(features, targets, GNN, warm, device="cpu", progress=False,
                                backend=tasks)
