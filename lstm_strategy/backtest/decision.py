@@ -320,3 +320,14 @@ def topk_dropout_targets(forecasts: np.ndarray, held: np.ndarray, *, top_k: int,
         if len(bought):
             target[bought] = sign * max(gross / len(legs) - kept.sum(), 0.0) / len(bought)
     return target
+
+
+def book_targets(forecasts: np.ndarray, held: np.ndarray, *, book: str, top_k: int,
+                 allow_short: bool, weighting: str = "equal", gross: float = 1.0,
+                 max_turnover: float = 0.0, n_drop: int = 1) -> np.ndarray:
+    """The target weights of the cross-sectional `book` ("rank" or "topk_dropout")."""
+    if book == "topk_dropout":
+        return topk_dropout_targets(forecasts, held, top_k=top_k, n_drop=n_drop,
+                                    allow_short=allow_short, gross=gross)
+    return rank_targets(forecasts, held, top_k=top_k, allow_short=allow_short,
+                        weighting=weighting, gross=gross, max_turnover=max_turnover)

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from .decision import check_book, rank_targets, topk_dropout_targets
+from .decision import book_targets, check_book
 from .fastsim import (
     FastResult,
     _Broker,
@@ -45,10 +45,10 @@ class BookEvaluator:
                 raise ValueError(f"BookEvaluator: {ticker}'s bars are on another calendar "
                                  f"than {self.tickers[0]}'s; put them on one calendar first "
                                  f"(load_many(..., align='inner' or 'ffill')).")
-        self.closes = np.column_stack([bars[t]["Close"].to_numpy(float) for t in self.tickers])
         self.arrays = tuple(np.ascontiguousarray(np.column_stack(
             [bars[t][k].to_numpy(float) for t in self.tickers]))
             for k in ("Open", "High", "Low", "Close"))
+        self.closes = self.arrays[3]
         self.rows = tuple(a.tolist() for a in self.arrays)  # the reference loop's
         self.forecasts = np.ascontiguousarray(np.column_stack([
             pd.Series(forecasts[t]).reindex(self.index).to_numpy(float)
@@ -91,6 +91,7 @@ class BookEvaluator:
         positions = broker.positions
         snapshots = [(-1, [0.0] * len(self.tickers), [0.0] * len(self.tickers), cash)]
         deferred, since = None, None
+        rules = {k: v for k, v in p.items() if k != "rebalance"}
         for bar in range(len(index)):
             if deferred is not None:  # cheat-on-open: sized at this open
                 broker.orders = _order_targets(deferred[0], positions, self.rows[0][bar],
@@ -110,7 +111,7 @@ class BookEvaluator:
             value = _broker_value(broker.cash, positions, close_rows[bar])
             held = np.array([q.size * c / value if value > 0 else 0.0
                              for q, c in zip(positions, close_rows[bar], strict=True)])
-            target = self._targets(self.forecasts[bar], held, p)
+            target = book_targets(self.forecasts[bar], held, **rules)
             moves = [(i, float(w)) for i, (w, h) in enumerate(zip(target, held, strict=True))
                      if w != h]
             if moves and close_fill:
@@ -123,15 +124,6 @@ class BookEvaluator:
                                pd.DatetimeIndex(_equity_index(index, start), name="date"),
                                start, cash)
         return broker.result(equity)
-
-    @staticmethod
-    def _targets(forecasts: np.ndarray, held: np.ndarray, p: dict) -> np.ndarray:
-        if p["book"] == "topk_dropout":
-            return topk_dropout_targets(forecasts, held, top_k=p["top_k"], n_drop=p["n_drop"],
-                                        allow_short=p["allow_short"], gross=p["gross"])
-        return rank_targets(forecasts, held, top_k=p["top_k"], allow_short=p["allow_short"],
-                            weighting=p["weighting"], gross=p["gross"],
-                            max_turnover=p["max_turnover"])
 
     def _equity(self, snapshots: list[tuple]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Value, cash and gross exposure at every close, from the positions after each

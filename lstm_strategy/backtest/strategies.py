@@ -27,13 +27,12 @@ from .decision import (
     Param,
     Position,
     Rules,
+    book_targets,
     check_book,
     check_rules,
     decide,
     left_sum,
     params_doc,
-    rank_targets,
-    topk_dropout_targets,
 )
 
 
@@ -552,14 +551,9 @@ class CrossSectionalStrategy(RecordingStrategy):
         held = np.array([self.getposition(d).size * d.close[0] / value if value > 0 else 0.0
                          for d in self.datas])
         p = self.p
-        if p.book == "topk_dropout":
-            target = topk_dropout_targets(self._forecasts(), held, top_k=p.top_k,
-                                          n_drop=p.n_drop, allow_short=p.allow_short,
-                                          gross=p.gross)
-        else:
-            target = rank_targets(self._forecasts(), held, top_k=p.top_k,
-                                  allow_short=p.allow_short, weighting=p.weighting,
-                                  gross=p.gross, max_turnover=p.max_turnover)
+        target = book_targets(self._forecasts(), held, book=p.book, top_k=p.top_k,
+                              allow_short=p.allow_short, weighting=p.weighting, gross=p.gross,
+                              max_turnover=p.max_turnover, n_drop=p.n_drop)
         self.rebalances.append((bt.num2date(self.datetime[0]), target))
         moves = [(d, float(w)) for d, w, h in zip(self.datas, target, held, strict=True)
                  if w != h]
