@@ -66,18 +66,27 @@ def propagation(n_assets: int, layer: str) -> str:
     return "sparse" if layer == "gcn" and n_assets >= SPARSE_FROM else "dense"
 
 
+def gcn_links(edges: torch.Tensor, n_assets: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The links with every self-link added ([2, links + assets]) and each asset's
+    D^-1/2 (DenseGCNConv's normalisation of A + I: link i-j weighs scale[i] x scale[j])."""
+    keep = edges[0] != edges[1]
+    loops = torch.arange(n_assets).repeat(2, 1)
+    links = torch.cat([edges[:, keep], loops], dim=1)
+    degree = torch.bincount(links[0], minlength=n_assets)
+    return links, degree.to(torch.float64).pow(-0.5)
+
+
 def gcn_neighbours(edges: torch.Tensor, n_assets: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Each asset's neighbours and GCN weights, self-link included: [assets, slots] index
-    and weight (D^-1/2 (A + I) D^-1/2, DenseGCNConv's normalisation), padded with weight 0.
-    Built once per fold graph."""
+    and weight (`gcn_links`' normalisation), padded with weight 0 (the benchmark's gather)."""
     src, dst = edges[0], edges[1]
     keep = src != dst
     src, dst = src[keep], dst[keep]
+    _, scale = gcn_links(edges, n_assets)
     degree = torch.bincount(src, minlength=n_assets) + 1  # the self-link
     slots = int(degree.max())
     index = torch.arange(n_assets).repeat(slots, 1).T.contiguous()
     weight = torch.zeros(n_assets, slots, dtype=torch.float64)
-    scale = degree.to(torch.float64).pow(-0.5)
     weight[:, 0] = scale * scale
     order = torch.argsort(src * n_assets + dst)  # sorted by asset, then neighbour
     src, dst = src[order], dst[order]
@@ -147,15 +156,14 @@ class LSTMGNN(PooledLSTM):
         if self.propagation == "dense":
             self.register_buffer("_dense", self.adjacency.to(dtype), persistent=False)
             return
-        index, weight = gcn_neighbours(self.edges.cpu(), self.n_assets)
         if self.propagation == "sparse":  # the normalised matrix as a sparse COO tensor
-            rows = torch.arange(self.n_assets).repeat_interleave(index.shape[1])
-            keep = weight.reshape(-1) != 0
+            links, scale = gcn_links(self.edges.cpu(), self.n_assets)
             matrix = torch.sparse_coo_tensor(
-                torch.stack([rows[keep], index.reshape(-1)[keep]]), weight.reshape(-1)[keep],
-                (self.n_assets, self.n_assets), check_invariants=True).coalesce()
+                links, scale[links[0]] * scale[links[1]], (self.n_assets, self.n_assets),
+                check_invariants=True).coalesce()
             self.register_buffer("_sparse", matrix.to(device, dtype), persistent=False)
             return
+        index, weight = gcn_neighbours(self.edges.cpu(), self.n_assets)
         self.register_buffer("_index", index.T.contiguous().to(device), persistent=False)
         self.register_buffer("_weight", weight.T.contiguous().to(device, dtype),
                              persistent=False)
