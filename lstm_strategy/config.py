@@ -24,10 +24,8 @@ from .backtest.decision import RULE_PARAMS, check_book, check_rules
 from .data import split_source
 from .errors import ConfigError, DataError, DataWarning
 from .features import FeatureConfig, publication_lag
-from .models import MODELS, ModelConfig
-from .models.base import LEGACY_KNOBS, builtin_knob_types
+from .models.kinds import LEGACY_KNOBS, MODELS, ModelConfig, builtin_knob_types
 from .resources import configs_dir, ready_file, shipped
-from .training import TrainConfig
 
 CONFIG_DIR = configs_dir()
 
@@ -251,6 +249,51 @@ class FoldsConfig:
         _one_of("folds.backend", self.backend, ("local", "ray"))
         if self.workers < 1:
             raise ConfigError(f"folds.workers={self.workers} must be >= 1.")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Walk-forward schedule and optimisation settings (bars unless said otherwise)."""
+
+    horizon: int = 1  # forecast the log return over this many bars
+    min_train_bars: int = 756  # first fold's training span (about 3 years of days)
+    train_window: int | None = None  # None = expanding window; else rolling, this many bars
+    step: int = 63  # retrain every `step` bars (about a quarter)
+    epochs: int = 30
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    batch_streams: int = 16  # parallel contiguous streams (sequence model)
+    bptt: int = 64  # truncated back-propagation length (sequence model)
+    burn_in: int = 20  # first steps of a cold stream that neither train nor forecast
+    context_bars: int = 250  # bars that warm the state before a fold's first forecast
+    batch_size: int = 256  # windows per batch (window model)
+    val_fraction: float = 0.15
+    patience: int = 5
+    warm_start: bool = False  # start fold k from fold k-1's weights
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        rules = {
+            "horizon": (self.horizon >= 1, ">= 1 bar"),
+            "min_train_bars": (self.min_train_bars >= 20, ">= 20 bars"),
+            "step": (self.step >= 1, ">= 1 bar"),
+            "epochs": (self.epochs >= 1, ">= 1"),
+            "lr": (self.lr > 0, "> 0"),
+            "weight_decay": (self.weight_decay >= 0, ">= 0"),
+            "batch_streams": (self.batch_streams >= 1, ">= 1"),
+            "bptt": (self.bptt >= 2, ">= 2 steps"),
+            "burn_in": (self.burn_in >= 0, ">= 0 steps"),
+            "context_bars": (self.context_bars >= 0, ">= 0 bars"),
+            "batch_size": (self.batch_size >= 1, ">= 1"),
+            "val_fraction": (0 <= self.val_fraction < 0.5, "in [0, 0.5)"),
+            "patience": (self.patience >= 1, ">= 1 epoch"),
+            "train_window": (self.train_window is None or self.train_window >= 20,
+                             "null (expanding) or >= 20 bars"),
+        }
+        for key, (ok, rule) in rules.items():
+            if not ok:
+                raise ConfigError(f"train.{key}={getattr(self, key)!r} must be {rule}.")
+
 
 
 @dataclass(frozen=True)

@@ -7,14 +7,14 @@ import random
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import torch
 
 from .backtest import BacktestResult, BuyAndHold, LSTMStrategy, SmaCross, backtest
 from .backtest.cerebro import forecast_backtest
-from .cache import asset_key, cached_walk_forward, forecast_key
+from .cache import asset_key, cached_walk_forward, forecast_key, is_cached
 from .config import DEFAULT_MACRO, ExperimentConfig, resolve_path
 from .data import describe_gaps, load_exogenous, load_many, stamp
 from .errors import ConfigError, DataError, DataWarning
@@ -26,10 +26,11 @@ from .features import (
     make_target,
     warmup_bars,
 )
-from .forecaster import torch_threads
 from .graph import load_sectors
 from .sentiment import load_sentiment, sentiment_feature, sentiment_usage
-from .training import WalkForwardResult
+
+if TYPE_CHECKING:
+    from .training import WalkForwardResult
 
 
 @dataclass
@@ -81,6 +82,8 @@ def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and PyTorch so the same config gives the same numbers."""
     random.seed(seed)
     np.random.seed(seed)  # noqa: NPY002 - user code may draw from the legacy global RNG
+    import torch
+
     torch.manual_seed(seed)
 
 
@@ -260,6 +263,21 @@ def forecast_all(config: ExperimentConfig, features: dict[str, pd.DataFrame],
     return outcome
 
 
+def cached_forecast_keys(config: ExperimentConfig, features: dict[str, pd.DataFrame],
+                         targets: dict[str, pd.Series]) -> dict[str, str] | None:
+    """`forecast_all`'s keys when the cache holds every result they name, else None;
+    without torch (a sweep's model configs, trained before, cost a hash of their inputs)."""
+    model, train, device = config.model, config.train, config.device
+    if model.multi_asset:
+        if config.strategy.mode == "stream":
+            return None  # forecast_all says why not
+        sectors = load_sectors(resolve_path(config.data.sectors)) if config.data.sectors else None
+        key = forecast_key(features, targets, model, train, device, sectors)
+        return {t: asset_key(key, t) for t in features} if is_cached(key) else None
+    keys = {t: forecast_key(features[t], targets[t], model, train, device) for t in features}
+    return keys if all(is_cached(k) for k in keys.values()) else None
+
+
 def _forecast_all(config: ExperimentConfig, features: dict[str, pd.DataFrame],
                   targets: dict[str, pd.Series], use_cache: bool, refresh: bool,
                   progress: bool | Callable[[str], None] | None, say: Callable[[str], None],
@@ -307,6 +325,8 @@ def run_experiment(config: ExperimentConfig | None = None, *,
     a callable receives the lines. `log` receives one line per stage. Walk-forward
     results come from the forecast cache when their inputs are identical (`use_cache`).
     """
+    from .forecaster import torch_threads
+
     config = config or ExperimentConfig()
     with torch_threads(config.threads):
         return _run_experiment(config, progress, log or (lambda message: None), use_cache)

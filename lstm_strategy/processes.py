@@ -4,6 +4,7 @@ and the setup of worker processes that must end with their driver."""
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 
@@ -22,12 +23,11 @@ def watch_parent(parent: int) -> None:
 def worker_init(parent: int) -> None:
     """One torch thread per worker process (see BENCHMARKS.md: threads), and a watchdog
     that ends the worker with its driver."""
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ["OMP_NUM_THREADS"] = "1"  # torch, if a task loads it, starts on one thread
     threading.Thread(target=watch_parent, args=(parent,), daemon=True,
                      name="lstm-strategy-driver-watch").start()
-    import torch
-
-    torch.set_num_threads(1)
+    if "torch" in sys.modules:  # forked from a driver that had it
+        sys.modules["torch"].set_num_threads(1)
 
 
 def pid_alive(pid: int) -> bool:

@@ -8,6 +8,7 @@ import itertools
 import json
 import math
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -171,6 +172,48 @@ def test_the_cli_leaves_every_file_whole_and_a_finished_rerun_answers_from_the_f
     config.write_text(config.read_text().replace("[0, 5]", "[0, 5, 10]"))
     edited = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True)
     assert edited.returncode == 2 and "holds another sweep" in edited.stderr
+
+
+def test_a_sweep_on_cached_forecasts_loads_no_torch_and_reports_the_same(
+        plain: object, tmp_path: Path) -> None:
+    """A sweep whose models the cache holds (here in one process: driver and tasks) never
+    imports torch; its table is the first sweep's, and its report (buy & hold and the
+    curves computed by the sweep's workers) reads as the report computes them itself."""
+    out = tmp_path / "again"
+    code = ("import sys\nfrom lstm_strategy.cli import main\n"
+            f"code = main(['sweep', '--config', {str(sweep_file(tmp_path))!r}, '--out', "
+            f"{str(out)!r}, '--quiet'])\n"
+            "print('torch loaded:', 'torch' in sys.modules)\nsys.exit(code)")
+    env = {**os.environ, "LSTM_STRATEGY_CACHE": str(plain.folder.parent / "cache")}
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "0 model training(s)" in done.stdout and "torch loaded: False" in done.stdout
+    again = pd.read_csv(out / "results.csv")
+    pd.testing.assert_frame_equal(again[COMPARED], plain.table[COMPARED].reset_index(drop=True),
+                                  check_dtype=False)
+    assert plain.buy_and_hold is not None and plain.curves  # the workers computed them
+    alone = dataclasses.replace(plain, folder=tmp_path, curves={}, buy_and_hold=None)
+    write_sweep_report(alone)
+
+    def text(path: Path) -> str:  # what a reader sees, without Bokeh's generated ids
+        page = path.read_text()
+        page = re.sub(r"<script.*?</script>", "", page, flags=re.S)
+        return re.sub(r'<div id="[^"]+" data-root-id="[^"]+"', "<div", page)
+
+    assert text(tmp_path / "sweep_report.html") == text(plain.folder / "sweep_report.html")
+    hold = alone.buy_and_hold  # as the report computed it, in this process
+    assert (hold["in_sample"], hold["holdout"]) == (plain.buy_and_hold["in_sample"],
+                                                    plain.buy_and_hold["holdout"])
+    pd.testing.assert_series_equal(hold["equity"], plain.buy_and_hold["equity"])
+    from lstm_strategy.sweep.tasks import backtest_task
+    for trial, equity in plain.curves.items():  # backtrader's curve is the fast one, exactly
+        row = plain.table.set_index("trial").loc[trial]
+        tree = plain.config.experiment({k: row[k].item() if hasattr(row[k], "item")
+                                        else row[k] for k in plain.config.keys()}).to_dict()
+        fast = backtest_task(tree, plain.forecast_keys[trial], plain.config.holdout,
+                             keep_equity=True, engine="fast")["equity"]
+        pd.testing.assert_series_equal(fast, equity, check_exact=True)
 
 
 def test_a_trial_that_raises_is_recorded_and_the_others_finish(tmp_path: Path) -> None:

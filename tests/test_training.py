@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -431,6 +433,18 @@ def test_the_forecast_cache_serves_only_identical_inputs(aapl_small: pd.DataFram
     assert not trained
     np.testing.assert_array_equal(again.predictions.to_numpy(), first.predictions.to_numpy())
     assert again.predictions.index.equals(first.predictions.index)
+    # the forecasts file beside the result (read without torch) is the result's forecasts
+    from lstm_strategy.cache import cached_predictions, forecasts_path
+    key = next((tmp_path / "cache").glob("*.pt")).stem
+    pd.testing.assert_series_equal(cached_predictions(key), WalkForwardResult.load(
+        tmp_path / "cache" / f"{key}.pt").predictions, check_exact=True, check_freq=False)
+    forecasts_path(key).write_bytes(b"PK\x03\x04 truncated")  # damaged: read from the result
+    pd.testing.assert_series_equal(cached_predictions(key), first.predictions,
+                                   check_exact=True, check_freq=False)
+    forecasts_path(key).unlink()  # a cache from before the file: the next hit writes it
+    run(aapl_small)
+    pd.testing.assert_series_equal(cached_predictions(key), first.predictions,
+                                   check_exact=True, check_freq=False)
     # a one-byte change to the data (one close, last digit) is another key: trained again
     changed = aapl_small.copy()
     changed.iloc[500, changed.columns.get_loc("Close")] += 1e-4
@@ -448,6 +462,31 @@ def test_the_forecast_cache_serves_only_identical_inputs(aapl_small: pd.DataFram
     shutil.rmtree(tmp_path / "cache")  # safe to delete at any time
     _, trained = run(aapl_small)
     assert trained
+
+
+def test_a_forecast_key_needs_no_torch_and_matches_the_one_torch_gives(tmp_path: Path
+                                                                       ) -> None:
+    """The key's torch version and device kind, read without importing torch, are what
+    torch itself says; the config side (kinds, params, training) loads no torch either."""
+    from lstm_strategy.cache import device_type, torch_version
+    from lstm_strategy.forecaster import resolve_device
+    from lstm_strategy.models.kinds import BUILTIN, model_class
+
+    assert torch_version() == torch.__version__
+    for device in ("auto", "cpu"):
+        assert device_type(device) == resolve_device(device).type
+    for kind, spec in BUILTIN.items():  # the torch-free table is each class's own
+        cls = model_class(kind)
+        assert (cls.Params, cls.multi_asset) == (spec.params, spec.multi_asset)
+    code = ("import sys\n"
+            "from lstm_strategy.cache import device_type, torch_version\n"
+            "from lstm_strategy.config import load_config\n"
+            "config = load_config(None, ['model.kind=lstm_gnn', 'model.hidden_size=8'])\n"
+            "assert config.model.multi_asset and config.model.knobs.hidden_size == 8\n"
+            "print(torch_version(), device_type('auto'), 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == [torch.__version__, resolve_device("auto").type, "False"]
 
 
 def test_panel_ic_icir_and_long_short_by_hand() -> None:

@@ -10,6 +10,7 @@ made at t's close; the order it causes fills by the broker's rule (next open by 
 from __future__ import annotations
 
 import math
+import sys
 import warnings
 from collections import deque
 from collections.abc import Mapping
@@ -21,7 +22,6 @@ import pandas as pd
 
 from ..data import GAP_FACTOR
 from ..errors import ConfigError
-from ..forecaster import one_thread_per_worker
 from .decision import (
     RULE_PARAMS,
     Param,
@@ -255,7 +255,10 @@ class LSTMStrategy(RecordingStrategy):
         except ConfigError as exc:
             raise ConfigError(f"LSTMStrategy: {exc}") from None
         self._start_num = self.trade_start_num()
-        one_thread_per_worker()  # a worker of optstrategy or a pool steps models on one core
+        if "torch" in sys.modules:  # a model to step (strategies on forecasts need no torch)
+            from ..forecaster import one_thread_per_worker
+
+            one_thread_per_worker()  # a worker of optstrategy or a pool steps models on one core
         self._books: dict = {}
         self._panel = p.online if getattr(p.online, "assets", None) else None
         self._panel_out: dict = {}

@@ -11,21 +11,22 @@ or `path/to/file.py:MyGRU`), by a name it `@register`s, or through the entry poi
 `lstm_strategy.models` of an installed package. No other module asks which kind it has.
 """
 
-from .base import (
-    MODELS,
-    ForecastModel,
-    ModelConfig,
-    TrainingChunk,
-    build_model,
-    class_path,
-    model_class,
-    register,
-)
-from .lstm_gnn import LSTMGNN
-from .pooled import PooledLSTM
-from .sequence import SequenceLSTM
-from .user import SequenceModel
-from .window import WindowLSTM
+import importlib
+
+from .kinds import MODELS, ModelConfig, class_path, model_class, register
+
+# the classes load on first use (PEP 562): a config (kinds.py) needs no torch
+_CLASSES = {"ForecastModel": ".base", "TrainingChunk": ".base", "build_model": ".base",
+            "LSTMGNN": ".lstm_gnn", "PooledLSTM": ".pooled", "SequenceLSTM": ".sequence",
+            "SequenceModel": ".user", "WindowLSTM": ".window"}
+
+
+def __getattr__(name: str) -> object:
+    module = _CLASSES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module, __name__), name)
+
 
 __all__ = ["LSTMGNN", "MODELS", "ForecastModel", "ModelConfig", "PooledLSTM", "SequenceLSTM",
            "SequenceModel", "TrainingChunk", "WindowLSTM", "build_model", "class_path",

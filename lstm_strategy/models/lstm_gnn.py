@@ -11,7 +11,6 @@ causal. torch-geometric is imported when such a model is built, not before.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -19,37 +18,8 @@ from torch import nn
 
 from ..errors import ConfigError
 from .base import ModelConfig, register
-from .pooled import PooledLSTM, PooledParams
-
-
-@dataclass(frozen=True)
-class GraphParams(PooledParams):
-    """The LSTM-GNN's knobs: the pooled LSTM's, the graph (rebuilt at every retrain from
-    the labels known by then; see lstm_strategy.graph) and its layers."""
-
-    graph: str = "correlation"  # correlation | sector | both (sector: data.sectors)
-    graph_k: int = 5  # links to each asset's k most correlated assets (0: threshold only)
-    graph_threshold: float = 0.0  # and only where the correlation is at least this
-    graph_window: int = 252  # the last this many known labels give the correlations
-    graph_layer: str = "gcn"  # gcn (DenseGCNConv) | gat (DenseGATConv)
-    graph_layers: int = 1
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        choices = {"graph": ("correlation", "sector", "both"), "graph_layer": ("gcn", "gat")}
-        for key, allowed in choices.items():
-            if getattr(self, key) not in allowed:
-                raise ConfigError(f"model.params.{key}={getattr(self, key)!r}; choose one of "
-                                  f"{list(allowed)}.")
-        rules = {"graph_k": self.graph_k >= 0, "graph_window": self.graph_window >= 20,
-                 "graph_layers": self.graph_layers >= 1,
-                 "graph_threshold": -1.0 <= self.graph_threshold <= 1.0}
-        bad = [k for k, ok in rules.items() if not ok]
-        if bad:
-            raise ConfigError(f"model.params.{bad[0]}={getattr(self, bad[0])!r} is out of "
-                              f"range (graph_k >= 0, graph_window >= 20, graph_layers >= 1, "
-                              f"graph_threshold in [-1, 1]).")
-
+from .kinds import GraphParams
+from .pooled import PooledLSTM
 
 # From this many assets GCN layers propagate over the links (a sparse product of the
 # normalised graph with each bar's states) instead of multiplying the dense [assets,

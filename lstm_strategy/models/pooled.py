@@ -11,37 +11,22 @@ chunks, a loss at every step of every asset whose label is known, none in the fi
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..errors import ConfigError
 from .base import (
     ForecastModel,
     LSTMModel,
-    LSTMParams,
     ModelConfig,
     State,
     TrainingChunk,
     pad_rows,
     register,
 )
+from .kinds import PooledParams
 from .sequence import span_validation_loss, stream_chunks, stream_layout
-
-
-@dataclass(frozen=True)
-class PooledParams(LSTMParams):
-    """The pooled LSTM's knobs: the LSTM's, and each asset's learnt embedding width."""
-
-    asset_embedding: int = 4  # 0: none
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.asset_embedding < 0:
-            raise ConfigError(f"model.params.asset_embedding={self.asset_embedding} must be "
-                              f">= 0.")
 
 
 @register

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..errors import ConfigError
-from .base import LSTMModel, LSTMParams, State, TrainingChunk, pad_rows, register
+from .base import LSTMModel, State, TrainingChunk, pad_rows, register
+from .kinds import WindowParams
 
 VAL_BATCH = 1024  # windows per validation call
 
@@ -24,18 +23,6 @@ VAL_BATCH = 1024  # windows per validation call
 def _windows(x: torch.Tensor, window: int) -> torch.Tensor:
     """All windows of x [rows, features] as [rows - window + 1, window, features]."""
     return x.unfold(0, window, 1).permute(0, 2, 1)  # window i ends at row i + window - 1
-
-
-@dataclass(frozen=True)
-class WindowParams(LSTMParams):
-    """The window model's knobs: the LSTM's, and the bars per input window."""
-
-    window: int = 60
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.window < 2:
-            raise ConfigError(f"model.params.window={self.window} must be >= 2 bars.")
 
 
 @register

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import html
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -30,9 +31,11 @@ from ..evaluation.metrics import (
 )
 from ..evaluation.tables import monthly_means, positions, worst_drawdowns
 from ..experiment import ExperimentResult
-from ..training import WalkForwardResult
 from . import charts
 from .charts import PERCENT, STRATEGY_COLORS, Page
+
+if TYPE_CHECKING:
+    from ..training import WalkForwardResult
 
 MAX_OVERLAID = 3  # more tickers than this: forecast charts pool them
 MAX_TICKER_TABS = 8  # more tickers: one price-and-fills chart with a ticker selector
@@ -46,7 +49,7 @@ def model_runs(result: ExperimentResult) -> dict[str, WalkForwardResult]:
     if not result.config.model.multi_asset:
         return runs
     first = next(iter(runs.values()))
-    return {"all": WalkForwardResult(
+    return {"all": type(first)(
         first.index, first.folds, pd.DataFrame({t: r.predictions for t, r in runs.items()}),
         first.model_config, first.train_config)}
 

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from ..backtest import BuyAndHold, backtest
 from ..data import stamp
 from ..evaluation.metrics import format_metric
 from . import charts
@@ -158,32 +157,51 @@ def _parallel(result: SweepResult, page: Page | None) -> str:
 
 
 def _top_curves(result: SweepResult) -> tuple[pd.DataFrame, object] | None:
-    """Growth of 1 of the top configs (as the sweep's engine ran them) and buy & hold, and
-    where the hold-out starts."""
-    from ..sweep.tasks import backtest_task, train_task
+    """Growth of 1 of the top configs (as the sweep's engine ran them: backtrader's equity
+    where the sweep rechecked them) and buy & hold, and where the hold-out starts."""
+    from ..sweep.tasks import backtest_task
 
     done = result.table[result.table["status"] == "COMPLETE"].sort_values(
         result.config.objective, ascending=result.config.direction == "minimize").head(TOP)
     if done.empty:
         return None
-    curves, first = {}, None
+    curves = {}
     for rank, row in enumerate(done.itertuples(), 1):
-        params = {k: done.loc[row.Index, k] for k in result.config.keys()}
-        experiment = result.config.experiment({k: v.item() if hasattr(v, "item") else v
-                                               for k, v in params.items()})
-        tree = experiment.to_dict()
-        keys = result.forecast_keys.get(int(row.trial)) or train_task(tree)["keys"]
-        # the sweep's own engine: the fast evaluator's points are rechecked against backtrader
-        outcome = backtest_task(tree, keys, result.config.holdout, keep_equity=True,
-                                engine=result.config.engine)
-        equity = outcome["equity"]
+        equity = result.curves.get(int(row.trial))
+        if equity is None:
+            params = {k: done.loc[row.Index, k] for k in result.config.keys()}
+            tree = result.config.experiment({k: v.item() if hasattr(v, "item") else v
+                                             for k, v in params.items()}).to_dict()
+            # the sweep's own engine: the fast evaluator's points are rechecked elsewhere
+            equity = backtest_task(tree, _trial_keys(result, int(row.trial), tree),
+                                   result.config.holdout, keep_equity=True,
+                                   engine=result.config.engine)["equity"]
         curves[f"#{rank}: trial {row.trial}"] = equity / equity.iloc[0]
-        first = first or (experiment, outcome, keys)
-    experiment, outcome, keys = first
-    bars, start = _bars_and_start(experiment, keys)
-    hold = backtest(bars, BuyAndHold, broker=experiment.broker, trade_start=start)
-    curves["buy & hold"] = hold.equity["value"] / hold.equity["value"].iloc[0]
-    return pd.DataFrame(curves), outcome["holdout_start"]
+    hold = _hold(result)["equity"]
+    curves["buy & hold"] = hold / hold.iloc[0]
+    start = (result.best or {}).get("holdout_start")
+    return pd.DataFrame(curves), pd.Timestamp(start) if start is not None else None
+
+
+def _trial_keys(result: SweepResult, trial: int, tree: dict) -> dict:
+    """A trial's forecast-cache keys (trained again only for a result without them)."""
+    from ..sweep.tasks import train_task
+
+    return result.forecast_keys.get(trial) or train_task(tree)["keys"]
+
+
+def _hold(result: SweepResult) -> dict:
+    """Buy & hold beside the chosen config (sweep.tasks.buy_and_hold_task): the sweep's,
+    computed on its workers, or computed here."""
+    from ..sweep.tasks import buy_and_hold_task
+
+    best = result.best or {}
+    if result.buy_and_hold is None and best.get("params"):
+        tree = result.config.experiment(best["params"]).to_dict()
+        result.buy_and_hold = buy_and_hold_task(tree, _trial_keys(result, int(best["trial"]),
+                                                                  tree),
+                                                best.get("holdout_start"))
+    return result.buy_and_hold or {}
 
 
 def _equity_curves(result: SweepResult, page: Page | None) -> str:
@@ -302,38 +320,10 @@ def _failed_html(failed: pd.DataFrame, keys: list[str]) -> str:
     return _table(failed[["trial", *keys, "error"]]) if len(failed) else "<p>none</p>"
 
 
-def _bars_and_start(experiment: object, keys: dict) -> tuple[dict, pd.Timestamp]:
-    """A trial's bars and its first forecast date (where its strategy may trade)."""
-    from ..config import config_from_dict
-    from ..sweep.tasks import _predictions, bars_for
-
-    bars = bars_for(config_from_dict(experiment.to_dict()))
-    return bars, max(_predictions(k).first_valid_index() for k in keys.values())
-
-
 def _buy_and_hold(result: SweepResult) -> tuple[dict, dict]:
     """Buy & hold's metrics on the chosen config's bars, in sample and on the hold-out."""
-    from ..sweep.tasks import train_task
-
-    best = result.best or {}
-    if not best.get("params"):
-        return {}, {}
-    experiment = result.config.experiment(best["params"])
-    keys = result.forecast_keys.get(int(best["trial"])) or train_task(
-        experiment.to_dict())["keys"]
-    bars, start = _bars_and_start(experiment, keys)
-    split = best.get("holdout_start")
-    calendar = next(iter(bars.values())).index
-    inside = {t: f.loc[:split].iloc[:-1] if split is not None else f for t, f in bars.items()}
-    first = backtest(inside, BuyAndHold, broker=experiment.broker, trade_start=start,
-                     cross_check=False).metrics
-    if split is None:
-        return first, {}
-    before = calendar[calendar < pd.Timestamp(split)]
-    outside = {t: f.loc[before[-1]:] for t, f in bars.items()} if len(before) else bars
-    second = backtest(outside, BuyAndHold, broker=experiment.broker,
-                      trade_start=pd.Timestamp(split), cross_check=False).metrics
-    return first, second
+    hold = _hold(result)
+    return hold.get("in_sample") or {}, hold.get("holdout") or {}
 
 
 def _left_out(dsr: dict, pbo: dict) -> str:

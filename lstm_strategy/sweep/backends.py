@@ -23,12 +23,11 @@ def start_method() -> str:
     imports done; spawn elsewhere. On a machine with a GPU a forked child can use neither
     CUDA once this process has, nor autograd once this process has run a backward pass,
     even on the CPU (autograd then runs a thread per GPU; seen on an H200 machine);
-    macOS forbids fork."""
-    import torch
-
-    if sys.platform.startswith("linux") and not torch.cuda.is_available():
-        return "fork"
-    return "spawn"
+    macOS forbids fork. A driver that has not loaded torch has done neither: fork."""
+    if not sys.platform.startswith("linux"):
+        return "spawn"
+    torch = sys.modules.get("torch")
+    return "fork" if torch is None or not torch.cuda.is_available() else "spawn"
 
 
 class WorkerLost(RuntimeError):

@@ -43,6 +43,11 @@ class SweepResult:
     trainings: int  # model configs trained (not found in the cache) by this call
     returns: pd.DataFrame | None = None  # in-sample per-bar returns, a column per trial
     forecast_keys: dict = dataclasses.field(default_factory=dict)  # trial -> cache keys
+    # what the report shows, when the sweep's workers computed it: backtrader's equity of
+    # the rechecked trials (trial -> series) and buy & hold beside the best one
+    # (sweep.tasks.buy_and_hold_task)
+    curves: dict = dataclasses.field(default_factory=dict)
+    buy_and_hold: dict | None = None
 
 
 def source_digest(path: Path) -> str:

@@ -40,7 +40,7 @@ from .backends import WorkerLost, make_backend, start_method
 from .finished import SweepResult, lock_holder
 from .ledger import Ledger
 from .space import SweepConfig, load_sweep
-from .tasks import backtest_task, returns_matrix, train_task
+from .tasks import backtest_task, buy_and_hold_task, returns_matrix, train_task
 
 STUDY = "sweep"
 
@@ -516,22 +516,22 @@ class EngineMismatch(RuntimeError):
 
 
 def _recheck(config: SweepConfig, study: object, complete: pd.DataFrame,
-             runner: object | None = None) -> list[int]:
+             runner: object | None = None) -> dict[int, pd.Series]:
     """Re-run the top points the fast evaluator served through backtrader (on the sweep's
     workers when they are still up); any difference stops the sweep with an error naming
-    the point."""
+    the point. Returns backtrader's equity of each point it checked (the report's curves)."""
     if config.recheck <= 0 or "engine" not in complete:
-        return []
+        return {}
     served = complete[complete["engine"] == "fast"].sort_values(
         config.objective, ascending=config.direction == "minimize").head(config.recheck)
-    checked = []
+    checked = {}
     trials = study.get_trials(deepcopy=False)
     jobs = []
     for number in served["trial"].astype(int):
         trial = trials[number]
         outcome = trial.user_attrs.get("outcome", {})
         experiment = config.experiment({k: trial.params[k] for k in config.keys()})
-        args = (experiment.to_dict(), outcome["keys"], config.holdout, False, "backtrader")
+        args = (experiment.to_dict(), outcome["keys"], config.holdout, True, "backtrader")
         jobs.append((number, trial, outcome,
                      runner.submit(backtest_task, *args) if runner else backtest_task(*args)))
     for number, trial, outcome, job in jobs:
@@ -548,7 +548,7 @@ def _recheck(config: SweepConfig, study: object, complete: pd.DataFrame,
                         f"trial {number} {trial.params}: the fast evaluator gave {part} "
                         f"{key}={other!r}, backtrader {value!r}. Rerun with engine: "
                         f"backtrader, and report this point.")
-        checked.append(number)
+        checked[number] = again["equity"]
     return checked
 
 
@@ -608,9 +608,14 @@ def _summarise(config: SweepConfig, study: object, folder: Path, trainings: int,
                    "n_bars": matrix.shape[0]}
         if dsr is not None:
             dsr["n_left_out"] = len(returns) - int(dsr["n_trials"])
-    rechecked = _recheck(config, study, complete, runner) if len(complete) else []
+    hold = None
+    if report and best is not None and runner is not None and forecast_keys.get(number):
+        # the report's buy & hold, on a worker while the others recheck
+        hold = runner.submit(buy_and_hold_task, config.experiment(best["params"]).to_dict(),
+                             forecast_keys[number], best["holdout_start"])
+    curves = _recheck(config, study, complete, runner) if len(complete) else {}
     summary = {"best": best, "dsr": dsr, "pbo": pbo, "n_trials": len(table),
-               "rechecked_with_backtrader": rechecked,
+               "rechecked_with_backtrader": list(curves),
                "n_failed": int((table["status"] == "FAIL").sum()) if len(table) else 0,
                "objective": config.objective, "direction": config.direction,
                "holdout": config.holdout,
@@ -618,7 +623,8 @@ def _summarise(config: SweepConfig, study: object, folder: Path, trainings: int,
                "source": config.source, "budget": config.budget(), "track": config.track}
     (folder / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     result = SweepResult(folder, config, table, best, dsr, pbo, trainings, matrix,
-                         forecast_keys)
+                         forecast_keys, curves,
+                         runner.result(hold) if hold is not None else None)
     if report and best is not None:
         report(result)
     return result

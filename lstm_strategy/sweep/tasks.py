@@ -8,40 +8,67 @@ and return plain data, run with one torch thread, and work the same in any proce
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
+import sys
 import time
 import warnings
+from collections.abc import Iterator
 
 import pandas as pd
 
-from ..backtest import LSTMStrategy, backtest
+from ..backtest import BuyAndHold, LSTMStrategy, backtest
 from ..backtest.fastsim import FastEvaluator, unsupported
 from ..cache import cached_predictions
 from ..config import ExperimentConfig, FoldsConfig, config_from_dict, resolve_path
 from ..data import gap_after, load_many
 from ..evaluation.metrics import bar_returns, infer_periods_per_year, strategy_metrics
-from ..experiment import forecast_all, load_experiment_data, seed_everything, strategy_params
+from ..experiment import (
+    cached_forecast_keys,
+    forecast_all,
+    load_experiment_data,
+    seed_everything,
+    strategy_params,
+)
 from ..features import make_target
-from ..forecaster import torch_threads
+
+
+@contextlib.contextmanager
+def _one_torch_thread() -> Iterator[None]:
+    """One torch thread for the block, where torch is loaded (a point served from cached
+    forecasts never loads it)."""
+    if "torch" not in sys.modules:
+        yield
+        return
+    from ..forecaster import torch_threads
+
+    with torch_threads(1):
+        yield
 
 
 def train_task(config_tree: dict, refresh: bool = False) -> dict:
     """Forecasts of one model-side config, by ticker: their cache keys, and how many trained.
 
     They go to the forecast cache, where the backtest tasks read them; `refresh` retrains
-    even when the cache holds them.
+    even when the cache holds them. Forecasts the cache holds cost no torch import.
     """
     started = time.perf_counter()
     # a sweep spreads its models over the workers; each model's folds train in its worker
     config = dataclasses.replace(config_from_dict(config_tree), folds=FoldsConfig())
-    with torch_threads(1), warnings.catch_warnings():
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        seed_everything(config.train.seed)
-        bars, features, _ = load_experiment_data(config)
+        bars, features, _ = load_experiment_data(config)  # draws no random numbers
         targets = {t: make_target(f["Close"], config.train.horizon) for t, f in bars.items()}
-        _, keys, trained = forecast_all(config, features, targets, refresh=refresh,
-                                        progress=False)
+        keys = None if refresh else cached_forecast_keys(config, features, targets)
+        trained = 0
+        if keys is None:
+            from ..forecaster import torch_threads
+
+            with torch_threads(1):
+                seed_everything(config.train.seed)
+                _, keys, trained = forecast_all(config, features, targets, refresh=refresh,
+                                                progress=False)
     return {"keys": keys, "trained": trained, "seconds": time.perf_counter() - started}
 
 
@@ -120,16 +147,19 @@ def backtest_task(config_tree: dict, keys: dict[str, str], holdout: float,
     reason = unsupported(params, config.broker)
     if engine == "fast" and reason:
         raise ValueError(f"engine=fast cannot serve this point: {reason}")
-    served = "fast" if engine != "backtrader" and not reason else "backtrader"
-    if served == "fast":
+    fast = engine != "backtrader" and not reason
+    served = "fast" if fast else "backtrader"
+    if fast:
         broker = config.broker
         evaluator = _evaluator(tuple(config.data.paths), config.data.start, config.data.end,
                                tuple(sorted(keys.items())), bars, forecasts)
-        run = evaluator.run(cash=broker.cash, commission_bps=broker.commission_bps,
-                            slippage_bps=broker.slippage_bps, fill=broker.fill,
-                            fractional=broker.fractional, trade_start=trade_start, **params)
+        if keep_equity:  # frames only when asked: a sweep's points score in the kernel
+            run = evaluator.run(cash=broker.cash, commission_bps=broker.commission_bps,
+                                slippage_bps=broker.slippage_bps, fill=broker.fill,
+                                fractional=broker.fractional, trade_start=trade_start,
+                                **params)
     else:
-        with torch_threads(1):
+        with _one_torch_thread():
             run = backtest(bars, LSTMStrategy, broker=config.broker, trade_start=trade_start,
                            name="lstm", record=False, cross_check=False,
                            extra={t: f.rename("forecast").to_frame()
@@ -140,7 +170,7 @@ def backtest_task(config_tree: dict, keys: dict[str, str], holdout: float,
         served += " on batch forecasts (stream mode's forecasts, computed in one pass)"
     split = holdout_start(calendar, trade_start, holdout)
     ppy, gaps = _calendar(calendar)
-    if served == "fast" and not keep_equity:  # scores without frames, in the kernel
+    if fast and not keep_equity:  # scores without frames, in the kernel
         scored = evaluator.run_many(
             [params], cash=broker.cash, commission_bps=broker.commission_bps,
             slippage_bps=broker.slippage_bps, fill=broker.fill, fractional=broker.fractional,
@@ -160,6 +190,29 @@ def backtest_task(config_tree: dict, keys: dict[str, str], holdout: float,
     if keep_equity:
         result["equity"] = run.equity["value"]
     return result
+
+
+def buy_and_hold_task(config_tree: dict, keys: dict[str, str], split: object) -> dict:
+    """Buy & hold on a trial's bars through backtrader, as the sweep report sets it beside
+    the chosen config: from its first forecast to the end (the equity), and apart on the
+    bars before the hold-out (`split`) and from it (their metrics; {} without a split)."""
+    config = config_from_dict(config_tree)
+    bars = bars_for(config)
+    start = max(_predictions(k).first_valid_index() for k in keys.values())
+    broker = config.broker
+    with _one_torch_thread():
+        whole = backtest(bars, BuyAndHold, broker=broker, trade_start=start, cross_check=False)
+        first, second = whole.metrics, {}
+        if split is not None:
+            inside = {t: f.loc[:split].iloc[:-1] for t, f in bars.items()}
+            first = backtest(inside, BuyAndHold, broker=broker, trade_start=start,
+                             cross_check=False).metrics
+            calendar = next(iter(bars.values())).index
+            before = calendar[calendar < pd.Timestamp(split)]
+            outside = {t: f.loc[before[-1]:] for t, f in bars.items()} if len(before) else bars
+            second = backtest(outside, BuyAndHold, broker=broker,
+                              trade_start=pd.Timestamp(split), cross_check=False).metrics
+    return {"in_sample": first, "holdout": second, "equity": whole.equity["value"]}
 
 
 def score_run(equity: pd.DataFrame, fills: pd.DataFrame, trades: pd.DataFrame,
